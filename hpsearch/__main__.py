@@ -1,0 +1,5 @@
+"""Allow `python -m hpsearch ...`."""
+
+from hpsearch.cli import main
+
+raise SystemExit(main())

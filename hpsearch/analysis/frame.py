@@ -1,0 +1,160 @@
+"""Read a run directory (Ray Tune trial folders + hpsearch.json) into tidy pandas frames:
+`epochs` (one row per trial per epoch, DESIGN.md schema) and `trials` (one row per trial)."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from hpsearch.errors import UserError
+
+__all__ = ["RUN_FILE", "Run", "load_run", "summarize_trials", "read_run_meta", "SCHEMA"]
+
+RUN_FILE = "hpsearch.json"
+SCHEMA = ["epoch", "train_loss", "val_loss", "train_metric", "val_metric", "gap",
+          "epoch_time_s", "time_total_s", "gpu_mem_mb", "gpu_mem_device_mb", "status", "error"]
+
+
+@dataclass
+class Run:
+    """A loaded experiment."""
+
+    path: Path
+    meta: dict
+    epochs: pd.DataFrame
+    trials: pd.DataFrame
+    params: list[str] = field(default_factory=list)  # searched hyperparameters
+
+    @property
+    def mode(self) -> str:
+        return self.meta.get("mode", "max")
+
+    @property
+    def metric_name(self) -> str:
+        return self.meta.get("metric_name", "val_metric")
+
+
+def read_run_meta(path: Path) -> dict:
+    """The run's hpsearch.json, or a clear UserError."""
+    if not path.is_dir():
+        raise UserError(f"run directory not found: {path}")
+    meta_file = path / RUN_FILE
+    if not meta_file.exists():
+        raise UserError(f"{path} is not an hpsearch run (no {RUN_FILE})")
+    try:
+        return json.loads(meta_file.read_text())
+    except json.JSONDecodeError:
+        raise UserError(f"{meta_file} is not valid JSON") from None
+
+
+def _read_results(trial_dir: Path) -> list[dict]:
+    rows = []
+    result_file = trial_dir / "result.json"
+    if not result_file.exists():
+        return rows
+    for line in result_file.read_text().splitlines():
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue  # a line cut short by a crash
+    return rows
+
+
+def _tune_error(trial_dir: Path) -> str | None:
+    err = trial_dir / "error.txt"
+    if not err.exists():
+        return None
+    lines = [ln for ln in err.read_text(errors="replace").splitlines() if ln.strip()]
+    return lines[-1][:500] if lines else "error"
+
+
+def _trial_rows(trial_dir: Path, finished: bool, max_epochs: int) -> list[dict]:
+    results = _read_results(trial_dir)
+    params_file = trial_dir / "params.json"
+    config = json.loads(params_file.read_text()) if params_file.exists() else {}
+    tid = results[0].get("trial_id") if results else trial_dir.name
+    by_epoch: dict[int, dict] = {}
+    for r in results:
+        if "epoch" in r:  # a retried epoch replaces the earlier attempt
+            by_epoch[int(r["epoch"])] = r
+    rows = []
+    for epoch in sorted(by_epoch):
+        r = by_epoch[epoch]
+        row = {"trial_id": tid, **{k: r.get(k) for k in SCHEMA}, **config}
+        rows.append(row)
+    error = _tune_error(trial_dir)
+    if rows:
+        last = rows[-1]
+        if error and last["status"] not in ("completed", "diverged"):
+            last["status"], last["error"] = "error", error
+        elif last["status"] == "running" and (finished or error):
+            last["status"] = "stopped_early"
+    elif error:
+        rows.append({"trial_id": tid, "epoch": 0, "status": "error", "error": error, **config})
+    return rows
+
+
+def load_run(path: str | Path, require_trials: bool = True) -> Run:
+    """Load a finished or partial run.
+
+    Args:
+        path: runs/NAME.
+        require_trials: raise UserError when no trial has reported yet.
+
+    Returns:
+        A `Run` with `epochs` and `trials` frames.
+    """
+    path = Path(path)
+    meta = read_run_meta(path)
+    finished = bool(meta.get("finished"))
+    rows: list[dict] = []
+    for trial_dir in sorted(p for p in path.iterdir() if p.is_dir()):
+        if (trial_dir / "params.json").exists():
+            rows.extend(_trial_rows(trial_dir, finished, meta.get("max_epochs", 0)))
+    if not rows and require_trials:
+        raise UserError(f"{path}: no trial has reported a result yet")
+    epochs = pd.DataFrame(rows)
+    for col in SCHEMA + ["trial_id"]:
+        if col not in epochs:
+            epochs[col] = None
+    fixed = set(meta.get("fixed", {})) | {"epochs"}
+    params = [c for c in epochs.columns if c not in SCHEMA and c != "trial_id" and c not in fixed]
+    params = [c for c in params if epochs[c].nunique(dropna=True) > 1] or params
+    trials = summarize_trials(epochs, params, meta.get("mode", "max"))
+    return Run(path, meta, epochs, trials, params)
+
+
+def summarize_trials(epochs: pd.DataFrame, params: list[str], mode: str) -> pd.DataFrame:
+    """One row per trial: its params, final status, best and final val metric, gaps, time, memory.
+
+    Args:
+        epochs: the per-epoch frame.
+        params: hyperparameter columns to carry over.
+        mode: "max" or "min" for val_metric.
+    """
+    out = []
+    for tid, g in epochs.sort_values("epoch").groupby("trial_id", sort=False):
+        last = g.iloc[-1]
+        vm = pd.to_numeric(g["val_metric"], errors="coerce").replace([np.inf, -np.inf], np.nan)
+        gap = pd.to_numeric(g["gap"], errors="coerce")
+        best = vm.max() if mode == "max" else vm.min()
+        row = {"trial_id": tid, **{p: last.get(p) for p in params},
+               "status": last["status"], "epochs": int(last["epoch"] or 0),
+               "best_val_metric": best, "final_val_metric": vm.iloc[-1],
+               "final_train_loss": last["train_loss"], "final_val_loss": last["val_loss"],
+               "final_gap": gap.iloc[-1], "max_gap": gap.max(),
+               "time_total_s": pd.to_numeric(g["time_total_s"], errors="coerce").max(),
+               "gpu_mem_mb": pd.to_numeric(g["gpu_mem_mb"], errors="coerce").max(),
+               "error": last.get("error")}
+        out.append(row)
+    trials = pd.DataFrame(out)
+    if len(trials):
+        key = trials["best_val_metric"].fillna(-math.inf if mode == "max" else math.inf)
+        trials = trials.assign(_k=key).sort_values("_k", ascending=(mode == "min"))
+        trials = trials.drop(columns="_k").reset_index(drop=True)
+    return trials

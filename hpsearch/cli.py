@@ -1,0 +1,251 @@
+"""Command line: hpsearch run | resume | analyze | export | train | spaces | trainers.
+Parsing and printing only; the work lives in the packages. User errors exit 2 in one line."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+from hpsearch.errors import UserError
+
+DEFAULT_SPACE = {"mlp": "mlp_optimizers", "lm": "lm_optimizers_depth", "vit": "vit_norm_depth"}
+
+
+def _add_run_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--trainer", help="mlp | lm | vit | package.module:function (default: the "
+                   "space's trainer, else mlp)")
+    p.add_argument("--space", help="registered space or a .yaml file (default: per trainer)")
+    p.add_argument("--samples", type=int, default=16, help="trials to run (default 16)")
+    p.add_argument("--max-epochs", type=int, default=10, help="epochs per trial, ASHA max_t")
+    p.add_argument("--out", help="run directory (default runs/TRAINER-SPACE-TIME)")
+    p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                   help="fix a trainer setting for every trial, e.g. --set data=digits")
+    p.add_argument("--scheduler", choices=["asha", "fifo"], default="asha")
+    p.add_argument("--grace-period", type=int, default=1, help="ASHA: epochs before stopping")
+    p.add_argument("--reduction-factor", type=float, default=3.0, help="ASHA: keep 1/this")
+    p.add_argument("--sampler", choices=["tpe", "random"], default="tpe")
+    p.add_argument("--seed", type=int, default=0, help="sampler seed")
+    p.add_argument("--metric", default="val_metric", help="reported key to optimise")
+    p.add_argument("--mode", choices=["min", "max"], help="default: the trainer's direction")
+    p.add_argument("--points", help="YAML/JSON list of configs to evaluate first")
+    p.add_argument("--grid", action="store_true", help="evaluate the space's hand grid instead")
+    p.add_argument("--cpus-per-trial", type=float, default=1.0)
+    p.add_argument("--gpus-per-trial", type=float, default=0.0, help="fractions share a GPU")
+    p.add_argument("--max-concurrent", type=int, help="default: what the cluster fits")
+    p.add_argument("--address", help="join a Ray cluster: auto | ray://HOST:PORT")
+    p.add_argument("--max-failures", type=int, default=2, help="retries of a crashed trial")
+    p.add_argument("--num-cpus", type=int, help="local Ray only: CPUs to use")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="hpsearch", description=__doc__.splitlines()[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
+    sub = parser.add_subparsers(dest="command", required=True)
+    _add_run_args(sub.add_parser("run", help="launch a search"))
+    p = sub.add_parser("resume", help="finish an interrupted search")
+    p.add_argument("run_dir")
+    p.add_argument("--num-cpus", type=int)
+    p = sub.add_parser("train", help="train one config without Ray")
+    p.add_argument("--trainer", help="mlp | lm | vit | package.module:function")
+    p.add_argument("--config", help="an exported config (YAML or JSON)")
+    p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--json", action="store_true", help="print rows as JSON lines")
+    p = sub.add_parser("spaces", help="list spaces, or show one's parameters")
+    p.add_argument("name", nargs="?")
+    sub.add_parser("trainers", help="list trainers and their settings")
+    return parser
+
+
+def _load_doc(path: str):
+    import yaml
+
+    p = Path(path)
+    if not p.is_file():
+        raise UserError(f"file not found: {path}")
+    try:
+        return yaml.safe_load(p.read_text())  # JSON is YAML too
+    except yaml.YAMLError:
+        raise UserError(f"{path}: malformed YAML/JSON") from None
+
+
+def _search_config(args):
+    from hpsearch import spaces, trainers
+    from hpsearch.config import (ResourcesConfig, SchedulerConfig, SearchConfig, coerce_value,
+                                 parse_literal)
+
+    space_name = args.space
+    trainer_name = args.trainer or (spaces.get(space_name).trainer if space_name else None) or "mlp"
+    trainer = trainers.get(trainer_name)
+    space_name = space_name or DEFAULT_SPACE.get(trainer_name)
+    if not space_name:
+        raise UserError(f"trainer {trainer_name!r} has no default space; pass --space")
+    fixed = {}
+    for item in args.sets:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise UserError(f"--set expects key=value, got {item!r}")
+        fixed[key.strip()] = coerce_value(trainer.config_cls, key.strip(), parse_literal(raw))
+    points = ()
+    if args.points:
+        doc = _load_doc(args.points)
+        if not isinstance(doc, list):
+            raise UserError(f"{args.points}: expected a list of configs")
+        points = tuple(doc)
+    out = args.out or f"runs/{trainer_name.replace(':', '.')}-{space_name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    try:
+        sched = SchedulerConfig(args.scheduler, args.grace_period, args.reduction_factor,
+                                args.max_epochs)
+        res = ResourcesConfig(args.cpus_per_trial, args.gpus_per_trial, args.max_concurrent)
+        return SearchConfig(
+            trainer=trainer_name, space=space_name, run_dir=str(Path(out).resolve()),
+            samples=args.samples, max_epochs=args.max_epochs, metric=args.metric,
+            mode=args.mode or trainer.mode, sampler=args.sampler, seed=args.seed,
+            scheduler=sched, resources=res, fixed=fixed, points=points, address=args.address,
+            max_failures=args.max_failures)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+
+
+def _print_best(run) -> None:
+    trials = run.trials
+    if trials.empty:
+        print("no trial reported a result")
+        return
+    counts = trials["status"].value_counts().to_dict()
+    print("trials: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
+    best = trials.iloc[0]
+    print(f"best trial {best['trial_id']}: val_metric ({run.metric_name}) = "
+          f"{best['best_val_metric']:.4g} after {best['epochs']} epochs, status {best['status']}")
+    for p in run.params:
+        print(f"  {p} = {best.get(p)}")
+    print(f"results: {run.path}  (epochs.csv, trials.csv, optuna.db)")
+    print(f"next: hpsearch analyze {run.path}")
+
+
+def cmd_run(args) -> int:
+    from hpsearch.search import run_search
+
+    cfg = _search_config(args)
+    print(f"search: trainer={cfg.trainer} space={cfg.space} samples={cfg.samples} "
+          f"max_epochs={cfg.max_epochs} metric={cfg.metric} ({cfg.mode}) -> {cfg.run_dir}")
+    run = run_search(cfg, grid=args.grid, num_cpus=args.num_cpus)
+    _print_best(run)
+    return 0
+
+
+def cmd_resume(args) -> int:
+    from hpsearch.search import resume_search
+
+    run = resume_search(args.run_dir, num_cpus=args.num_cpus)
+    _print_best(run)
+    return 0
+
+
+def _fmt(v) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return f"{v:.4g}" if math.isfinite(v) else str(v)
+    return str(v)
+
+
+def cmd_train(args) -> int:
+    from hpsearch import trainers
+    from hpsearch.config import parse_overrides
+
+    values, name = {}, args.trainer
+    if args.config:
+        doc = _load_doc(args.config)
+        if not isinstance(doc, dict):
+            raise UserError(f"{args.config}: expected a mapping")
+        values = doc.get("config", doc)
+        name = name or doc.get("trainer")
+        if not isinstance(values, dict):
+            raise UserError(f"{args.config}: 'config' must be a mapping")
+    trainer = trainers.get(name or "mlp")
+    cfg = parse_overrides(trainer.make_config(values), args.sets)
+    print(f"train {trainer.name}: " + " ".join(f"{k}={v}" for k, v in dataclasses.asdict(cfg).items()))
+    cols = ["epoch", "train_loss", "val_loss", "train_metric", "val_metric", "gap",
+            "epoch_time_s", "gpu_mem_mb", "status"]
+    if not args.json:
+        print("  ".join(f"{c:>12}" for c in cols))
+
+    def report(row: dict) -> None:
+        if args.json:
+            print(json.dumps(row), flush=True)
+        else:
+            print("  ".join(f"{_fmt(row.get(c)):>12}" for c in cols), flush=True)
+
+    last = trainer.train(cfg, report)
+    print(f"final val_metric ({trainer.metric}) = {_fmt(last.get('val_metric'))}, "
+          f"status {last.get('status')}")
+    return 0
+
+
+def cmd_spaces(args) -> int:
+    from hpsearch import spaces
+
+    if not args.name:
+        for name in sorted(spaces.SPACES):
+            s = spaces.get(name)
+            print(f"{name:22} trainer={s.trainer:5} {s.doc}")
+        return 0
+    s = spaces.get(args.name)
+    print(f"{s.name}: {s.doc}\ntrainer: {s.trainer}")
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    dists: dict = {}
+    for _ in range(32):
+        t = study.ask()
+        s.fn(t)
+        dists.update(t.distributions)
+        study.tell(t, 0.0)
+    for name, d in dists.items():
+        print(f"  {name:14} {d}")
+    if s.grid:
+        print("grid: " + ", ".join(f"{k}={v}" for k, v in s.grid.items()))
+    return 0
+
+
+def cmd_trainers(args) -> int:
+    from hpsearch import trainers
+
+    for name in sorted(trainers.TRAINERS):
+        t = trainers.get(name)
+        fields = ", ".join(f"{f.name}={f.default!r}" for f in dataclasses.fields(t.config_cls))
+        print(f"{name}: metric {t.metric} ({t.mode})\n  {fields}")
+    return 0
+
+
+COMMANDS = {"run": cmd_run, "resume": cmd_resume, "train": cmd_train, "spaces": cmd_spaces,
+            "trainers": cmd_trainers}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `hpsearch` console script."""
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    # Tune warns on every snapshot when trials checkpoint each short epoch; that is by design.
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    try:
+        return COMMANDS[args.command](args)
+    except UserError as exc:
+        print(f"hpsearch: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("hpsearch: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,158 @@
+"""Search settings as frozen dataclasses, plus `parse_overrides` for `--set key=value`."""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+from typing import Any
+
+from hpsearch.errors import UserError
+
+__all__ = ["SchedulerConfig", "ResourcesConfig", "SearchConfig", "parse_overrides", "coerce_value"]
+
+
+@dataclass(frozen=True)
+class SchedulerConfig:
+    """Early stopping. `kind="asha"` uses Ray Tune's ASHAScheduler, `"fifo"` runs every trial."""
+
+    kind: str = "asha"
+    grace_period: int = 1
+    reduction_factor: float = 3.0
+    max_t: int = 10  # equals SearchConfig.max_epochs; ASHA's rungs are counted in epochs
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("asha", "fifo"):
+            raise ValueError(f"scheduler must be 'asha' or 'fifo', got {self.kind!r}")
+        if self.max_t < 1:
+            raise ValueError(f"max epochs must be >= 1, got {self.max_t}")
+        if not 1 <= self.grace_period <= self.max_t:
+            raise ValueError(
+                f"grace period must be in [1, max epochs={self.max_t}], got {self.grace_period}"
+            )
+        if self.reduction_factor <= 1:
+            raise ValueError(f"reduction factor must be > 1, got {self.reduction_factor}")
+
+
+@dataclass(frozen=True)
+class ResourcesConfig:
+    """What one trial gets. Fractional GPUs let several small trials share a device."""
+
+    cpus_per_trial: float = 1.0
+    gpus_per_trial: float = 0.0
+    # None: derived from the cluster's free CPUs/GPUs. OptunaSearch keeps only one trial
+    # pending without it, leaving slots idle.
+    max_concurrent: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.cpus_per_trial <= 0:
+            raise ValueError(f"cpus per trial must be > 0, got {self.cpus_per_trial}")
+        if self.gpus_per_trial < 0:
+            raise ValueError(f"gpus per trial must be >= 0, got {self.gpus_per_trial}")
+        if self.max_concurrent is not None and self.max_concurrent < 1:
+            raise ValueError(f"max concurrent trials must be >= 1, got {self.max_concurrent}")
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    """One experiment: which trainer, which space, how many trials, where results go."""
+
+    trainer: str
+    space: str
+    run_dir: str  # absolute path of runs/NAME; Ray Tune's storage_path is its parent
+    samples: int = 16
+    max_epochs: int = 10
+    metric: str = "val_metric"
+    mode: str = "max"
+    sampler: str = "tpe"  # tpe | random
+    seed: int = 0
+    scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
+    resources: ResourcesConfig = field(default_factory=ResourcesConfig)
+    # Trainer Config fields held fixed for every trial (`--set`), e.g. {"data": "digits"}.
+    fixed: dict = field(default_factory=dict)
+    # Configs evaluated before sampling starts (`--points FILE`).
+    points: tuple = ()
+    address: str | None = None  # None: a private local Ray on 127.0.0.1
+    max_failures: int = 2  # worker crashes retried from the last checkpoint
+    study_name: str = ""
+
+    def __post_init__(self) -> None:
+        if self.samples < 1:
+            raise ValueError(f"samples must be >= 1, got {self.samples}")
+        if self.mode not in ("min", "max"):
+            raise ValueError(f"mode must be 'min' or 'max', got {self.mode!r}")
+        if self.sampler not in ("tpe", "random"):
+            raise ValueError(f"sampler must be 'tpe' or 'random', got {self.sampler!r}")
+        if self.scheduler.max_t != self.max_epochs:
+            raise ValueError("scheduler.max_t must equal max_epochs")
+        if self.max_failures < 0:
+            raise ValueError(f"max failures must be >= 0, got {self.max_failures}")
+
+
+def coerce_value(cls: type, name: str, value: Any) -> Any:
+    """Check `value` against dataclass field `name` of `cls`; return it converted.
+
+    Args:
+        cls: a dataclass type (a trainer's Config).
+        name: field name.
+        value: a Python value (already parsed).
+
+    Returns:
+        The value, with int widened to float for float fields.
+
+    Raises:
+        UserError: unknown field or a value of the wrong type.
+    """
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    if name not in fields:
+        raise UserError(f"unknown setting {name!r}; valid: {', '.join(sorted(fields))}")
+    hints = typing.get_type_hints(cls)
+    expected = hints.get(name, type(None))
+    allowed = typing.get_args(expected) or (expected,)
+    if float in allowed and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if value is None and type(None) in allowed:
+        return None
+    if any(isinstance(value, t) and not (t is int and isinstance(value, bool)) for t in allowed
+           if isinstance(t, type)):
+        return value
+    names = "|".join(getattr(t, "__name__", str(t)) for t in allowed)
+    raise UserError(f"setting {name}={value!r}: expected {names}, got {type(value).__name__}")
+
+
+def parse_overrides(cfg: Any, items: list[str] | tuple[str, ...]) -> Any:
+    """Apply nanoGPT-style `key=value` overrides to a dataclass, returning a new one.
+
+    Values are parsed with `ast.literal_eval` (so `3e-4`, `4`, `True`, `'adam'`); a value that
+    is not a Python literal is taken as a string (`optimizer=adam`).
+
+    Args:
+        cfg: a dataclass instance.
+        items: strings of the form `key=value`.
+
+    Returns:
+        A new instance of the same dataclass.
+
+    Raises:
+        UserError: a malformed item, an unknown key or a wrongly typed value.
+    """
+    changes = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise UserError(f"--set expects key=value, got {item!r}")
+        changes[key] = coerce_value(type(cfg), key, parse_literal(raw.strip()))
+    try:
+        return dataclasses.replace(cfg, **changes)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+
+
+def parse_literal(raw: str) -> Any:
+    """`ast.literal_eval`, falling back to the raw string for bare words like `adam`."""
+    try:
+        return ast.literal_eval(raw)
+    except (ValueError, SyntaxError):
+        return raw

@@ -1,0 +1,187 @@
+"""Wiring the Tuner: OptunaSearch (define-by-run) + ASHAScheduler + RunConfig, run and resume."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import logging
+import time
+import uuid
+from pathlib import Path
+
+import optuna
+from ray import tune
+from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+
+from hpsearch import __version__, spaces, trainers
+from hpsearch.analysis.frame import RUN_FILE, load_run, read_run_meta
+from hpsearch.config import ResourcesConfig, SchedulerConfig, SearchConfig
+from hpsearch.errors import UserError
+from hpsearch.search import cluster
+from hpsearch.search.progress import ProgressLine
+from hpsearch.search.searcher import PruneAwareOptunaSearch
+from hpsearch.search.trainable import run_trial
+
+logger = logging.getLogger(__name__)
+__all__ = ["build_tuner", "run_search", "resume_search", "validate", "config_from_meta"]
+
+
+def validate(cfg: SearchConfig, grid: bool = False):
+    """Resolve and cross-check trainer, space, fixed settings and points before Ray starts.
+
+    Returns:
+        (trainer, space).
+    """
+    trainer = trainers.get(cfg.trainer)
+    space = spaces.get(cfg.space)
+    if space.trainer and ":" not in cfg.trainer and space.trainer != cfg.trainer:
+        raise UserError(f"space {space.name!r} is for trainer {space.trainer!r}, "
+                        f"not {cfg.trainer!r}")
+    trainer.make_config(dict(cfg.fixed))  # unknown keys and bad values fail here, not in Ray
+    spaces.check_keys(space, trainer.config_cls, cfg.fixed)
+    if grid and not space.grid:
+        raise UserError(f"space {space.name!r} defines no grid for --grid")
+    for point in cfg.points:
+        if not isinstance(point, dict):
+            raise UserError("--points must be a list of mappings (one config each)")
+        trainer.make_config({**cfg.fixed, **point})
+    return trainer, space
+
+
+def _searcher(cfg: SearchConfig, space) -> PruneAwareOptunaSearch:
+    storage = optuna.storages.RDBStorage(f"sqlite:///{Path(cfg.run_dir) / 'optuna.db'}")
+    sampler = (optuna.samplers.TPESampler(seed=cfg.seed) if cfg.sampler == "tpe"
+               else optuna.samplers.RandomSampler(seed=cfg.seed))
+    # A partial of a module-level function pickles by reference: Tuner.restore can reload it.
+    fn = functools.partial(spaces.with_fixed, space_fn=space.fn, fixed=dict(cfg.fixed))
+    return PruneAwareOptunaSearch(fn, metric=cfg.metric, mode=cfg.mode, sampler=sampler,
+                                  storage=storage, study_name=cfg.study_name,
+                                  points_to_evaluate=[dict(p) for p in cfg.points] or None)
+
+
+def _scheduler(cfg: SearchConfig):
+    s = cfg.scheduler
+    if s.kind == "fifo":
+        return FIFOScheduler()
+    return ASHAScheduler(time_attr="epoch", max_t=s.max_t, grace_period=s.grace_period,
+                         reduction_factor=s.reduction_factor)
+
+
+def _trainable(cfg: SearchConfig):
+    fn = tune.with_parameters(run_trial, trainer_name=cfg.trainer, metric=cfg.metric,
+                              mode=cfg.mode)
+    return tune.with_resources(fn, {"cpu": cfg.resources.cpus_per_trial,
+                                    "gpu": cfg.resources.gpus_per_trial})
+
+
+def _run_config(cfg: SearchConfig, callbacks: list) -> tune.RunConfig:
+    run_dir = Path(cfg.run_dir)
+    return tune.RunConfig(
+        name=run_dir.name, storage_path=str(run_dir.parent), callbacks=callbacks, verbose=0,
+        checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+        failure_config=tune.FailureConfig(max_failures=cfg.max_failures))
+
+
+def build_tuner(cfg: SearchConfig, callbacks: list | None = None, grid: bool = False) -> tune.Tuner:
+    """The Tuner for `cfg`: metric/mode set once in TuneConfig (and OptunaSearch, which needs
+    them too). Ray must already be initialised (see `search.cluster.connect`)."""
+    _, space = validate(cfg, grid)
+    slots = cfg.resources.max_concurrent or cluster.concurrent_slots(
+        cfg.resources.cpus_per_trial, cfg.resources.gpus_per_trial)
+    fixed = {**cfg.fixed, "epochs": cfg.max_epochs}
+    if grid:
+        param_space = {**fixed, **{k: tune.grid_search(list(v)) for k, v in space.grid.items()}}
+        search_alg, samples = None, 1
+    else:
+        param_space = None
+        search_alg, samples = _searcher(dataclasses.replace(cfg, fixed=fixed), space), cfg.samples
+    tune_config = tune.TuneConfig(
+        metric=cfg.metric, mode=cfg.mode, search_alg=search_alg, scheduler=_scheduler(cfg),
+        num_samples=samples, max_concurrent_trials=slots, reuse_actors=True)
+    return tune.Tuner(_trainable(cfg), param_space=param_space, tune_config=tune_config,
+                      run_config=_run_config(cfg, callbacks or []))
+
+
+def config_to_meta(cfg: SearchConfig, trainer, grid: bool) -> dict:
+    """What hpsearch.json records: the full SearchConfig plus facts analysis needs."""
+    return {**dataclasses.asdict(cfg), "points": list(cfg.points), "grid": grid,
+            "metric_name": trainer.metric, "hpsearch_version": __version__,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "finished": False}
+
+
+def config_from_meta(meta: dict) -> SearchConfig:
+    """Rebuild the SearchConfig a run was started with."""
+    keys = {f.name for f in dataclasses.fields(SearchConfig)}
+    values = {k: v for k, v in meta.items() if k in keys}
+    values["scheduler"] = SchedulerConfig(**values["scheduler"])
+    values["resources"] = ResourcesConfig(**values["resources"])
+    values["points"] = tuple(values.get("points", ()))
+    return SearchConfig(**values)
+
+
+def _write_meta(run_dir: Path, meta: dict) -> None:
+    tmp = run_dir / (RUN_FILE + ".tmp")
+    tmp.write_text(json.dumps(meta, indent=2, default=str))
+    tmp.replace(run_dir / RUN_FILE)  # atomic: a crash never leaves half a file
+
+
+def _finish(run_dir: Path, meta: dict) -> None:
+    meta["finished"] = True
+    _write_meta(run_dir, meta)
+    run = load_run(run_dir, require_trials=False)
+    run.epochs.to_csv(run_dir / "epochs.csv", index=False)
+    run.trials.to_csv(run_dir / "trials.csv", index=False)
+
+
+def run_search(cfg: SearchConfig, stream: str = "stdout", grid: bool = False,
+               num_cpus: int | None = None, num_gpus: int | None = None):
+    """Run a search end to end: validate, start/join Ray, fit, write epochs.csv/trials.csv.
+
+    Returns:
+        The loaded `analysis.frame.Run`.
+    """
+    run_dir = Path(cfg.run_dir)
+    if (run_dir / RUN_FILE).exists():
+        raise UserError(f"{run_dir} already holds a run; use 'hpsearch resume {run_dir}' "
+                        "or choose another --out")
+    trainer, _ = validate(cfg, grid)
+    if not cfg.study_name:
+        cfg = dataclasses.replace(cfg, study_name=f"{run_dir.name}-{uuid.uuid4().hex[:8]}")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    meta = config_to_meta(cfg, trainer, grid)
+    _write_meta(run_dir, meta)
+    cluster.connect(cfg.address, num_cpus=num_cpus, num_gpus=num_gpus)
+    if cluster.is_multi_node() and "://" not in str(cfg.run_dir):
+        logger.warning("multi-node cluster: %s must be on storage every node shares", run_dir)
+    total = cfg.samples if not grid else _grid_size(cfg)
+    progress = ProgressLine(total, cfg.metric, cfg.mode, stream)
+    build_tuner(cfg, [progress], grid).fit()
+    _finish(run_dir, meta)
+    return load_run(run_dir)
+
+
+def _grid_size(cfg: SearchConfig) -> int:
+    n = 1
+    for values in (spaces.get(cfg.space).grid or {}).values():
+        n *= len(values)
+    return n
+
+
+def resume_search(run_dir: str | Path, stream: str = "stdout",
+                  num_cpus: int | None = None):
+    """Finish an interrupted run with `Tuner.restore` (errored trials resumed too)."""
+    run_dir = Path(run_dir).resolve()
+    meta = read_run_meta(run_dir)
+    cfg = config_from_meta(meta)
+    if str(Path(cfg.run_dir).resolve()) != str(run_dir):
+        # Restore only from the directory the user named, never from a path inside the file.
+        cfg = dataclasses.replace(cfg, run_dir=str(run_dir))
+    if not tune.Tuner.can_restore(str(run_dir)):
+        raise UserError(f"{run_dir}: no Ray Tune experiment state to resume from")
+    cluster.connect(cfg.address, num_cpus=num_cpus)
+    tuner = tune.Tuner.restore(str(run_dir), trainable=_trainable(cfg), resume_errored=True,
+                               param_space=None)
+    tuner.fit()
+    _finish(run_dir, meta)
+    return load_run(run_dir)

@@ -1,0 +1,82 @@
+"""The Ray Tune function trainable: builds the trainer's Config from the trial config, hands
+the trainer `tune.report` plus a checkpointer, and turns exceptions into an `error` row."""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import tempfile
+import traceback
+
+import torch
+from ray import tune
+
+from hpsearch import trainers
+
+logger = logging.getLogger(__name__)
+_STATE_FILE = "state.pt"
+
+
+class TuneCheckpointer:
+    """Saves trainer state into a Tune checkpoint that travels with the next report."""
+
+    def __init__(self) -> None:
+        self.pending: dict | None = None
+
+    def load(self) -> dict | None:
+        ckpt = tune.get_checkpoint()
+        if ckpt is None:
+            return None
+        with ckpt.as_directory() as d:
+            # weights_only: a checkpoint is data, never code.
+            return torch.load(os.path.join(d, _STATE_FILE), map_location="cpu",
+                              weights_only=True)
+
+    def save(self, state: dict) -> None:
+        self.pending = state
+
+
+def _reporter(metric: str, mode: str, checkpointer: TuneCheckpointer):
+    def report(row: dict) -> None:
+        row = dict(row)
+        # Tune's own clock would count setup too; use the trainer's epoch time.
+        row["time_this_iter_s"] = row.get("epoch_time_s")
+        value = row.get(metric)
+        if not isinstance(value, (int, float)) or not math.isfinite(value):
+            # Diverged: the worst value keeps ASHA's rungs and Optuna's TPE ordered.
+            row[metric] = -math.inf if mode == "max" else math.inf
+        state, checkpointer.pending = checkpointer.pending, None
+        if state is None:
+            tune.report(row)
+            return
+        with tempfile.TemporaryDirectory() as d:
+            torch.save(state, os.path.join(d, _STATE_FILE))
+            tune.report(row, checkpoint=tune.Checkpoint.from_directory(d))
+    return report
+
+
+def run_trial(config: dict, trainer_name: str, metric: str, mode: str) -> None:
+    """Tune entry point. `config` holds Config fields (searched and fixed)."""
+    trainer = trainers.get(trainer_name)
+    cfg = trainer.make_config(dict(config))
+    checkpointer = TuneCheckpointer()
+    report = _reporter(metric, mode, checkpointer)
+    last_epoch = 0
+
+    def counting_report(row: dict) -> None:
+        nonlocal last_epoch
+        last_epoch = row.get("epoch", last_epoch)
+        report(row)
+
+    try:
+        if trainer.accepts_checkpointer():
+            trainer.train(cfg, counting_report, checkpointer)
+        else:
+            trainer.train(cfg, counting_report)
+    except Exception as exc:  # a trainer bug or CUDA OOM ends this trial, not the search
+        logger.warning("trial failed: %s", traceback.format_exc(limit=3))
+        oom = isinstance(exc, torch.cuda.OutOfMemoryError)
+        report({"epoch": last_epoch + 1, "status": "error",
+                "error": f"{'CUDA OOM: ' if oom else ''}{type(exc).__name__}: {exc}"[:500],
+                "epoch_time_s": 0.0, metric: math.nan})

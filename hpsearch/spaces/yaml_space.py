@@ -1,0 +1,113 @@
+"""Search spaces written as YAML, validated up front, sampled define-by-run.
+
+    trainer: mlp                      # optional: the trainer this space is for
+    params:
+      optimizer: {type: categorical, choices: [sgd, adam]}
+      lr: {type: float, low: 1.0e-4, high: 0.1, log: true}
+      beta1: {type: float, low: 0.5, high: 0.99, when: {optimizer: [adam]}}
+      depth: {type: int, low: 1, high: 4, step: 1}
+    fixed: {data: digits}             # optional constants for every trial
+    grid: {depth: [1, 2, 4]}          # optional hand grid for --grid
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import optuna
+import yaml
+
+from hpsearch.errors import UserError
+
+_TOP_KEYS = {"trainer", "params", "fixed", "grid"}
+_SPEC_KEYS = {"float": {"type", "low", "high", "log", "step", "when"},
+              "int": {"type", "low", "high", "log", "step", "when"},
+              "categorical": {"type", "choices", "when"}}
+
+
+class YamlSpace:
+    """A validated YAML space; calling it with an Optuna trial samples one config."""
+
+    def __init__(self, path: str | Path):
+        self.path = str(path)
+        doc = _load(Path(path))
+        self.trainer: str | None = doc.get("trainer")
+        self.params: dict[str, dict] = {k: _validate(self.path, k, v, doc["params"])
+                                        for k, v in doc["params"].items()}
+        self.fixed: dict = dict(doc.get("fixed") or {})
+        self.grid: dict | None = doc.get("grid")
+
+    def __call__(self, trial: optuna.Trial) -> dict:
+        out: dict[str, Any] = dict(self.fixed)
+        for name, spec in self.params.items():
+            when = spec.get("when") or {}
+            if any(out.get(k) not in v for k, v in when.items()):
+                continue  # conditional parameter whose parent took another value
+            kind = spec["type"]
+            if kind == "categorical":
+                out[name] = trial.suggest_categorical(name, spec["choices"])
+            elif kind == "float":
+                out[name] = trial.suggest_float(name, spec["low"], spec["high"],
+                                                log=spec.get("log", False), step=spec.get("step"))
+            else:
+                out[name] = trial.suggest_int(name, spec["low"], spec["high"],
+                                              log=spec.get("log", False), step=spec.get("step", 1))
+        return out
+
+
+def _load(path: Path) -> dict:
+    if not path.is_file():
+        raise UserError(f"space file not found: {path}")
+    try:
+        doc = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1})" if mark else ""
+        raise UserError(f"{path}: malformed YAML{where}") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("params"), dict) or not doc["params"]:
+        raise UserError(f"{path}: a space needs a non-empty 'params' mapping")
+    unknown = set(doc) - _TOP_KEYS
+    if unknown:
+        raise UserError(f"{path}: unknown key(s) {', '.join(sorted(unknown))}; "
+                        f"valid: {', '.join(sorted(_TOP_KEYS))}")
+    for key in ("fixed", "grid"):
+        if doc.get(key) is not None and not isinstance(doc[key], dict):
+            raise UserError(f"{path}: '{key}' must be a mapping")
+    return doc
+
+
+def _validate(path: str, name: str, spec: Any, params: dict) -> dict:
+    where = f"{path}: param {name!r}"
+    if not isinstance(spec, dict) or spec.get("type") not in _SPEC_KEYS:
+        raise UserError(f"{where}: needs type float, int or categorical")
+    unknown = set(spec) - _SPEC_KEYS[spec["type"]]
+    if unknown:
+        raise UserError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}")
+    if spec["type"] == "categorical":
+        if not isinstance(spec.get("choices"), list) or not spec["choices"]:
+            raise UserError(f"{where}: 'choices' must be a non-empty list")
+    else:
+        low, high = spec.get("low"), spec.get("high")
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+                   for v in (low, high)):
+            raise UserError(f"{where}: 'low' and 'high' must be numbers")
+        if spec["type"] == "int" and not (isinstance(low, int) and isinstance(high, int)):
+            raise UserError(f"{where}: int bounds must be integers")
+        if low >= high:
+            raise UserError(f"{where}: bad range, low {low} must be < high {high}")
+        if spec.get("log") and low <= 0:
+            raise UserError(f"{where}: log scale needs low > 0, got {low}")
+        if spec.get("log") and spec.get("step") is not None and spec["type"] == "float":
+            raise UserError(f"{where}: 'step' and 'log' cannot be combined")
+    when = spec.get("when")
+    if when is not None:
+        if not isinstance(when, dict) or not all(isinstance(v, list) for v in when.values()):
+            raise UserError(f"{where}: 'when' must map a parameter to a list of values")
+        order = list(params)
+        for parent in when:
+            if parent not in params or order.index(parent) >= order.index(name):
+                raise UserError(f"{where}: 'when' refers to {parent!r}, "
+                                "which must be a parameter listed before it")
+    return spec

@@ -1,0 +1,266 @@
+"""The epoch loop every built-in trainer shares: optimizers, batching, metrics, divergence,
+wall-clock, GPU memory and checkpoints. Trainers supply the model, the data and a loss."""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Protocol
+
+import torch
+from torch import nn
+
+logger = logging.getLogger(__name__)
+
+Report = Callable[[dict], Any]
+# loss_fn(model, x, y) -> (mean loss, number of correct predictions or None)
+LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor], "tuple[torch.Tensor, torch.Tensor | None]"]
+OPTIMIZERS = ("sgd", "momentum", "adam", "adamw")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Hyperparameters and settings shared by every built-in trainer."""
+
+    optimizer: str = "adamw"  # sgd | momentum | adam | adamw
+    lr: float = 1e-3
+    beta1: float = 0.9  # used by adam/adamw only
+    beta2: float = 0.999  # used by adam/adamw only
+    momentum: float = 0.9  # used by optimizer=momentum only (sgd means plain SGD)
+    weight_decay: float = 0.0
+    batch_size: int = 32
+    epochs: int = 10
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    amp: str = "none"  # none | bf16 (autocast on CUDA only; ignored on CPU)
+    # Fault injection for tests of the search's error handling: "error@EPOCH" raises a
+    # RuntimeError, "oom@EPOCH" a torch.cuda.OutOfMemoryError, at the start of that epoch.
+    fault: str = ""
+    # A loss this large is divergence even while still finite (ReLU nets at a huge lr reach
+    # 1e9 without a NaN); cross-entropy of any sane model stays far below it.
+    max_loss: float = 1e4
+
+    def __post_init__(self) -> None:
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
+        if not self.lr > 0:
+            raise ValueError(f"lr must be > 0, got {self.lr}")
+        for name in ("beta1", "beta2", "momentum"):
+            if not 0 <= getattr(self, name) < 1:
+                raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
+        if self.weight_decay < 0:
+            raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay}")
+        if not self.max_loss > 0:
+            raise ValueError(f"max_loss must be > 0, got {self.max_loss}")
+        if self.batch_size < 1 or self.epochs < 1:
+            raise ValueError("batch_size and epochs must be >= 1")
+        if self.amp not in ("none", "bf16"):
+            raise ValueError(f"amp must be 'none' or 'bf16', got {self.amp!r}")
+
+
+@dataclass
+class Data:
+    """In-memory tensors; they are moved to the device once, so batching is plain indexing."""
+
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_val: torch.Tensor
+    y_val: torch.Tensor
+
+
+class Checkpointer(Protocol):
+    """Where the loop saves and restores its state (Ray Tune checkpoints in a search)."""
+
+    def load(self) -> dict | None:
+        """Return the last saved state, or None to start fresh."""
+
+    def save(self, state: dict) -> None:
+        """Keep `state`; it goes out with the next `report` call."""
+
+
+def build_optimizer(cfg: TrainConfig, params) -> torch.optim.Optimizer:
+    """Map the shared optimizer hyperparameters onto a torch optimizer."""
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "momentum":
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum,
+                               weight_decay=cfg.weight_decay)
+    cls = torch.optim.Adam if cfg.optimizer == "adam" else torch.optim.AdamW
+    return cls(params, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), weight_decay=cfg.weight_decay)
+
+
+def resolve_device(name: str) -> torch.device:
+    """`auto` picks CUDA when this process can see a GPU (Ray sets CUDA_VISIBLE_DEVICES)."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def device_memory_mb(device: torch.device) -> float | None:
+    """Memory in use on the whole device, as nvidia-smi shows it; None without a driver."""
+    if device.type != "cuda":
+        return None
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+        index = device.index if device.index is not None else torch.cuda.current_device()
+        handle = pynvml.nvmlDeviceGetHandleByIndex(index)
+        return pynvml.nvmlDeviceGetMemoryInfo(handle).used / 2**20
+    except Exception:  # NVMLError_LibraryNotFound and friends: memory is simply unknown
+        return None
+
+
+def _inject_fault(spec: str, epoch: int) -> None:
+    kind, _, at = spec.partition("@")
+    if not spec or int(at or 1) != epoch:
+        return
+    if kind == "oom":
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory (injected by fault=oom)")
+    raise RuntimeError(f"injected failure at epoch {epoch} (fault={spec})")
+
+
+def _run_epoch(cfg, model, opt, data, loss_fn, gen, autocast) -> tuple[float, float | None, bool]:
+    """One pass over shuffled training data. Returns (mean loss, accuracy, diverged)."""
+    model.train()
+    n = data.x_train.shape[0]
+    perm = torch.randperm(n, generator=gen).to(data.x_train.device)
+    total = torch.zeros((), device=data.x_train.device)
+    correct = torch.zeros((), device=data.x_train.device)
+    has_correct = False
+    for step, start in enumerate(range(0, n, cfg.batch_size)):
+        idx = perm[start:start + cfg.batch_size]
+        with autocast():
+            loss, n_correct = loss_fn(model, data.x_train[idx], data.y_train[idx])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        total += loss.detach().float() * len(idx)
+        if n_correct is not None:
+            correct += n_correct
+            has_correct = True
+        # Checking for NaN/inf forces a device sync; every 16 steps keeps it cheap on GPU.
+        if step % 16 == 15 and not torch.isfinite(total):
+            return math.nan, None, True
+    mean = total.item() / n
+    accuracy = correct.item() / n if has_correct else None
+    return mean, accuracy, not (math.isfinite(mean) and mean <= cfg.max_loss)
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss_fn: LossFn,
+             batch_size: int, autocast=None) -> tuple[float, float | None]:
+    """Mean loss and accuracy (None when the loss gives no correct count) over (x, y)."""
+    model.eval()
+    total, correct, has_correct = 0.0, 0.0, False
+    for start in range(0, x.shape[0], batch_size):
+        xb, yb = x[start:start + batch_size], y[start:start + batch_size]
+        with (autocast or _null)():
+            loss, n_correct = loss_fn(model, xb, yb)
+        total += loss.float().item() * xb.shape[0]
+        if n_correct is not None:
+            correct += float(n_correct)
+            has_correct = True
+    return total / x.shape[0], (correct / x.shape[0] if has_correct else None)
+
+
+class _null:
+    def __enter__(self):
+        return None
+
+    def __exit__(self, *exc):
+        return False
+
+
+def _metric(kind: str, loss: float, accuracy: float | None) -> float:
+    if kind == "perplexity":
+        return math.exp(loss) if loss < 700 else math.inf  # exp overflows past ~709
+    return accuracy if accuracy is not None else math.nan
+
+
+def fit(cfg: TrainConfig, model: nn.Module, data: Data, loss_fn: LossFn, metric: str,
+        report: Report, checkpointer: Checkpointer | None = None,
+        device: torch.device | None = None) -> dict:
+    """Train `model` for `cfg.epochs`, calling `report` once per epoch with the metrics schema.
+
+    Args:
+        cfg: shared hyperparameters (optimizer, lr, batch size, epochs, seed, ...).
+        model: the network, already built with `torch.manual_seed(cfg.seed)`.
+        data: train/val tensors (moved to the device here).
+        loss_fn: `(model, x, y) -> (mean loss, n_correct | None)`.
+        metric: "accuracy" (higher is better) or "perplexity" (lower is better).
+        report: called with one dict per epoch (`ray.tune.report` wrapper or `list.append`).
+        checkpointer: optional state store, so a restarted trial resumes at its last epoch.
+        device: where to train; default from `cfg.device`.
+
+    Returns:
+        The last reported row. Its `status` is "completed" or "diverged".
+    """
+    device = device or resolve_device(cfg.device)
+    model.to(device)
+    data = Data(*(t.to(device) for t in (data.x_train, data.y_train, data.x_val, data.y_val)))
+    opt = build_optimizer(cfg, model.parameters())
+    gen = torch.Generator().manual_seed(cfg.seed)
+    use_amp = cfg.amp == "bf16" and device.type == "cuda"
+
+    def autocast():
+        return torch.autocast("cuda", dtype=torch.bfloat16) if use_amp else _null()
+
+    start_epoch, time_total = 1, 0.0
+    state = checkpointer.load() if checkpointer else None
+    if state:
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        gen.set_state(state["generator"])
+        torch.set_rng_state(state["torch_rng"])
+        start_epoch, time_total = state["epoch"] + 1, state["time_total_s"]
+        logger.info("resumed from checkpoint at epoch %d", state["epoch"])
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    eval_bs = max(cfg.batch_size, 256)
+    row: dict = {}
+    for epoch in range(start_epoch, cfg.epochs + 1):
+        t0 = time.perf_counter()
+        _inject_fault(cfg.fault, epoch)
+        train_loss, train_acc, diverged = _run_epoch(cfg, model, opt, data, loss_fn, gen, autocast)
+        if diverged:
+            val_loss, val_acc = math.nan, None
+        else:
+            val_loss, val_acc = evaluate(model, data.x_val, data.y_val, loss_fn, eval_bs, autocast)
+            diverged = not (math.isfinite(val_loss) and val_loss <= cfg.max_loss)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        epoch_time = time.perf_counter() - t0
+        time_total += epoch_time
+        status = "diverged" if diverged else ("completed" if epoch == cfg.epochs else "running")
+        row = {
+            "epoch": epoch,
+            "train_loss": train_loss,
+            "val_loss": val_loss,
+            "train_metric": math.nan if diverged else _metric(metric, train_loss, train_acc),
+            "val_metric": math.nan if diverged else _metric(metric, val_loss, val_acc),
+            "gap": val_loss - train_loss,
+            "epoch_time_s": epoch_time,
+            "time_total_s": time_total,
+            "gpu_mem_mb": (torch.cuda.max_memory_allocated(device) / 2**20
+                           if device.type == "cuda" else None),
+            "gpu_mem_device_mb": device_memory_mb(device),
+            "status": status,
+        }
+        if checkpointer and not diverged:
+            checkpointer.save({
+                "epoch": epoch, "time_total_s": time_total, "model": model.state_dict(),
+                "optimizer": opt.state_dict(), "generator": gen.get_state(),
+                "torch_rng": torch.get_rng_state(),
+            })
+        report(row)
+        if diverged:
+            break
+    return row
+
+
+def count_params(model: nn.Module) -> int:
+    """Trainable parameter count, reported in trainer summaries."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)

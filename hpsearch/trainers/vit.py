@@ -1,0 +1,107 @@
+"""Vision Transformer classifier with pre- or post-LayerNorm blocks (vit-pytorch style)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from hpsearch.trainers import _loop, data as datasets
+from hpsearch.trainers.mlp import classification_loss
+
+METRIC, MODE = "accuracy", "max"
+
+
+@dataclass(frozen=True)
+class Config(_loop.TrainConfig):
+    """ViT hyperparameters on top of the shared ones."""
+
+    data: str = "digits"  # digits | fashion10k | cifar10:PATH
+    layers: int = 4
+    dim: int = 64
+    heads: int = 4
+    patch: int = 2
+    mlp_ratio: int = 2
+    # pre: x + f(LN(x)) (stable when deep); post: LN(x + f(x)) as in the original Transformer.
+    norm: str = "pre"
+    dropout: float = 0.0
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.norm not in ("pre", "post"):
+            raise ValueError(f"norm must be 'pre' or 'post', got {self.norm!r}")
+        if self.layers < 1 or self.dim % self.heads:
+            raise ValueError("layers must be >= 1 and dim divisible by heads")
+
+
+class Block(nn.Module):
+    def __init__(self, dim: int, heads: int, hidden: int, dropout: float, norm: str):
+        super().__init__()
+        self.norm_position = norm
+        self.ln1, self.ln2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
+        self.attn = nn.MultiheadAttention(dim, heads, dropout=dropout, batch_first=True)
+        self.ff = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Dropout(dropout),
+                                nn.Linear(hidden, dim), nn.Dropout(dropout))
+
+    def _attend(self, x):
+        return self.attn(x, x, x, need_weights=False)[0]
+
+    def forward(self, x):  # x: (B, N, D)
+        if self.norm_position == "pre":
+            x = x + self._attend(self.ln1(x))
+            return x + self.ff(self.ln2(x))
+        x = self.ln1(x + self._attend(x))
+        return self.ln2(x + self.ff(x))
+
+
+class ViT(nn.Module):
+    def __init__(self, image_shape: tuple[int, int, int], classes: int, cfg: Config):
+        super().__init__()
+        c, h, w = image_shape
+        if h % cfg.patch or w % cfg.patch:
+            raise ValueError(f"image {h}x{w} is not divisible by patch {cfg.patch}")
+        n_patches, p = (h // cfg.patch) * (w // cfg.patch), cfg.patch
+        self.patchify = nn.Unfold(kernel_size=p, stride=p)  # (B, C*p*p, N)
+        self.embed = nn.Linear(c * p * p, cfg.dim)
+        self.cls = nn.Parameter(torch.zeros(1, 1, cfg.dim))
+        self.pos = nn.Parameter(torch.randn(1, n_patches + 1, cfg.dim) * 0.02)
+        self.blocks = nn.ModuleList(
+            Block(cfg.dim, cfg.heads, cfg.dim * cfg.mlp_ratio, cfg.dropout, cfg.norm)
+            for _ in range(cfg.layers))
+        # Pre-norm leaves the residual stream un-normalised, so it needs a final LayerNorm.
+        self.final_norm = nn.LayerNorm(cfg.dim) if cfg.norm == "pre" else nn.Identity()
+        self.head = nn.Linear(cfg.dim, classes)
+
+    def forward(self, x):  # x: (B, C, H, W)
+        tokens = self.embed(self.patchify(x).transpose(1, 2))  # (B, N, D)
+        cls = self.cls.expand(x.shape[0], -1, -1)
+        z = torch.cat([cls, tokens], dim=1) + self.pos  # (B, N+1, D)
+        for block in self.blocks:
+            z = block(z)
+        return self.head(self.final_norm(z[:, 0]))  # (B, classes)
+
+
+def build(cfg: Config):
+    """Model and data for `cfg` (exposed for benchmarks and tests)."""
+    ds = datasets.load_images(cfg.data)
+    if ds.x_train.dim() != 4 or ds.x_train.shape[-1] < cfg.patch:
+        raise ValueError(f"data {cfg.data!r} is not an image set the ViT can patch")
+    torch.manual_seed(cfg.seed)
+    model = ViT(tuple(ds.x_train.shape[1:]), ds.classes, cfg)
+    return model, _loop.Data(ds.x_train, ds.y_train, ds.x_val, ds.y_val)
+
+
+def train(cfg: Config, report: _loop.Report, checkpointer=None) -> dict:
+    """Train a ViT, reporting the metrics schema every epoch (metric: accuracy).
+
+    Args:
+        cfg: hyperparameters (`norm` picks pre- or post-LayerNorm blocks).
+        report: called once per epoch with a metrics dict.
+        checkpointer: optional state store for resuming.
+
+    Returns:
+        The last epoch's metrics.
+    """
+    model, data = build(cfg)
+    return _loop.fit(cfg, model, data, classification_loss, METRIC, report, checkpointer)

@@ -1,0 +1,43 @@
+"""Shared fixtures: one local Ray for the session (2 CPUs, 127.0.0.1, no dashboard)."""
+
+import os
+
+import matplotlib
+import pytest
+
+matplotlib.use("Agg")
+os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+
+
+@pytest.fixture(scope="session")
+def ray_local():
+    """A private Ray instance, shared by every test that needs one."""
+    import ray
+
+    from hpsearch.search import cluster
+
+    cluster.connect(num_cpus=2)
+    yield ray
+    ray.shutdown()
+
+
+class MemoryCheckpointer:
+    """In-memory stand-in for the Tune checkpointer."""
+
+    def __init__(self, state=None):
+        self.state = state
+        self.saves = 0
+
+    def load(self):
+        return self.state
+
+    def save(self, state):
+        import copy
+
+        self.state = copy.deepcopy(state)
+        self.saves += 1
+
+
+@pytest.fixture
+def memory_checkpointer():
+    return MemoryCheckpointer

@@ -1,0 +1,84 @@
+"""The shared epoch loop: seeds, divergence, checkpoints, fault injection, optimizers."""
+
+import math
+
+import pytest
+import torch
+
+from hpsearch import trainers
+from hpsearch.trainers import _loop
+
+MLP = {"data": "digits", "depth": 1, "width": 16, "epochs": 3}
+
+
+def _run(overrides, checkpointer=None):
+    t = trainers.get("mlp")
+    rows = []
+    t.train(t.make_config({**MLP, **overrides}), rows.append, checkpointer)
+    return rows
+
+
+def _losses(rows):
+    return [(r["epoch"], r["train_loss"], r["val_loss"], r["val_metric"]) for r in rows]
+
+
+def test_same_seed_same_metrics_other_seed_differs():
+    assert _losses(_run({"seed": 3})) == _losses(_run({"seed": 3}))
+    assert _losses(_run({"seed": 3})) != _losses(_run({"seed": 4}))
+
+
+def test_divergence_stops_and_reports_diverged():
+    rows = _run({"optimizer": "sgd", "lr": 1e12, "epochs": 5})
+    assert rows[-1]["status"] == "diverged"
+    assert len(rows) < 5
+    assert math.isnan(rows[-1]["val_metric"])
+    assert all(r["status"] == "running" for r in rows[:-1])
+
+
+def test_resume_from_checkpoint_matches_uninterrupted(memory_checkpointer):
+    straight = _run({"epochs": 3})
+    ckpt = memory_checkpointer()
+    first = _run({"epochs": 2}, ckpt)
+    assert ckpt.saves == 2 and ckpt.state["epoch"] == 2
+    resumed = _run({"epochs": 3}, memory_checkpointer(ckpt.state))
+    assert [r["epoch"] for r in resumed] == [3]  # no repeated epoch
+    got = [v for row in _losses(first + resumed) for v in row]
+    assert got == pytest.approx([v for row in _losses(straight) for v in row], rel=1e-6)
+
+
+@pytest.mark.parametrize("kind,exc", [("error", RuntimeError),
+                                      ("oom", torch.cuda.OutOfMemoryError)])
+def test_fault_injection(kind, exc):
+    rows = []
+    t = trainers.get("mlp")
+    with pytest.raises(exc):
+        t.train(t.make_config({**MLP, "fault": f"{kind}@2"}), rows.append)
+    assert [r["epoch"] for r in rows] == [1]
+
+
+@pytest.mark.parametrize("name,cls", [("sgd", torch.optim.SGD), ("momentum", torch.optim.SGD),
+                                      ("adam", torch.optim.Adam), ("adamw", torch.optim.AdamW)])
+def test_build_optimizer_maps_hyperparameters(name, cls):
+    cfg = _loop.TrainConfig(optimizer=name, lr=0.01, beta1=0.8, beta2=0.95, momentum=0.7,
+                            weight_decay=0.1)
+    opt = _loop.build_optimizer(cfg, [torch.nn.Parameter(torch.zeros(2))])
+    group = opt.param_groups[0]
+    assert type(opt) is cls and group["lr"] == 0.01 and group["weight_decay"] == 0.1
+    if name in ("adam", "adamw"):
+        assert group["betas"] == (0.8, 0.95)
+    else:
+        assert group["momentum"] == (0.7 if name == "momentum" else 0)
+
+
+@pytest.mark.parametrize("bad", [{"optimizer": "rmsprop"}, {"lr": 0.0}, {"beta1": 1.0},
+                                 {"batch_size": 0}, {"amp": "fp8"}])
+def test_invalid_configs_are_rejected(bad):
+    from hpsearch.errors import UserError
+
+    with pytest.raises(UserError):
+        trainers.get("mlp").make_config(bad)
+
+
+def test_finite_but_exploding_loss_counts_as_diverged():
+    rows = _run({"optimizer": "sgd", "lr": 1e6, "epochs": 5})
+    assert rows[-1]["status"] == "diverged" and len(rows) < 5

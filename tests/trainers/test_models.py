@@ -1,0 +1,97 @@
+"""Model shapes, pre- vs post-norm structure, LM perplexity, data loaders."""
+
+import math
+
+import pytest
+import torch
+
+from hpsearch.trainers import data, lm, vit
+
+
+@pytest.mark.parametrize("norm", ["pre", "post"])
+def test_vit_shapes(norm):
+    cfg = vit.Config(layers=2, dim=16, heads=2, patch=2, norm=norm)
+    model = vit.ViT((1, 8, 8), 10, cfg)
+    assert model(torch.randn(5, 1, 8, 8)).shape == (5, 10)
+
+
+def test_vit_pre_and_post_norm_differ_structurally():
+    torch.manual_seed(0)
+    pre = vit.Block(16, 2, 32, 0.0, "pre")
+    torch.manual_seed(0)
+    post = vit.Block(16, 2, 32, 0.0, "post")
+    x = torch.randn(3, 7, 16) * 5 + 2
+    y_post, y_pre = post(x), pre(x)
+    # Post-norm ends with LayerNorm: every token is normalised. Pre-norm keeps the residual.
+    assert torch.allclose(y_post.mean(-1), torch.zeros(3, 7), atol=1e-5)
+    assert not torch.allclose(y_pre.mean(-1), torch.zeros(3, 7), atol=1e-2)
+    assert isinstance(vit.ViT((1, 8, 8), 10, vit.Config(norm="post", dim=16, heads=2)).final_norm,
+                      torch.nn.Identity)
+    assert isinstance(vit.ViT((1, 8, 8), 10, vit.Config(norm="pre", dim=16, heads=2)).final_norm,
+                      torch.nn.LayerNorm)
+
+
+@pytest.mark.parametrize("model", ["lstm", "gpt"])
+def test_lm_shapes_and_untrained_perplexity_near_vocab(model):
+    cfg = lm.Config(model=model, layers=1, dim=16, heads=2, context=8, dropout=0.0)
+    net = (lm.GPT if model == "gpt" else lm.LSTMLM)(30, cfg)
+    x = torch.randint(0, 30, (4, 8))
+    assert net(x).shape == (4, 8, 30)
+    loss, _ = lm.lm_loss(net, x, torch.randint(0, 30, (4, 8)))
+    assert 15 < math.exp(loss.item()) < 60  # an untrained model is near-uniform over 30 tokens
+
+
+def test_gpt_is_causal():
+    cfg = lm.Config(model="gpt", layers=2, dim=16, heads=2, context=8, dropout=0.0)
+    net = lm.GPT(20, cfg).eval()
+    x = torch.randint(0, 20, (1, 8))
+    x2 = x.clone()
+    x2[0, -1] = (x[0, -1] + 1) % 20
+    assert torch.allclose(net(x)[0, :-1], net(x2)[0, :-1], atol=1e-5)
+
+
+def test_shakespeare_train_and_val_are_different_plays():
+    text = data.load_text("shakespeare", 20_000)
+    assert len(text.train) == 20_000 and len(text.val) >= 4000
+    assert 40 < text.vocab_size < 120
+    x, y = data.windows(text.train, 32)
+    assert torch.equal(x[0, 1:], y[0, :-1])
+
+
+def test_wikitext2_loader_from_local_dir(tmp_path):
+    (tmp_path / "wiki.train.tokens").write_text(" = Title = \n the cat sat on the mat \n" * 50)
+    (tmp_path / "wiki.valid.tokens").write_text(" the dog sat \n" * 20)
+    text = data.load_text(f"wikitext2:{tmp_path}")
+    vocab_words = {"=", "Title", "the", "cat", "sat", "on", "mat", "<eos>", "<unk>"}
+    assert text.vocab_size == len(vocab_words)
+    assert int(text.val.max()) < text.vocab_size  # 'dog' mapped to <unk>
+
+
+def test_cifar10_loader_from_local_dir(tmp_path):
+    import pickle
+
+    import numpy as np
+
+    for name in ["data_batch_1", "test_batch"]:
+        batch = {b"data": np.random.randint(0, 255, (20, 3072), dtype=np.uint8),
+                 b"labels": list(range(10)) * 2}
+        (tmp_path / name).write_bytes(pickle.dumps(batch))
+    ds = data.load_images(f"cifar10:{tmp_path}")
+    assert ds.x_train.shape == (20, 3, 32, 32) and ds.classes == 10
+    assert 0 <= float(ds.x_train.min()) and float(ds.x_train.max()) <= 1
+
+
+def test_missing_data_dir_is_a_user_error():
+    from hpsearch.errors import UserError
+
+    with pytest.raises(UserError, match="not found"):
+        data.load_images("cifar10:/nonexistent/dir")
+    with pytest.raises(UserError, match="unknown image data"):
+        data.load_images("imagenet")
+
+
+def test_digits_and_penguins():
+    d = data.load_images("digits")
+    assert d.x_train.shape[1:] == (1, 8, 8) and len(d.x_val) == 360
+    p = data.load_images("penguins")
+    assert p.x_train.shape[1:] == (2, 1, 1) and p.classes == 3
