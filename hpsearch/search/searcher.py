@@ -27,6 +27,9 @@ class PruneAwareOptunaSearch(OptunaSearch):
         if trial_id in self._completed_trials or trial_id not in self._ot_trials:
             return
         ot_trial = self._ot_trials[trial_id]
+        if result:
+            # The result that made the scheduler stop a trial never reaches on_trial_result.
+            self.on_trial_result(trial_id, result)
         status = (result or {}).get("status")
         value = (result or {}).get(self.metric)
         if error or status == "error" or result is None:
@@ -43,9 +46,13 @@ class PruneAwareOptunaSearch(OptunaSearch):
         self._completed_trials.add(trial_id)
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
-        value = result.get(self.metric)
-        if trial_id not in self._ot_trials or result.get("status") == "error" or value is None:
+        """Report the metric as an intermediate value at step = epoch (not Tune's iteration
+        count, which restarts differently after a crash)."""
+        if trial_id in self._completed_trials or trial_id not in self._ot_trials:
             return
-        if value != value:  # NaN: Optuna would reject the intermediate value
-            return
-        super().on_trial_result(trial_id, result)
+        value, step = result.get(self.metric), result.get("epoch")
+        if result.get("status") == "error" or value is None or step is None or value != value:
+            return  # NaN or an error row: Optuna would reject it
+        ot_trial = self._ot_trials[trial_id]
+        if step not in ot_trial.storage.get_trial(ot_trial._trial_id).intermediate_values:
+            ot_trial.report(value, step)

@@ -1,0 +1,97 @@
+"""Real Ray Tune searches on CPU (session-scoped local Ray): results, Optuna states, errors."""
+
+import json
+import sqlite3
+
+import optuna
+import pandas as pd
+import pytest
+
+from hpsearch.config import SchedulerConfig, SearchConfig
+from hpsearch.search import run_search
+
+pytestmark = pytest.mark.slow
+TINY = {"data": "digits", "width": 16}
+
+
+def _cfg(tmp_path, name, **kw):
+    max_epochs = kw.pop("max_epochs", 2)
+    sched = kw.pop("scheduler", SchedulerConfig(max_t=max_epochs))
+    return SearchConfig(trainer=kw.pop("trainer", "mlp"), space=kw.pop("space", "mlp_optimizers"),
+                        run_dir=str(tmp_path / name), max_epochs=max_epochs, scheduler=sched,
+                        fixed=kw.pop("fixed", TINY), **kw)
+
+
+def _study(run_dir):
+    storage = f"sqlite:///{run_dir}/optuna.db"
+    (summary,) = optuna.get_all_study_summaries(storage)
+    return optuna.load_study(study_name=summary.study_name, storage=storage)
+
+
+def test_four_trial_search_end_to_end(ray_local, tmp_path):
+    run = run_search(_cfg(tmp_path, "smoke", samples=4, max_epochs=2))
+    epochs = pd.read_csv(tmp_path / "smoke" / "epochs.csv")
+    trials = pd.read_csv(tmp_path / "smoke" / "trials.csv")
+    assert len(trials) == 4 and epochs["trial_id"].nunique() == 4
+    # One row per trial per epoch, no gaps or repeats.
+    for _, g in epochs.groupby("trial_id"):
+        assert list(g["epoch"]) == list(range(1, len(g) + 1))
+    assert len(epochs) == trials["epochs"].sum()
+    assert set(trials["status"]) <= {"completed", "stopped_early", "diverged"}
+    meta = json.loads((tmp_path / "smoke" / "hpsearch.json").read_text())
+    assert meta["finished"] and meta["study_name"].startswith("smoke-")
+    study = _study(tmp_path / "smoke")
+    assert len(study.trials) == 4
+    assert not [t for t in study.trials if t.state == optuna.trial.TrialState.RUNNING]
+    assert run.trials.iloc[0]["best_val_metric"] == trials["best_val_metric"].max()
+    assert {"lr", "optimizer", "batch_size", "depth"} <= set(run.params)
+
+
+def test_asha_stopped_trials_reach_optuna_as_pruned(ray_local, tmp_path):
+    cfg = _cfg(tmp_path, "asha", samples=6, max_epochs=3, sampler="random", seed=3,
+               scheduler=SchedulerConfig(grace_period=1, reduction_factor=2, max_t=3),
+               resources=__import__("hpsearch.config").config.ResourcesConfig(max_concurrent=1))
+    run = run_search(cfg)
+    stopped = run.trials[run.trials["status"] == "stopped_early"]
+    assert len(stopped) >= 1, run.trials[["trial_id", "status", "epochs"]]
+    assert (stopped["epochs"] < 3).all()
+    states = {t.number: t.state for t in _study(tmp_path / "asha").trials}
+    pruned = [s for s in states.values() if s == optuna.trial.TrialState.PRUNED]
+    complete = [s for s in states.values() if s == optuna.trial.TrialState.COMPLETE]
+    assert len(pruned) == len(stopped)
+    assert len(complete) == (run.trials["status"] == "completed").sum()
+    # Pruned trials keep their intermediate values, so TPE can rank them by progress.
+    for t in _study(tmp_path / "asha").trials:
+        if t.state == optuna.trial.TrialState.PRUNED:
+            assert t.intermediate_values
+
+
+def test_divergence_and_errors_do_not_stop_the_search(ray_local, tmp_path):
+    space = tmp_path / "faulty.yaml"
+    space.write_text(
+        "trainer: mlp\nparams:\n"
+        "  lr: {type: categorical, choices: [0.001, 1.0e+12]}\n"
+        "  fault: {type: categorical, choices: ['', 'error@2']}\n")
+    points = ({"lr": 1e12, "fault": ""}, {"lr": 0.001, "fault": "error@2"},
+              {"lr": 0.001, "fault": ""})
+    cfg = _cfg(tmp_path, "faults", space=str(space), samples=3, max_epochs=3,
+               scheduler=SchedulerConfig(kind="fifo", max_t=3), points=points,
+               fixed={**TINY, "optimizer": "sgd"})
+    run = run_search(cfg)
+    by_fault = {(r.lr, r.fault): r for r in run.trials.itertuples()}
+    assert by_fault[(1e12, "")].status == "diverged"
+    err = by_fault[(0.001, "error@2")]
+    assert err.status == "error" and "injected failure" in err.error
+    assert by_fault[(0.001, "")].status == "completed"
+    states = sorted(t.state.name for t in _study(tmp_path / "faults").trials)
+    assert states == ["COMPLETE", "FAIL", "PRUNED"]
+    db = sqlite3.connect(tmp_path / "faults" / "optuna.db")
+    assert db.execute("select count(*) from trials where state='RUNNING'").fetchone() == (0,)
+
+
+def test_grid_mode_runs_the_hand_grid(ray_local, tmp_path):
+    space = tmp_path / "g.yaml"
+    space.write_text("trainer: mlp\nparams:\n  depth: {type: int, low: 1, high: 3}\n"
+                     "grid: {depth: [1, 3], batch_size: [64]}\n")
+    run = run_search(_cfg(tmp_path, "grid", space=str(space), max_epochs=1), grid=True)
+    assert sorted(run.trials["depth"]) == [1, 3]
