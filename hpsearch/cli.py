@@ -57,6 +57,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--config", help="an exported config (YAML or JSON)")
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--json", action="store_true", help="print rows as JSON lines")
+    p = sub.add_parser("analyze", help="write runs/NAME/report/ (figures, tables, report.html)")
+    p.add_argument("run_dir")
+    p.add_argument("--format", choices=["md", "html", "csv"], default="md",
+                   help="format of the summary table file")
     p = sub.add_parser("spaces", help="list spaces, or show one's parameters")
     p.add_argument("name", nargs="?")
     sub.add_parser("trainers", help="list trainers and their settings")
@@ -124,7 +128,9 @@ def _print_best(run) -> None:
     print(f"best trial {best['trial_id']}: val_metric ({run.metric_name}) = "
           f"{best['best_val_metric']:.4g} after {best['epochs']} epochs, status {best['status']}")
     for p in run.params:
-        print(f"  {p} = {best.get(p)}")
+        value = best.get(p)
+        if not (isinstance(value, float) and math.isnan(value)):  # nan: not used by this branch
+            print(f"  {p} = {value}")
     print(f"results: {run.path}  (epochs.csv, trials.csv, optuna.db)")
     print(f"next: hpsearch analyze {run.path}")
 
@@ -154,6 +160,18 @@ def _fmt(v) -> str:
     if isinstance(v, float):
         return f"{v:.4g}" if math.isfinite(v) else str(v)
     return str(v)
+
+
+def cmd_analyze(args) -> int:
+    from hpsearch.analysis.report import write_report
+    from hpsearch.analysis.summary import compute_summary, render
+    from hpsearch.analysis.frame import load_run
+
+    path = write_report(args.run_dir, args.format)
+    run = load_run(args.run_dir)
+    print(render(compute_summary(run.trials, run.meta.get("trainer", "?"), run.mode), "md"))
+    print(f"report: {path}")
+    return 0
 
 
 def cmd_train(args) -> int:
@@ -226,7 +244,7 @@ def cmd_trainers(args) -> int:
     return 0
 
 
-COMMANDS = {"run": cmd_run, "resume": cmd_resume, "train": cmd_train, "spaces": cmd_spaces,
+COMMANDS = {"run": cmd_run, "resume": cmd_resume, "analyze": cmd_analyze, "train": cmd_train, "spaces": cmd_spaces,
             "trainers": cmd_trainers}
 
 
@@ -236,6 +254,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     # Tune warns on every snapshot when trials checkpoint each short epoch; that is by design.
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # no experiment banner; ProgressLine reports
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     try:
         return COMMANDS[args.command](args)

@@ -1,0 +1,62 @@
+"""Helpers shared by analysis modules: parameter kinds, binning, finite values."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+# Parameters searched on a log scale in every built-in space.
+LOG_PARAMS = {"lr", "weight_decay"}
+ENDED_BAD = {"diverged", "error"}
+
+
+def is_categorical(s: pd.Series) -> bool:
+    """Strings and bools are categories; so are integer values with at most 8 levels (batch
+    size, depth) and floats with at most 3 (a hand grid). Other numbers get binned."""
+    values = s.dropna()
+    if values.empty:
+        return True
+    if pd.api.types.is_bool_dtype(values) or not pd.api.types.is_numeric_dtype(values):
+        return True
+    integral = bool((values == values.round()).all())
+    return values.nunique() <= (8 if integral else 3)
+
+
+def use_log(name: str, s: pd.Series) -> bool:
+    """Log bins for lr/weight decay, and for any positive range spanning over 20x."""
+    v = pd.to_numeric(s, errors="coerce").dropna()
+    if v.empty or (v <= 0).any():
+        return False
+    return name in LOG_PARAMS or v.max() / v.min() > 20
+
+
+def bin_param(name: str, s: pd.Series, bins: int = 4) -> pd.Series:
+    """Categorical parameters as ordered labels; continuous ones cut into `bins` intervals
+    (log-spaced for log parameters), labelled by their edges."""
+    if is_categorical(s):
+        levels = sorted(s.dropna().unique(), key=lambda x: (str(type(x)), x))
+        names = {v: _label(v) for v in levels}
+        cat = pd.Categorical(s.map(lambda x: names.get(x, np.nan) if pd.notna(x) else np.nan),
+                             categories=list(dict.fromkeys(names.values())), ordered=True)
+        return pd.Series(cat, index=s.index)
+    v = pd.to_numeric(s, errors="coerce")
+    lo, hi = v.min(), v.max()
+    if lo == hi:
+        return pd.Series(pd.Categorical([f"{lo:.3g}"] * len(v)), index=s.index)
+    edges = (np.geomspace(lo, hi, bins + 1) if use_log(name, v)
+             else np.linspace(lo, hi, bins + 1))
+    labels = [f"{edges[i]:.2g}-{edges[i + 1]:.2g}" for i in range(bins)]
+    return pd.cut(v, edges, labels=labels, include_lowest=True)
+
+
+def _label(v) -> str:
+    if isinstance(v, (float, np.floating)) and not float(v).is_integer():
+        return f"{v:.3g}"
+    if isinstance(v, (float, np.floating)):
+        return str(int(v))
+    return str(v)
+
+
+def finite(s: pd.Series) -> pd.Series:
+    """Numeric with inf turned to NaN."""
+    return pd.to_numeric(s, errors="coerce").replace([np.inf, -np.inf], np.nan)

@@ -1,0 +1,67 @@
+"""Learning curves over epochs and wall-clock, and the per-config GPU memory table."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from hpsearch.analysis._common import finite
+
+__all__ = ["compute_curves", "compute_memory", "config_label", "plot"]
+
+
+def config_label(row: pd.Series, params: list[str]) -> str:
+    """Short text for a config: 'optimizer=adam lr=0.003 depth=2' (missing values skipped)."""
+    parts = []
+    for p in params:
+        v = row.get(p)
+        if v is None or (isinstance(v, float) and np.isnan(v)):
+            continue
+        parts.append(f"{p}={v:.3g}" if isinstance(v, float) else f"{p}={v}")
+    return " ".join(parts)
+
+
+def compute_curves(epochs: pd.DataFrame, trials: pd.DataFrame, params: list[str],
+                   top: int = 8) -> pd.DataFrame:
+    """Tidy curves of the `top` trials (trials frame is already sorted best first).
+
+    Returns:
+        trial_id, label, epoch, time_total_s, split (train|val), metric.
+    """
+    keep = trials.head(top)
+    labels = {r["trial_id"]: config_label(r, params) for _, r in keep.iterrows()}
+    df = epochs[epochs["trial_id"].isin(labels)].copy()
+    df["label"] = df["trial_id"].map(labels)
+    long = df.melt(id_vars=["trial_id", "label", "epoch", "time_total_s"],
+                   value_vars=["train_metric", "val_metric"], var_name="split",
+                   value_name="metric")
+    long["split"] = long["split"].str.replace("_metric", "")
+    long["metric"] = finite(long["metric"])
+    return long.sort_values(["trial_id", "split", "epoch"], ignore_index=True)
+
+
+def compute_memory(trials: pd.DataFrame, params: list[str]) -> pd.DataFrame:
+    """Peak GPU memory (MB) per trial with its config; NaN means measured on CPU."""
+    cols = ["trial_id", *[p for p in params if p in trials], "gpu_mem_mb", "status"]
+    out = trials[cols].copy()
+    if "gpu_mem_mb_estimate" in trials:
+        out["gpu_mem_mb_estimate"] = trials["gpu_mem_mb_estimate"]
+    return out.sort_values("gpu_mem_mb", ascending=False, na_position="last", ignore_index=True)
+
+
+def plot(curves: pd.DataFrame, x: str = "epoch", ax=None, metric_name: str = "metric"):
+    """Validation (solid) and training (dashed) metric per config, over `x`."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    ax = ax or plt.subplots(figsize=(7.5, 4.2))[1]
+    if curves.empty:
+        ax.set_axis_off()
+        return ax
+    sns.lineplot(curves, x=x, y="metric", hue="label", style="split", ax=ax,
+                 style_order=["val", "train"], estimator=None, units="trial_id")
+    ax.set_xlabel("epoch" if x == "epoch" else "wall-clock (s)")
+    ax.set_ylabel(metric_name)
+    ax.legend(fontsize=6, loc="best")
+    ax.set_title(f"learning curves over {'epochs' if x == 'epoch' else 'wall-clock'}")
+    return ax

@@ -1,0 +1,100 @@
+"""Hyperparameter importance with Optuna's evaluators (fANOVA, PED-ANOVA), computed from a
+trials frame so the same code serves real runs and synthetic tests."""
+
+from __future__ import annotations
+
+import logging
+import warnings
+
+import numpy as np
+import optuna
+import pandas as pd
+
+from hpsearch.analysis._common import finite, is_categorical, use_log
+
+logger = logging.getLogger(__name__)
+__all__ = ["EVALUATORS", "compute_importance", "plot"]
+
+
+def _evaluator(name: str, seed: int):
+    if name == "fanova":
+        return optuna.importance.FanovaImportanceEvaluator(seed=seed)
+    if name == "ped_anova":
+        return optuna.importance.PedAnovaImportanceEvaluator()
+    raise ValueError(f"unknown evaluator {name!r}")
+
+
+EVALUATORS = ("fanova", "ped_anova")
+
+
+def _distribution(name: str, s: pd.Series):
+    if is_categorical(s) and not pd.api.types.is_float_dtype(s.dropna()):
+        return optuna.distributions.CategoricalDistribution(sorted(s.dropna().unique().tolist(),
+                                                                   key=str))
+    v = pd.to_numeric(s, errors="coerce")
+    lo, hi = float(v.min()), float(v.max())
+    if lo == hi:
+        return None  # a constant explains nothing
+    return optuna.distributions.FloatDistribution(lo, hi, log=use_log(name, v))
+
+
+def _to_study(trials: pd.DataFrame, params: list[str], value: str, mode: str):
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(direction="maximize" if mode == "max" else "minimize")
+    dists = {p: d for p in params if (d := _distribution(p, trials[p])) is not None}
+    for _, row in trials.iterrows():
+        params_row = {p: (row[p].item() if hasattr(row[p], "item") else row[p]) for p in dists}
+        study.add_trial(optuna.trial.create_trial(
+            params=params_row, distributions=dists, value=float(row[value])))
+    return study, list(dists)
+
+
+def compute_importance(trials: pd.DataFrame, params: list[str], mode: str = "max",
+                       value: str = "best_val_metric", evaluators=EVALUATORS,
+                       seed: int = 0, statuses=("completed",)) -> pd.DataFrame:
+    """Importance of each parameter for `value`, per evaluator.
+
+    Only trials whose status is in `statuses` and whose value is finite count, and only
+    parameters every such trial has (a conditional one like beta1 exists only for Adam
+    trials, and Optuna's evaluators need each parameter in all trials).
+
+    Returns:
+        Columns param, evaluator, importance (each evaluator's column sums to 1), sorted.
+    """
+    df = trials[trials["status"].isin(statuses)].copy()
+    df[value] = finite(df[value])
+    df = df[df[value].notna()]
+    usable = [p for p in params if p in df and df[p].notna().all() and df[p].nunique() > 1]
+    if len(df) < 3 or not usable:
+        return pd.DataFrame(columns=["param", "evaluator", "importance"])
+    study, usable = _to_study(df, usable, value, mode)
+    rows = []
+    for name in evaluators:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # experimental-feature warnings
+                imp = optuna.importance.get_param_importances(
+                    study, evaluator=_evaluator(name, seed), params=usable)
+        except (RuntimeError, ValueError, ZeroDivisionError) as exc:
+            logger.warning("importance (%s) failed: %s", name, exc)
+            continue
+        rows += [{"param": p, "evaluator": name, "importance": float(v)} for p, v in imp.items()]
+    out = pd.DataFrame(rows, columns=["param", "evaluator", "importance"])
+    out["importance"] = out["importance"].fillna(0.0).replace([np.inf, -np.inf], 0.0)
+    return out.sort_values(["evaluator", "importance"], ascending=[True, False],
+                           ignore_index=True)
+
+
+def plot(result: pd.DataFrame, ax=None):
+    """Grouped horizontal bars: one bar per evaluator for each parameter."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    ax = ax or plt.subplots(figsize=(5.5, 0.5 + 0.45 * max(result["param"].nunique(), 1)))[1]
+    if result.empty:
+        ax.text(0.5, 0.5, "too few completed trials", ha="center", va="center")
+        ax.set_axis_off()
+        return ax
+    sns.barplot(result, y="param", x="importance", hue="evaluator", ax=ax)
+    ax.set_title("hyperparameter importance")
+    return ax

@@ -1,0 +1,95 @@
+"""Sensitivity heatmaps: for a pair of hyperparameters, the median best val metric of the
+trials in each cell, with trial counts and diverged/errored trials marked."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pandas as pd
+
+from hpsearch.analysis._common import ENDED_BAD, bin_param, finite
+
+__all__ = ["compute_sensitivity", "compute_marginal", "pairs", "plot", "plot_marginal"]
+# Pairs users always ask for first, when both are searched.
+PRIORITY_PAIRS = [("beta1", "beta2"), ("lr", "batch_size")]
+
+
+def pairs(params: list[str]) -> list[tuple[str, str]]:
+    """Every pair of searched parameters, the priority pairs first."""
+    out = [p for p in PRIORITY_PAIRS if p[0] in params and p[1] in params]
+    seen = {frozenset(p) for p in out}
+    out += [p for p in itertools.combinations(params, 2) if frozenset(p) not in seen]
+    return out
+
+
+def compute_sensitivity(trials: pd.DataFrame, x: str, y: str, value: str = "best_val_metric",
+                        bins: int = 4) -> pd.DataFrame:
+    """Long frame with one row per (x bin, y bin) cell.
+
+    Args:
+        trials: one row per trial with columns x, y, `value` and `status`.
+        x, y: parameter names.
+        value: the column summarised (median over trials in the cell, finite values only).
+        bins: bins for continuous parameters.
+
+    Returns:
+        Columns x, y, value (median), n (trials), n_bad (diverged or errored).
+    """
+    df = trials[trials[x].notna() & trials[y].notna()].copy()
+    df["_x"], df["_y"] = bin_param(x, df[x], bins), bin_param(y, df[y], bins)
+    df["_v"] = finite(df[value])
+    df["_bad"] = df["status"].isin(ENDED_BAD)
+    g = df.groupby(["_x", "_y"], observed=True)
+    out = pd.DataFrame({"value": g["_v"].median(), "n": g.size(), "n_bad": g["_bad"].sum()})
+    return out.reset_index().rename(columns={"_x": x, "_y": y})
+
+
+def compute_marginal(trials: pd.DataFrame, param: str, value: str = "best_val_metric",
+                     bins: int = 6) -> pd.DataFrame:
+    """Median, min, max and count of `value` per bin of one parameter."""
+    df = trials[trials[param].notna()].copy()
+    df["_b"] = bin_param(param, df[param], bins)
+    df["_v"] = finite(df[value])
+    g = df.groupby("_b", observed=True)["_v"]
+    out = pd.DataFrame({"median": g.median(), "min": g.min(), "max": g.max(), "n": g.size()})
+    return out.reset_index().rename(columns={"_b": param})
+
+
+def plot(cells: pd.DataFrame, x: str, y: str, ax=None, mode: str = "max", label: str = ""):
+    """Seaborn heatmap of `compute_sensitivity` output; cells read 'median / n=count', and
+    '✕k' counts diverged or errored trials."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    ax = ax or plt.subplots(figsize=(5.5, 4.2))[1]
+    grid = cells.pivot(index=y, columns=x, values="value")
+    n = cells.pivot(index=y, columns=x, values="n").reindex_like(grid)
+    bad = cells.pivot(index=y, columns=x, values="n_bad").reindex_like(grid)
+    annot = np.empty(grid.shape, dtype=object)
+    for i in range(grid.shape[0]):
+        for j in range(grid.shape[1]):
+            v, c, b = grid.iat[i, j], n.iat[i, j], bad.iat[i, j]
+            text = "" if pd.isna(c) else (f"{v:.3g}" if pd.notna(v) else "—") + f"\nn={int(c)}"
+            annot[i, j] = text + (f" ✕{int(b)}" if pd.notna(b) and b > 0 else "")
+    cmap = "viridis" if mode == "max" else "viridis_r"
+    sns.heatmap(grid.astype(float), annot=annot, fmt="", cmap=cmap, ax=ax,
+                cbar_kws={"label": label or "median best val metric"}, linewidths=0.5)
+    ax.set_title(f"{y} × {x}")
+    return ax
+
+
+def plot_marginal(marg: pd.DataFrame, param: str, ax=None, label: str = ""):
+    """Median (points) and range (bars) of the metric per bin of one parameter."""
+    import matplotlib.pyplot as plt
+
+    ax = ax or plt.subplots(figsize=(4.5, 3.2))[1]
+    xs = np.arange(len(marg))
+    med = marg["median"].to_numpy(dtype=float)
+    lo, hi = marg["min"].to_numpy(dtype=float), marg["max"].to_numpy(dtype=float)
+    ax.errorbar(xs, med, yerr=[med - lo, hi - med], fmt="o", capsize=3)
+    ax.set_xticks(xs, [str(v) for v in marg[param]], rotation=30, ha="right")
+    ax.set_xlabel(param)
+    ax.set_ylabel(label or "best val metric")
+    ax.set_title(f"marginal: {param}")
+    return ax

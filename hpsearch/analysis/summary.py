@@ -1,0 +1,79 @@
+"""Summary table by architecture, layers and optimizer, the best per architecture marked;
+rendered as Markdown, HTML or CSV."""
+
+from __future__ import annotations
+
+import html
+
+import pandas as pd
+
+from hpsearch.analysis._common import finite
+
+__all__ = ["compute_summary", "render"]
+ARCH_PARAMS = ("model", "norm")  # what distinguishes architectures within one trainer
+LAYER_PARAMS = ("layers", "depth")
+
+
+def compute_summary(trials: pd.DataFrame, trainer: str, mode: str = "max") -> pd.DataFrame:
+    """One row per (architecture, layers, optimizer).
+
+    Returns:
+        architecture, layers, optimizer, trials, completed, diverged, best, median, best_trial,
+        is_best (the best row of its architecture). Sorted by architecture, layers, optimizer.
+    """
+    df = trials.copy()
+    arch_cols = [c for c in ARCH_PARAMS if c in df and df[c].notna().any()]
+    df["architecture"] = df[arch_cols].astype(str).agg("-".join, axis=1).map(
+        lambda s: f"{trainer}-{s}") if arch_cols else trainer
+    layer_col = next((c for c in LAYER_PARAMS if c in df and df[c].notna().any()), None)
+    df["layers"] = df[layer_col] if layer_col else pd.NA
+    df["optimizer"] = df["optimizer"] if "optimizer" in df else pd.NA
+    df["_v"] = finite(df["best_val_metric"])
+    keys = ["architecture", "layers", "optimizer"]
+    rows = []
+    for key, g in df.groupby(keys, dropna=False, sort=True):
+        v = g["_v"]
+        idx = v.idxmax() if mode == "max" else v.idxmin()
+        rows.append({**dict(zip(keys, key)), "trials": len(g),
+                     "completed": int((g["status"] == "completed").sum()),
+                     "diverged": int((g["status"] == "diverged").sum()),
+                     "best": v.max() if mode == "max" else v.min(), "median": v.median(),
+                     "best_trial": g.loc[idx, "trial_id"] if pd.notna(idx) else None})
+    out = pd.DataFrame(rows)
+    if out.empty:
+        return out
+    best = out.groupby("architecture")["best"].transform("max" if mode == "max" else "min")
+    out["is_best"] = out["best"].eq(best) & out["best"].notna()
+    return out
+
+
+def _cell(v) -> str:
+    if isinstance(v, float):
+        return "" if pd.isna(v) else f"{v:.4g}"
+    return "" if v is None or v is pd.NA else str(v)
+
+
+def render(summary: pd.DataFrame, fmt: str = "md") -> str:
+    """Markdown (best rows in **bold**), HTML (best rows in <b>) or CSV."""
+    cols = [c for c in summary.columns if c != "is_best"]
+    if fmt == "csv":
+        return summary.to_csv(index=False)
+    if fmt == "md":
+        lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+        for r in summary.itertuples(index=False):
+            cells = [_cell(getattr(r, c)) for c in cols]
+            if r.is_best:
+                cells = [f"**{c}**" if c else c for c in cells]
+            lines.append("| " + " | ".join(cells) + " |")
+        return "\n".join(lines) + "\n"
+    if fmt == "html":
+        head = "".join(f"<th>{html.escape(c)}</th>" for c in cols)
+        body = []
+        for r in summary.itertuples(index=False):
+            cells = [html.escape(_cell(getattr(r, c))) for c in cols]
+            if r.is_best:
+                cells = [f"<b>{c}</b>" for c in cells]
+            cls = ' class="best"' if r.is_best else ""
+            body.append(f"<tr{cls}>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
+        return f'<table class="summary"><tr>{head}</tr>{"".join(body)}</table>\n'
+    raise ValueError(f"format must be md, html or csv, got {fmt!r}")

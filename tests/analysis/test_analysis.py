@@ -1,0 +1,114 @@
+"""Analysis on synthetic frames with known answers (Agg backend, compute split from plot)."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from hpsearch.analysis import curves, importance, overfitting, sensitivity, summary
+
+
+@pytest.fixture
+def beta1_only():
+    """A frame where only beta1 matters: the metric falls off away from beta1 = 0.7."""
+    rng = np.random.default_rng(0)
+    n = 80
+    df = pd.DataFrame({"trial_id": [f"t{i}" for i in range(n)],
+                       "beta1": rng.uniform(0.5, 0.99, n), "beta2": rng.uniform(0.9, 0.9999, n),
+                       "batch_size": rng.choice([8, 32], n), "status": "completed"})
+    df["best_val_metric"] = 0.9 - 5 * (df["beta1"] - 0.7) ** 2 + rng.normal(0, 1e-3, n)
+    return df
+
+
+def test_importance_ranks_the_only_relevant_parameter_first(beta1_only):
+    imp = importance.compute_importance(beta1_only, ["beta1", "beta2", "batch_size"])
+    assert set(imp["evaluator"]) == {"fanova", "ped_anova"}
+    for _, g in imp.groupby("evaluator"):
+        assert g.iloc[0]["param"] == "beta1" and g.iloc[0]["importance"] > 0.8
+        assert g["importance"].sum() == pytest.approx(1.0, abs=1e-6)
+
+
+def test_importance_skips_conditional_and_noncompleted(beta1_only):
+    df = beta1_only.copy()
+    df.loc[::2, "beta2"] = np.nan  # conditional: present in only some trials
+    df.loc[:5, "status"] = "stopped_early"
+    imp = importance.compute_importance(df, ["beta1", "beta2", "batch_size"])
+    assert "beta2" not in set(imp["param"])
+    assert importance.compute_importance(df.head(2), ["beta1"]).empty
+
+
+def test_sensitivity_shows_beta1_trend_and_no_beta2_trend(beta1_only):
+    cells = sensitivity.compute_sensitivity(beta1_only, "beta1", "beta2", bins=4)
+    assert cells["n"].sum() == len(beta1_only)
+    by_b1 = cells.groupby("beta1", observed=True)["value"].mean()
+    by_b2 = cells.groupby("beta2", observed=True)["value"].mean()
+    assert by_b1.max() - by_b1.min() > 0.1  # beta1 moves the metric
+    assert by_b2.max() - by_b2.min() < 0.05  # beta2 does not
+    marg = sensitivity.compute_marginal(beta1_only, "beta2", bins=4)
+    assert marg["median"].max() - marg["median"].min() < 0.05
+
+
+def test_sensitivity_counts_diverged_and_uses_log_bins_for_lr():
+    df = pd.DataFrame({"trial_id": list("abcdef"),
+                       "lr": [1e-4, 2e-4, 1e-2, 2e-2, 1.0, 0.9],
+                       "batch_size": [8, 8, 8, 32, 32, 32],
+                       "best_val_metric": [0.5, 0.6, 0.9, 0.8, np.nan, np.nan],
+                       "status": ["completed"] * 4 + ["diverged", "error"]})
+    cells = sensitivity.compute_sensitivity(df, "lr", "batch_size", bins=2)
+    labels = list(cells["lr"].cat.categories)
+    assert labels == ["0.0001-0.01", "0.01-1"]  # geometric edges, not linear
+    bad = cells[cells["n_bad"] > 0]
+    # Diverged/errored trials count in n and n_bad but not in the median.
+    assert bad[["n", "n_bad"]].values.tolist() == [[3, 2]] and bad["value"].tolist() == [0.8]
+    import matplotlib
+
+    matplotlib.use("Agg")
+    ax = sensitivity.plot(cells, "lr", "batch_size")
+    texts = [t.get_text() for t in ax.texts]
+    assert any("✕2" in t for t in texts) and any("n=2" in t for t in texts)
+
+
+def test_pairs_put_priority_pairs_first_without_duplicates():
+    p = sensitivity.pairs(["batch_size", "lr", "beta2", "beta1", "depth"])
+    assert p[:2] == [("beta1", "beta2"), ("lr", "batch_size")]
+    assert len({frozenset(x) for x in p}) == len(p) == 10
+
+
+def _epochs(trial, train, val):
+    return pd.DataFrame({"trial_id": trial, "epoch": range(1, len(train) + 1),
+                         "train_loss": train, "val_loss": val,
+                         "gap": np.subtract(val, train), "status": "running", "depth": 4})
+
+
+def test_overfitting_finds_the_turn_epoch():
+    ep = pd.concat([_epochs("over", [1.0, 0.6, 0.3, 0.1, 0.05], [1.0, 0.7, 0.6, 0.8, 1.1]),
+                    _epochs("fine", [1.0, 0.8, 0.6, 0.5, 0.45], [1.0, 0.85, 0.7, 0.6, 0.55])])
+    res = overfitting.compute_overfitting(ep, ["depth"]).set_index("trial_id")
+    assert res.loc["over", "turn_epoch"] == 4 and res.loc["over", "flagged"]
+    assert res.loc["over", "best_val_epoch"] == 3
+    assert np.isnan(res.loc["fine", "turn_epoch"]) and not res.loc["fine", "flagged"]
+    assert res.loc["over", "max_gap"] == pytest.approx(1.05)
+    by = overfitting.gap_by(res.reset_index(), ["depth"])
+    assert list(by["param"]) == ["depth"] and by.iloc[0]["flagged_share"] == 0.5
+
+
+def test_summary_marks_best_per_architecture_and_renders():
+    trials = pd.DataFrame({"trial_id": list("abcd"), "model": ["lstm", "lstm", "gpt", "gpt"],
+                           "layers": [1, 2, 1, 2], "optimizer": ["adam"] * 4,
+                           "best_val_metric": [5.0, 4.0, 3.0, 6.0],
+                           "status": ["completed"] * 4})
+    s = summary.compute_summary(trials, "lm", mode="min")
+    best = s[s["is_best"]].set_index("architecture")["best_trial"].to_dict()
+    assert best == {"lm-lstm": "b", "lm-gpt": "c"}
+    md = summary.render(s, "md")
+    assert "| **lm-gpt** | **1** |" in md and md.count("**") == 2 * 2 * 9
+    assert "<b>lm-lstm</b>" in summary.render(s, "html")
+    assert summary.render(s, "csv").startswith("architecture,layers,optimizer")
+
+
+def test_curves_are_tidy_and_limited_to_top_trials():
+    ep = pd.concat([_epochs(t, [1, 0.5], [1, 0.6]) for t in "abc"])
+    ep["train_metric"], ep["val_metric"], ep["time_total_s"] = 0.5, 0.6, [1.0, 2.0] * 3
+    trials = pd.DataFrame({"trial_id": ["b", "a", "c"], "depth": [4, 4, 4]})
+    cur = curves.compute_curves(ep, trials, ["depth"], top=2)
+    assert set(cur["trial_id"]) == {"a", "b"} and set(cur["split"]) == {"train", "val"}
+    assert len(cur) == 2 * 2 * 2 and (cur["label"] == "depth=4").all()
