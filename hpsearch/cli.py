@@ -61,6 +61,16 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("run_dir")
     p.add_argument("--format", choices=["md", "html", "csv"], default="md",
                    help="format of the summary table file")
+    p = sub.add_parser("export", help="write the top-k configs for `hpsearch train --config`")
+    p.add_argument("run_dir")
+    p.add_argument("--top", type=int, default=3)
+    p.add_argument("--format", choices=["yaml", "json"], default="yaml")
+    p.add_argument("--out", default="best", help="output directory (default best/)")
+    p.add_argument("--confirm-seeds", type=int, default=0, metavar="N",
+                   help="re-train each config on N fresh seeds (Ray, in parallel)")
+    p.add_argument("--cpus-per-task", type=float, default=1.0)
+    p.add_argument("--gpus-per-task", type=float, default=0.0)
+    p.add_argument("--address", help="Ray cluster for --confirm-seeds (default: local)")
     p = sub.add_parser("spaces", help="list spaces, or show one's parameters")
     p.add_argument("name", nargs="?")
     sub.add_parser("trainers", help="list trainers and their settings")
@@ -174,6 +184,45 @@ def cmd_analyze(args) -> int:
     return 0
 
 
+def cmd_export(args) -> int:
+    import yaml
+
+    from hpsearch.analysis import export
+    from hpsearch.analysis.frame import read_run_meta
+
+    if args.confirm_seeds < 0:
+        raise UserError("--confirm-seeds must be >= 0")
+    mode = read_run_meta(Path(args.run_dir)).get("mode", "max")
+    paths = export.export_best_configs(args.run_dir, args.out, args.top, args.format)
+    docs = [yaml.safe_load(p.read_text()) for p in paths]
+    for p, d in zip(paths, docs):
+        m = d["metrics"]
+        print(f"{p}: trial {d['trial_id']} best_val_metric={_fmt(m['best_val_metric'])} "
+              f"final_val_metric={_fmt(m['final_val_metric'])}")
+    if args.confirm_seeds:
+        from hpsearch.search import cluster
+
+        cluster.connect(args.address)
+        raw = export.confirm_seeds(docs, args.confirm_seeds, args.cpus_per_task,
+                                   args.gpus_per_task)
+        ranked = export.rank_confirmed(raw, mode)
+        raw.to_csv(Path(args.out) / "confirm_runs.csv", index=False)
+        ranked.to_csv(Path(args.out) / "confirm.csv", index=False)
+        print(f"confirmation on {args.confirm_seeds} fresh seeds (mean ± std of val_metric):")
+        for r in ranked.itertuples():
+            print(f"  #{r.confirmed_rank} (search #{r.search_rank}) trial {r.trial_id}: "
+                  f"{_fmt(r.mean)} ± {_fmt(r.std)}")
+        winner = ranked.iloc[0]
+        if winner["search_rank"] != 1:
+            print(f"note: the search's winner (search #1) is NOT the confirmed winner: "
+                  f"trial {winner['trial_id']} (search #{winner['search_rank']}) wins on "
+                  "fresh seeds")
+        else:
+            print("the search's winner is confirmed on fresh seeds")
+    print(f"re-run: hpsearch train --config {paths[0]}")
+    return 0
+
+
 def cmd_train(args) -> int:
     from hpsearch import trainers
     from hpsearch.config import parse_overrides
@@ -244,7 +293,7 @@ def cmd_trainers(args) -> int:
     return 0
 
 
-COMMANDS = {"run": cmd_run, "resume": cmd_resume, "analyze": cmd_analyze, "train": cmd_train, "spaces": cmd_spaces,
+COMMANDS = {"run": cmd_run, "resume": cmd_resume, "analyze": cmd_analyze, "export": cmd_export, "train": cmd_train, "spaces": cmd_spaces,
             "trainers": cmd_trainers}
 
 

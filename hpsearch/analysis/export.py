@@ -1,0 +1,132 @@
+"""Export the top-k configs of a run (full trainer Config via `asdict`, metrics, trial ids,
+version) as YAML or JSON, and optionally confirm them on fresh seeds through Ray."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import statistics
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+from hpsearch import __version__, trainers
+from hpsearch.analysis.frame import Run, load_run
+from hpsearch.errors import UserError
+
+__all__ = ["select_top", "export_best_configs", "confirm_seeds", "rank_confirmed"]
+
+
+def _params_of(run: Run, trial_id: str) -> dict:
+    """The trial's full Tune config (searched + fixed values), from its params.json."""
+    for d in run.path.iterdir():
+        params = d / "params.json"
+        if d.is_dir() and params.exists() and f"_{trial_id}_" in d.name:
+            return json.loads(params.read_text())
+    raise UserError(f"no params.json for trial {trial_id} in {run.path}")
+
+
+def select_top(run: Run, k: int) -> pd.DataFrame:
+    """The k best completed trials (best validation metric, the run's direction)."""
+    done = run.trials[run.trials["status"] == "completed"]
+    if done.empty:
+        raise UserError(f"{run.path}: no completed trial to export "
+                        f"({len(run.trials)} trials: {', '.join(sorted(set(run.trials['status'])))})")
+    return done.head(k)  # run.trials is already sorted best first
+
+
+def _to_builtin(v):
+    if hasattr(v, "item"):
+        v = v.item()
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    return v
+
+
+def export_best_configs(run_dir: str | Path, out_dir: str | Path, top: int = 3,
+                        fmt: str = "yaml") -> list[Path]:
+    """Write best/1.yaml .. best/k.yaml, each loadable by `hpsearch train --config`.
+
+    Returns:
+        The written paths, best first.
+    """
+    if fmt not in ("yaml", "json"):
+        raise UserError(f"format must be yaml or json, got {fmt!r}")
+    if top < 1:
+        raise UserError(f"--top must be >= 1, got {top}")
+    run = load_run(run_dir)
+    trainer = trainers.get(run.meta["trainer"])
+    chosen = select_top(run, top)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for rank, row in enumerate(chosen.itertuples(index=False), start=1):
+        values = _params_of(run, row.trial_id)
+        cfg = trainer.make_config(values)
+        doc = {
+            "trainer": run.meta["trainer"], "rank": rank, "trial_id": row.trial_id,
+            "run": str(run.path), "hpsearch_version": __version__,
+            "metric": f"val_metric ({run.metric_name}, {run.mode})",
+            "metrics": {"best_val_metric": _to_builtin(row.best_val_metric),
+                        "final_val_metric": _to_builtin(row.final_val_metric),
+                        "final_val_loss": _to_builtin(row.final_val_loss),
+                        "final_train_loss": _to_builtin(row.final_train_loss),
+                        "epochs": _to_builtin(row.epochs)},
+            "config": dataclasses.asdict(cfg),
+        }
+        path = out / f"{rank}.{fmt}"
+        text = (yaml.safe_dump(doc, sort_keys=False) if fmt == "yaml"
+                else json.dumps(doc, indent=2))
+        path.write_text(text)
+        paths.append(path)
+    return paths
+
+
+def _train_once(trainer_name: str, values: dict) -> dict:
+    trainer = trainers.get(trainer_name)
+    rows: list[dict] = []
+    trainer.train(trainer.make_config(values), rows.append)
+    return rows[-1]
+
+
+def confirm_seeds(docs: list[dict], seeds: int, cpus_per_task: float = 1.0,
+                  gpus_per_task: float = 0.0) -> pd.DataFrame:
+    """Re-train each exported config on `seeds` fresh seeds, in parallel Ray tasks.
+
+    Returns:
+        One row per (rank, seed): rank, trial_id, seed, val_metric, status.
+    """
+    import ray
+
+    task = ray.remote(num_cpus=cpus_per_task, num_gpus=gpus_per_task)(_train_once)
+    jobs = []
+    for doc in docs:
+        for i in range(seeds):
+            seed = 1000 + i  # never the search's seed, so the confirmation is independent
+            values = {**doc["config"], "seed": seed}
+            jobs.append(((doc["rank"], doc["trial_id"], seed),
+                         task.remote(doc["trainer"], values)))
+    rows = []
+    for (rank, tid, seed), ref in jobs:
+        last = ray.get(ref)
+        rows.append({"rank": rank, "trial_id": tid, "seed": seed,
+                     "val_metric": last.get("val_metric"), "status": last.get("status")})
+    return pd.DataFrame(rows)
+
+
+def rank_confirmed(results: pd.DataFrame, mode: str) -> pd.DataFrame:
+    """Mean and std of val_metric per exported config, ranked in the run's direction."""
+    rows = []
+    for (rank, tid), g in results.groupby(["rank", "trial_id"]):
+        vals = [v for v in g["val_metric"] if isinstance(v, float) and math.isfinite(v)]
+        rows.append({"search_rank": rank, "trial_id": tid, "seeds": len(g),
+                     "mean": statistics.fmean(vals) if vals else math.nan,
+                     "std": statistics.stdev(vals) if len(vals) > 1 else 0.0,
+                     "diverged": int((g["status"] == "diverged").sum())})
+    out = pd.DataFrame(rows)
+    out = out.sort_values("mean", ascending=(mode == "min"), na_position="last",
+                          ignore_index=True)
+    out.insert(0, "confirmed_rank", range(1, len(out) + 1))
+    return out
