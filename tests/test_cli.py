@@ -1,0 +1,126 @@
+"""The CLI as a user runs it: one-line errors with exit 2, train, spaces, export round trip."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from hpsearch.cli import main
+
+
+def _cli(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "hpsearch", *args], capture_output=True,
+                          text=True, cwd=cwd, timeout=300)
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["run", "--trainer", "nope"], "unknown trainer 'nope'"),
+    (["run", "--space", "nope"], "unknown space 'nope'"),
+    (["run", "--trainer", "vit", "--space", "mlp_optimizers"], "is for trainer 'mlp'"),
+    (["run", "--set", "colour=red"], "unknown setting 'colour'"),
+    (["run", "--set", "lr=3e-4"], "both searched"),
+    (["run", "--set", "depth=two"], "expected int"),
+    (["run", "--grace-period", "20", "--max-epochs", "5"], "grace period"),
+    (["run", "--reduction-factor", "1"], "reduction factor"),
+    (["run", "--samples", "0"], "samples must be"),
+    (["analyze", "/nonexistent/run"], "run directory not found"),
+    (["export", "/nonexistent/run"], "run directory not found"),
+    (["resume", "/nonexistent/run"], "run directory not found"),
+    (["train", "--trainer", "mlp", "--set", "optimizer=rmsprop"], "optimizer must be"),
+    (["train", "--trainer", "nomodule:fn"], "cannot import trainer module"),
+    (["train", "--config", "/nonexistent.yaml"], "file not found"),
+])
+def test_user_errors_are_one_line_exit_2(args, needle, tmp_path):
+    res = _cli(*args, "--out", str(tmp_path / "r")) if args[0] == "run" else _cli(*args)
+    assert res.returncode == 2, res.stderr
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("hpsearch: error: "), res.stderr
+    assert needle in lines[0]
+    assert "Traceback" not in res.stderr
+    assert not (tmp_path / "r").exists()  # nothing started, nothing written
+
+
+def test_malformed_yaml_space_and_config(tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("params: {lr: {type: float, low: 1, high: [}\n")
+    assert main(["run", "--space", str(bad), "--out", str(tmp_path / "r")]) == 2
+    assert "malformed YAML" in capsys.readouterr().err
+    assert main(["train", "--config", str(bad)]) == 2
+    assert "malformed" in capsys.readouterr().err
+
+
+def test_existing_run_dir_is_not_overwritten(tmp_path, capsys):
+    run = tmp_path / "r"
+    run.mkdir()
+    (run / "hpsearch.json").write_text('{"keep": true}')
+    assert main(["run", "--out", str(run)]) == 2
+    assert "already holds a run" in capsys.readouterr().err
+    assert json.loads((run / "hpsearch.json").read_text()) == {"keep": True}
+
+
+def test_analyze_empty_run_is_a_user_error(tmp_path, capsys):
+    (tmp_path / "hpsearch.json").write_text(json.dumps({"trainer": "mlp", "mode": "max"}))
+    assert main(["analyze", str(tmp_path)]) == 2
+    assert "no trial has reported" in capsys.readouterr().err
+
+
+def test_train_prints_epochs_and_accepts_overrides(capsys):
+    rc = main(["train", "--trainer", "vit", "--set", "layers=1", "--set", "norm=post",
+               "--set", "dim=16", "--set", "heads=2", "--set", "epochs=2", "--json"])
+    out = capsys.readouterr().out.splitlines()
+    rows = [json.loads(line) for line in out if line.startswith("{")]
+    assert rc == 0 and [r["epoch"] for r in rows] == [1, 2]
+    assert "norm=post" in out[0] and "layers=1" in out[0]
+
+
+def test_user_trainer_module_function(tmp_path, monkeypatch, capsys):
+    (tmp_path / "mytrainer.py").write_text(
+        "from dataclasses import dataclass\n"
+        "MODE = 'min'\n"
+        "@dataclass\nclass Config:\n    lr: float = 0.1\n    epochs: int = 2\n"
+        "def fit(cfg, report):\n"
+        "    for e in range(1, cfg.epochs + 1):\n"
+        "        report({'epoch': e, 'val_metric': cfg.lr / e, 'status': 'running'})\n"
+        "    return {'val_metric': cfg.lr / cfg.epochs}\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert main(["train", "--trainer", "mytrainer:fit", "--set", "lr=0.5"]) == 0
+    assert "0.25" in capsys.readouterr().out
+
+
+def test_spaces_lists_and_shows(capsys):
+    assert main(["spaces"]) == 0
+    out = capsys.readouterr().out
+    for name in ("adam_betas", "mlp_optimizers", "lm_optimizers_depth", "vit_norm_depth"):
+        assert name in out
+    assert main(["spaces", "vit_norm_depth"]) == 0
+    out = capsys.readouterr().out
+    assert "norm" in out and "CategoricalDistribution(choices=('pre', 'post'))" in out
+
+
+@pytest.mark.slow
+def test_run_analyze_export_train_round_trip(tmp_path):
+    run = tmp_path / "rt"
+    res = _cli("run", "--samples", "3", "--max-epochs", "2", "--scheduler", "fifo",
+               "--set", "data=digits", "--set", "width=16", "--out", str(run), "--num-cpus", "2")
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "3/3 done" in res.stdout and "best trial" in res.stdout
+    res = _cli("analyze", str(run), "--format", "html")
+    assert res.returncode == 0, res.stderr[-2000:]
+    report = run / "report"
+    html = (report / "report.html").read_text()
+    import re
+
+    imgs = re.findall(r'src="([^"]+)"', html)
+    assert imgs and all((report / i).exists() for i in imgs)
+    assert "sensitivity_" in html and (report / "summary.html").exists()
+    res = _cli("export", str(run), "--top", "2", "--out", str(tmp_path / "best"))
+    assert res.returncode == 0, res.stderr[-2000:]
+    doc = yaml.safe_load((tmp_path / "best" / "1.yaml").read_text())
+    assert doc["config"]["data"] == "digits" and doc["config"]["epochs"] == 2
+    assert doc["hpsearch_version"] and doc["trial_id"]
+    res = _cli("train", "--config", str(tmp_path / "best" / "1.yaml"), "--json")
+    rows = [json.loads(x) for x in res.stdout.splitlines() if x.startswith("{")]
+    # Same config, same seed: the trial's metric is reproduced.
+    assert rows[-1]["val_metric"] == pytest.approx(doc["metrics"]["final_val_metric"], abs=0.01)
