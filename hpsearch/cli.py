@@ -40,6 +40,8 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--gpus-per-trial", type=float, default=0.0, help="fractions share a GPU")
     p.add_argument("--max-concurrent", type=int, help="default: what the cluster fits")
     p.add_argument("--address", help="join a Ray cluster: auto | ray://HOST:PORT")
+    p.add_argument("--storage", metavar="DIR", help="shared directory every node mounts "
+                   "(needed on a multi-node cluster); the run directory is DIR/NAME")
     p.add_argument("--max-failures", type=int, default=2, help="retries of a crashed trial")
     p.add_argument("--num-cpus", type=int, help="local Ray only: CPUs to use")
 
@@ -113,6 +115,8 @@ def _search_config(args):
             raise UserError(f"{args.points}: expected a list of configs")
         points = tuple(doc)
     out = args.out or f"runs/{trainer_name.replace(':', '.')}-{space_name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    if args.storage:
+        out = str(Path(args.storage) / Path(out).name)
     try:
         sched = SchedulerConfig(args.scheduler, args.grace_period, args.reduction_factor,
                                 args.max_epochs)
@@ -122,7 +126,7 @@ def _search_config(args):
             samples=args.samples, max_epochs=args.max_epochs, metric=args.metric,
             mode=args.mode or trainer.mode, sampler=args.sampler, seed=args.seed,
             scheduler=sched, resources=res, fixed=fixed, points=points, address=args.address,
-            max_failures=args.max_failures)
+            max_failures=args.max_failures, storage=args.storage)
     except ValueError as exc:
         raise UserError(str(exc)) from None
 

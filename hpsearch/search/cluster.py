@@ -51,3 +51,89 @@ def concurrent_slots(cpus_per_trial: float, gpus_per_trial: float) -> int:
             raise UserError(f"--gpus-per-trial {gpus_per_trial} but the cluster has {gpus} GPUs")
         slots = min(slots, math.floor(gpus / gpus_per_trial + 1e-9))
     return max(slots, 1)
+
+
+PROCESS_FILE = "ray_processes.json"
+
+
+def record_processes(run_dir) -> None:
+    """Write the local Ray's daemon pids into the run dir, so that `hpsearch resume` can end
+    what a killed driver left behind. Joined clusters are not ours to record."""
+    import json
+    from pathlib import Path
+
+    node = getattr(ray._private.worker, "_global_node", None)  # noqa: SLF001
+    if node is None:
+        return
+    pids = {kind: [p.process.pid for p in procs if p.process is not None]
+            for kind, procs in node.all_processes.items()}
+    # Agents and workers start later and rewrite their command lines; what ties them to this
+    # run is the session directory their log files live in.
+    record = {"pids": pids, "session_dir": node.get_session_dir_path()}
+    (Path(run_dir) / PROCESS_FILE).write_text(json.dumps(record))
+
+
+def _session_pids(session_dir: str) -> list[int]:
+    """Pids of processes holding a file open inside `session_dir`."""
+    import os
+
+    out = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            fds = os.listdir(f"/proc/{entry}/fd")
+            if any(os.readlink(f"/proc/{entry}/fd/{fd}").startswith(session_dir) for fd in fds):
+                out.append(int(entry))
+        except OSError:
+            continue
+    return out
+
+
+def _is_ray_process(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            cmd = f.read().replace(b"\0", b" ")
+    except OSError:
+        return False
+    return b"ray" in cmd
+
+
+def cleanup_stale(run_dir, timeout_s: float = 5.0) -> list[int]:
+    """End the Ray daemons a killed driver of this run left running (by recorded pid, and
+    only if the pid still belongs to a Ray process). Returns the pids signalled."""
+    import json
+    import os
+    import signal
+    import time
+    from pathlib import Path
+
+    path = Path(run_dir) / PROCESS_FILE
+    if not path.exists():
+        return []
+    try:
+        record = json.loads(path.read_text())
+        pids = [pid for group in record["pids"].values() for pid in group]
+        session_dir = record.get("session_dir") or ""
+    except (ValueError, KeyError, AttributeError, TypeError):
+        return []
+    found = set(pids) | (set(_session_pids(session_dir)) if session_dir.startswith("/") else set())
+    alive = sorted(pid for pid in found if _is_ray_process(pid))
+    for pid in alive:
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and any(_is_ray_process(p) for p in alive):
+        time.sleep(0.1)
+    for pid in alive:
+        if _is_ray_process(pid):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+    if alive:
+        logger.warning("ended %d Ray processes left by the interrupted run", len(alive))
+    path.unlink(missing_ok=True)
+    return alive

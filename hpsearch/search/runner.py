@@ -11,6 +11,8 @@ import uuid
 from pathlib import Path
 
 import optuna
+import ray
+from optuna.trial import TrialState
 from ray import tune
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
@@ -148,17 +150,43 @@ def run_search(cfg: SearchConfig, stream: str = "stdout", grid: bool = False,
     trainer, _ = validate(cfg, grid)
     if not cfg.study_name:
         cfg = dataclasses.replace(cfg, study_name=f"{run_dir.name}-{uuid.uuid4().hex[:8]}")
+    started_here = cfg.address is None and not ray.is_initialized()
+    cluster.connect(cfg.address, num_cpus=num_cpus, num_gpus=num_gpus)
+    if cluster.is_multi_node():
+        storage = Path(cfg.storage).resolve() if cfg.storage else None
+        if storage is None or storage not in (run_dir, *run_dir.parents):
+            raise UserError("a multi-node cluster needs shared storage: pass --storage DIR "
+                            "(mounted on every node); the run directory goes inside it")
     run_dir.mkdir(parents=True, exist_ok=True)
     meta = config_to_meta(cfg, trainer, grid)
     _write_meta(run_dir, meta)
-    cluster.connect(cfg.address, num_cpus=num_cpus, num_gpus=num_gpus)
-    if cluster.is_multi_node() and "://" not in str(cfg.run_dir):
-        logger.warning("multi-node cluster: %s must be on storage every node shares", run_dir)
+    if started_here:
+        cluster.record_processes(run_dir)
     total = cfg.samples if not grid else _grid_size(cfg)
     progress = ProgressLine(total, cfg.metric, cfg.mode, stream)
     build_tuner(cfg, [progress], grid).fit()
     _finish(run_dir, meta)
+    (run_dir / cluster.PROCESS_FILE).unlink(missing_ok=True)
     return load_run(run_dir)
+
+
+def _load_study(run_dir: Path, study_name: str):
+    db = run_dir / "optuna.db"
+    if not db.exists() or not study_name:
+        return None
+    try:
+        return optuna.load_study(study_name=study_name, storage=f"sqlite:///{db}")
+    except KeyError:
+        return None
+
+
+def _fail_orphans(study, numbers: set[int]) -> None:
+    """Optuna trials left RUNNING by the killed driver that the restored searcher never
+    picked up again are marked FAIL, so the study has no phantom running trials."""
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        if t.number in numbers:
+            study.tell(t.number, state=TrialState.FAIL)
+            logger.warning("optuna trial %d was orphaned by the crash; marked FAIL", t.number)
 
 
 def _grid_size(cfg: SearchConfig) -> int:
@@ -179,9 +207,15 @@ def resume_search(run_dir: str | Path, stream: str = "stdout",
         cfg = dataclasses.replace(cfg, run_dir=str(run_dir))
     if not tune.Tuner.can_restore(str(run_dir)):
         raise UserError(f"{run_dir}: no Ray Tune experiment state to resume from")
+    if not ray.is_initialized():
+        cluster.cleanup_stale(run_dir)
+    study = _load_study(run_dir, cfg.study_name)
+    before = {t.number for t in study.trials if t.state == TrialState.RUNNING} if study else set()
     cluster.connect(cfg.address, num_cpus=num_cpus)
     tuner = tune.Tuner.restore(str(run_dir), trainable=_trainable(cfg), resume_errored=True,
                                param_space=None)
     tuner.fit()
+    if study:
+        _fail_orphans(study, before)
     _finish(run_dir, meta)
     return load_run(run_dir)
