@@ -16,6 +16,10 @@ from hpsearch.errors import UserError
 __all__ = ["RUN_FILE", "Run", "load_run", "summarize_trials", "read_run_meta", "SCHEMA"]
 
 RUN_FILE = "hpsearch.json"
+# Keys Ray Tune adds to every result; not ours to carry into the tidy frame.
+_TUNE_KEYS = {"timestamp", "checkpoint_dir_name", "done", "training_iteration", "trial_id",
+              "date", "time_this_iter_s", "time_since_restore", "iterations_since_restore",
+              "pid", "config", "should_checkpoint"}
 SCHEMA = ["epoch", "train_loss", "val_loss", "train_metric", "val_metric", "gap",
           "epoch_time_s", "time_total_s", "gpu_mem_mb", "gpu_mem_device_mb", "status", "error"]
 
@@ -73,10 +77,11 @@ def _tune_error(trial_dir: Path) -> str | None:
     return lines[-1][:500] if lines else "error"
 
 
-def _trial_rows(trial_dir: Path, finished: bool, max_epochs: int) -> list[dict]:
+def _trial_rows(trial_dir: Path, finished: bool, config_keys: set) -> list[dict]:
     results = _read_results(trial_dir)
     params_file = trial_dir / "params.json"
     config = json.loads(params_file.read_text()) if params_file.exists() else {}
+    config_keys.update(config)
     tid = results[0].get("trial_id") if results else trial_dir.name
     by_epoch: dict[int, dict] = {}
     for r in results:
@@ -85,7 +90,9 @@ def _trial_rows(trial_dir: Path, finished: bool, max_epochs: int) -> list[dict]:
     rows = []
     for epoch in sorted(by_epoch):
         r = by_epoch[epoch]
-        row = {"trial_id": tid, **{k: r.get(k) for k in SCHEMA}, **config}
+        extra = {k: v for k, v in r.items() if k not in _TUNE_KEYS and k not in SCHEMA
+                 and k not in config}  # e.g. node_ip, hostname, a user trainer's metrics
+        row = {"trial_id": tid, **{k: r.get(k) for k in SCHEMA}, **extra, **config}
         rows.append(row)
     error = _tune_error(trial_dir)
     if rows:
@@ -113,9 +120,10 @@ def load_run(path: str | Path, require_trials: bool = True) -> Run:
     meta = read_run_meta(path)
     finished = bool(meta.get("finished"))
     rows: list[dict] = []
+    config_keys: set[str] = set()
     for trial_dir in sorted(p for p in path.iterdir() if p.is_dir()):
         if (trial_dir / "params.json").exists():
-            rows.extend(_trial_rows(trial_dir, finished, meta.get("max_epochs", 0)))
+            rows.extend(_trial_rows(trial_dir, finished, config_keys))
     if not rows and require_trials:
         raise UserError(f"{path}: no trial has reported a result yet")
     epochs = pd.DataFrame(rows)
@@ -123,7 +131,7 @@ def load_run(path: str | Path, require_trials: bool = True) -> Run:
         if col not in epochs:
             epochs[col] = None
     fixed = set(meta.get("fixed", {})) | {"epochs"}
-    params = [c for c in epochs.columns if c not in SCHEMA and c != "trial_id" and c not in fixed]
+    params = [c for c in epochs.columns if c in config_keys and c not in fixed]
     params = [c for c in params if epochs[c].nunique(dropna=True) > 1] or params
     trials = summarize_trials(epochs, params, meta.get("mode", "max"))
     return Run(path, meta, epochs, trials, params)

@@ -38,6 +38,11 @@ class PruneAwareOptunaSearch(OptunaSearch):
             state, values = TrialState.COMPLETE, value
         else:
             state, values = TrialState.PRUNED, None
+        current = self._ot_study._storage.get_trial(ot_trial._trial_id).state  # noqa: SLF001
+        if current.is_finished():
+            # Told before a driver crash, but the restored searcher snapshot predates it.
+            self._completed_trials.add(trial_id)
+            return
         try:
             self._ot_study.tell(ot_trial, values, state=state)
         except Exception as exc:  # e.g. a NaN value: Optuna refuses and the trial fails

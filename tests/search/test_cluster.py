@@ -20,7 +20,8 @@ SCRIPT = textwrap.dedent("""
     from hpsearch.errors import UserError
 
     out, gpus_per_trial = sys.argv[1], float(sys.argv[2])
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 2, "num_gpus": 2})
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 2, "num_gpus": 2,
+                                                            "include_dashboard": False})
     cluster.add_node(num_cpus=2, num_gpus=2)
     cluster.wait_for_nodes()
     base = dict(trainer="tests.search.gpu_probe_trainer:train",
@@ -36,7 +37,11 @@ SCRIPT = textwrap.dedent("""
     run = run_search(SearchConfig(run_dir=out + "/run", storage=out, **base))
     print(json.dumps({"local": local_ok, "n": len(run.trials),
                       "rows": run.epochs[["trial_id", "node_id", "cuda_visible_devices"]]
-                      .to_dict("records")}))
+                      .to_dict("records")}), flush=True)
+    import os, ray
+    ray.shutdown()
+    cluster.shutdown()
+    os._exit(0)  # Cluster teardown at interpreter exit can return 1 after a clean run
 """)
 
 
