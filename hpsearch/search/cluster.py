@@ -25,6 +25,7 @@ def connect(address: str | None = None, num_cpus: int | None = None,
     if ray.is_initialized():
         return
     if address is None:
+        _bind_loopback()
         ray.init(num_cpus=num_cpus, num_gpus=num_gpus, include_dashboard=dashboard,
                  _node_ip_address="127.0.0.1", dashboard_host="127.0.0.1",
                  log_to_driver=False, logging_level=logging.WARNING)
@@ -34,6 +35,21 @@ def connect(address: str | None = None, num_cpus: int | None = None,
     except (ConnectionError, RuntimeError, ValueError) as exc:
         raise UserError(f"cannot join Ray cluster at {address}: {str(exc).splitlines()[0]}") \
             from None
+
+
+def _bind_loopback() -> None:
+    """Make a private local Ray listen on 127.0.0.1 only.
+
+    Ray turns `_node_ip_address="127.0.0.1"` into the machine's routable IP and then binds its
+    gRPC servers to it (and '::'). Its single-machine mode (the switch Ray uses on macOS and
+    Windows) keeps every server on loopback; children inherit it through the environment.
+    """
+    import os
+
+    from ray._private import ray_constants
+
+    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+    ray_constants.ENABLE_RAY_CLUSTER = False
 
 
 def is_multi_node() -> bool:

@@ -104,15 +104,27 @@ def _penguins() -> ImageSet:
     return _to_image_set(*_split(x[:, :, None, None], y, 68), 3, "penguins")
 
 
+class _ArrayUnpickler(pickle.Unpickler):
+    """Allows the classes a CIFAR-10 batch needs (numpy arrays, dtypes) and nothing else."""
+
+    _ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray",
+                "_reconstruct"), ("numpy", "ndarray"), ("numpy", "dtype")}
+
+    def find_class(self, module, name):
+        if (module, name) in self._ALLOWED:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"refusing to load {module}.{name} from a data file")
+
+
 def _cifar10(root: Path) -> ImageSet:
     """The CIFAR-10 'python version' directory (data_batch_1..5, test_batch)."""
     if not (root / "data_batch_1").exists():
         raise UserError(f"cifar10: no data_batch_1 in {root} (expected the python batches)")
 
     def load(name):
-        # The official format is a pickle; only load it from the directory the user named.
+        # The official format is a pickle: unpickle only numpy arrays and builtins, never code.
         with open(root / name, "rb") as f:
-            d = pickle.load(f, encoding="bytes")
+            d = _ArrayUnpickler(f, encoding="bytes").load()
         return np.asarray(d[b"data"]).reshape(-1, 3, 32, 32) / 255.0, np.asarray(d[b"labels"])
 
     parts = [load(f"data_batch_{i}") for i in range(1, 6) if (root / f"data_batch_{i}").exists()]

@@ -95,3 +95,16 @@ def test_digits_and_penguins():
     assert d.x_train.shape[1:] == (1, 8, 8) and len(d.x_val) == 360
     p = data.load_images("penguins")
     assert p.x_train.shape[1:] == (2, 1, 1) and p.classes == 3
+
+
+def test_cifar10_loader_refuses_code_in_pickles(tmp_path):
+    import os
+    import pickle
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, ("echo pwned",))
+
+    (tmp_path / "data_batch_1").write_bytes(pickle.dumps({b"data": Evil(), b"labels": []}))
+    with pytest.raises(pickle.UnpicklingError, match="refusing"):
+        data.load_images(f"cifar10:{tmp_path}")
