@@ -144,25 +144,30 @@ def summarize_trials(epochs: pd.DataFrame, params: list[str], mode: str) -> pd.D
         epochs: the per-epoch frame.
         params: hyperparameter columns to carry over.
         mode: "max" or "min" for val_metric.
+
+    Returns:
+        The trials frame, best trial first (trials with no finite metric last).
     """
-    out = []
-    for tid, g in epochs.sort_values("epoch").groupby("trial_id", sort=False):
-        last = g.iloc[-1]
-        vm = pd.to_numeric(g["val_metric"], errors="coerce").replace([np.inf, -np.inf], np.nan)
-        gap = pd.to_numeric(g["gap"], errors="coerce")
-        best = vm.max() if mode == "max" else vm.min()
-        row = {"trial_id": tid, **{p: last.get(p) for p in params},
-               "status": last["status"], "epochs": int(last["epoch"] or 0),
-               "best_val_metric": best, "final_val_metric": vm.iloc[-1],
-               "final_train_loss": last["train_loss"], "final_val_loss": last["val_loss"],
-               "final_gap": gap.iloc[-1], "max_gap": gap.max(),
-               "time_total_s": pd.to_numeric(g["time_total_s"], errors="coerce").max(),
-               "gpu_mem_mb": pd.to_numeric(g["gpu_mem_mb"], errors="coerce").max(),
-               "error": last.get("error")}
-        out.append(row)
-    trials = pd.DataFrame(out)
+    num = lambda c: pd.to_numeric(epochs[c], errors="coerce").replace(  # noqa: E731
+        [np.inf, -np.inf], np.nan)
+    df = epochs.assign(_vm=num("val_metric"), _gap=num("gap"), _t=num("time_total_s"),
+                       _mem=num("gpu_mem_mb"))
+    df = df.sort_values(["trial_id", "epoch"], kind="stable")
+    g = df.groupby("trial_id", sort=False)
+    agg = g.agg(best_val_metric=("_vm", "max" if mode == "max" else "min"),
+                max_gap=("_gap", "max"), time_total_s=("_t", "max"), gpu_mem_mb=("_mem", "max"))
+    last = g.tail(1).set_index("trial_id")
+    trials = pd.DataFrame({
+        **{p: last[p] for p in params if p in last},
+        "status": last["status"], "epochs": pd.to_numeric(last["epoch"]).fillna(0).astype(int),
+        "best_val_metric": agg["best_val_metric"], "final_val_metric": last["_vm"],
+        "final_train_loss": last["train_loss"], "final_val_loss": last["val_loss"],
+        "final_gap": last["_gap"], "max_gap": agg["max_gap"],
+        "time_total_s": agg["time_total_s"], "gpu_mem_mb": agg["gpu_mem_mb"],
+        "error": last["error"] if "error" in last else None,
+    }).rename_axis("trial_id").reset_index()
     if len(trials):
         key = trials["best_val_metric"].fillna(-math.inf if mode == "max" else math.inf)
-        trials = trials.assign(_k=key).sort_values("_k", ascending=(mode == "min"))
+        trials = trials.assign(_k=key).sort_values("_k", ascending=(mode == "min"), kind="stable")
         trials = trials.drop(columns="_k").reset_index(drop=True)
     return trials
