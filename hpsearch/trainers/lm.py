@@ -116,7 +116,7 @@ class GPT(nn.Module):
         return self.head(self.ln_f(x))
 
 
-def lm_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor):
+def lm_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, count: bool = False):
     """Mean next-token cross-entropy; no accuracy (the metric is perplexity)."""
     logits = model(x)
     return F.cross_entropy(logits.float().flatten(0, 1), y.flatten()), None
