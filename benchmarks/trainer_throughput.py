@@ -1,7 +1,7 @@
 """Training throughput (samples/s) of each hpsearch trainer vs a bare PyTorch loop on the same
 model, data, batch size and device. Target: hpsearch >= 0.95x the bare loop.
 
-    python benchmarks/trainer_throughput.py [--epochs 4] [--json out.json]
+    python benchmarks/trainer_throughput.py [--rounds 3] [--json out.json]
 """
 
 from __future__ import annotations
@@ -49,35 +49,40 @@ def bare_loop(model, data: _loop.Data, cfg, lm: bool) -> list[float]:
     return times
 
 
-def measure(name: str, overrides: dict, epochs: int) -> dict:
+def measure(name: str, overrides: dict, rounds: int) -> dict:
+    """Alternate rounds of hpsearch's loop and the bare loop (2 epochs each, the second timed)
+    so both see the same machine load; keep each side's fastest epoch."""
     trainer = trainers.get(name)
-    cfg = trainer.make_config({**overrides, "epochs": epochs, "device": "cpu"})
+    cfg = trainer.make_config({**overrides, "epochs": 2, "device": "cpu"})
     module = trainers.TRAINERS[name]
+    loss = module.lm_loss if name == "lm" else module.classification_loss
     model, data = module.build(cfg)
-    rows: list[dict] = []
-    t0 = time.perf_counter()
-    _loop.fit(cfg, model, data, module.lm_loss if name == "lm" else
-              module.classification_loss, module.METRIC, rows.append)
-    wall = time.perf_counter() - t0
-    ours = [r["epoch_time_s"] for r in rows][1:]  # the first epoch warms up allocators
     model2, data2 = module.build(cfg)
-    bare = bare_loop(model2, data2, cfg, name == "lm")[1:]
+    ours, bare = [], []
+    t0 = time.perf_counter()
+    for r in range(rounds):
+        rows: list[dict] = []
+        if r % 2:  # alternate which side runs first: order effects cancel out
+            bare.append(bare_loop(model2, data2, cfg, name == "lm")[-1])
+        _loop.fit(cfg, model, data, loss, module.METRIC, rows.append)
+        ours.append(rows[-1]["epoch_time_s"])
+        if not r % 2:
+            bare.append(bare_loop(model2, data2, cfg, name == "lm")[-1])
     n = len(data.x_train)
-    # Fastest epoch of each: on a shared 2-core machine the median picks up other load.
     return {"n_train": n, "hpsearch_samples_s": n / min(ours), "bare_samples_s": n / min(bare),
-            "wall_s": wall}
+            "wall_s": time.perf_counter() - t0}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--epochs", type=int, default=4)
+    ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--json")
     args = ap.parse_args()
     torch.set_num_threads(torch.get_num_threads())
     results = {}
     print(f"{'case':52} {'hpsearch/s':>11} {'bare/s':>9} {'ratio':>6}")
     for label, (name, overrides) in CASES.items():
-        r = measure(name, overrides, args.epochs)
+        r = measure(name, overrides, args.rounds)
         r["ratio"] = r["hpsearch_samples_s"] / r["bare_samples_s"]
         results[label] = r
         print(f"{label:52} {r['hpsearch_samples_s']:11.0f} {r['bare_samples_s']:9.0f} "

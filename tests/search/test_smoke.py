@@ -71,10 +71,10 @@ def test_divergence_and_errors_do_not_stop_the_search(ray_local, tmp_path):
     space.write_text(
         "trainer: mlp\nparams:\n"
         "  lr: {type: categorical, choices: [0.001, 1.0e+12]}\n"
-        "  fault: {type: categorical, choices: ['', 'error@2']}\n")
+        "  fault: {type: categorical, choices: ['', 'error@2', 'oom@2']}\n")
     points = ({"lr": 1e12, "fault": ""}, {"lr": 0.001, "fault": "error@2"},
-              {"lr": 0.001, "fault": ""})
-    cfg = _cfg(tmp_path, "faults", space=str(space), samples=3, max_epochs=3,
+              {"lr": 0.001, "fault": ""}, {"lr": 0.001, "fault": "oom@2"})
+    cfg = _cfg(tmp_path, "faults", space=str(space), samples=4, max_epochs=3,
                scheduler=SchedulerConfig(kind="fifo", max_t=3), points=points,
                fixed={**TINY, "optimizer": "sgd"})
     run = run_search(cfg)
@@ -83,8 +83,10 @@ def test_divergence_and_errors_do_not_stop_the_search(ray_local, tmp_path):
     err = by_fault[(0.001, "error@2")]
     assert err.status == "error" and "injected failure" in err.error
     assert by_fault[(0.001, "")].status == "completed"
+    oom = by_fault[(0.001, "oom@2")]
+    assert oom.status == "error" and oom.error.startswith("CUDA OOM: OutOfMemoryError")
     states = sorted(t.state.name for t in _study(tmp_path / "faults").trials)
-    assert states == ["COMPLETE", "FAIL", "PRUNED"]
+    assert states == ["COMPLETE", "FAIL", "FAIL", "PRUNED"]
     db = sqlite3.connect(tmp_path / "faults" / "optuna.db")
     assert db.execute("select count(*) from trials where state='RUNNING'").fetchone() == (0,)
 
