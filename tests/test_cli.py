@@ -124,3 +124,14 @@ def test_run_analyze_export_train_round_trip(tmp_path):
     rows = [json.loads(x) for x in res.stdout.splitlines() if x.startswith("{")]
     # Same config, same seed: the trial's metric is reproduced.
     assert rows[-1]["val_metric"] == pytest.approx(doc["metrics"]["final_val_metric"], abs=0.01)
+
+
+def test_points_file_must_be_a_list(tmp_path, capsys):
+    pts = tmp_path / "points.yaml"
+    pts.write_text("lr: 0.1\n")
+    assert main(["run", "--points", str(pts), "--out", str(tmp_path / "r")]) == 2
+    assert "expected a list of configs" in capsys.readouterr().err
+    pts.write_text("- {lr: 0.1, colour: red}\n")
+    assert main(["run", "--points", str(pts), "--out", str(tmp_path / "r")]) == 2
+    assert "colour" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()

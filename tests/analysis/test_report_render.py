@@ -66,3 +66,20 @@ def test_report_renders_in_headless_chromium(tmp_path):
     assert img.shape == (2000, 1200)
     # A rendered report is not a blank page: headings, tables and heatmaps add dark pixels.
     assert (img < 128).mean() > 0.02
+
+
+def test_partial_run_is_analyzed(tmp_path):
+    import json
+
+    _fake_run(tmp_path, n=4, epochs=3)
+    meta = json.loads((tmp_path / "hpsearch.json").read_text())
+    (tmp_path / "hpsearch.json").write_text(json.dumps({**meta, "finished": False}))
+    trial = next(tmp_path.glob("run_trial_t0000000_*"))
+    lines = (trial / "result.json").read_text().splitlines()[:2]  # still running at epoch 2
+    (trial / "result.json").write_text("\n".join(lines) + "\n{\"epoch\": 3, \"trun")  # torn
+    from hpsearch.analysis.frame import load_run
+
+    run = load_run(tmp_path)
+    row = run.trials.set_index("trial_id").loc["t0000000"]
+    assert row["status"] == "running" and row["epochs"] == 2
+    assert "partial run" in write_report(tmp_path).read_text()
