@@ -157,6 +157,9 @@ def cmd_run(args) -> int:
           f"max_epochs={cfg.max_epochs} metric={cfg.metric} ({cfg.mode}) -> {cfg.run_dir}")
     run = run_search(cfg, grid=args.grid, num_cpus=args.num_cpus)
     _print_best(run)
+    if not run.meta.get("finished"):
+        print(f"interrupted: finish with 'hpsearch resume {run.path}'", file=sys.stderr)
+        return 130
     return 0
 
 

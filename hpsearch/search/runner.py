@@ -128,9 +128,17 @@ def _write_meta(run_dir: Path, meta: dict) -> None:
     tmp.replace(run_dir / RUN_FILE)  # atomic: a crash never leaves half a file
 
 
-def _finish(run_dir: Path, meta: dict) -> None:
-    meta["finished"] = True
+def _finish(run_dir: Path, meta: dict, results, expected: int) -> None:
+    """Write epochs.csv/trials.csv; mark the run finished unless Ctrl-C cut it short (Tune
+    then returns early with fewer trials), so `hpsearch resume` can complete it."""
+    finished = len(results) >= expected and not any(
+        r.metrics.get("status") == "running" and r.metrics.get("epoch", 0) < meta["max_epochs"]
+        and meta["scheduler"]["kind"] == "fifo" for r in results)
+    meta["finished"] = finished
     _write_meta(run_dir, meta)
+    if not finished:
+        logger.warning("search interrupted after %d of %d trials; finish it with "
+                       "'hpsearch resume %s'", len(results), expected, run_dir)
     run = load_run(run_dir, require_trials=False)
     run.epochs.to_csv(run_dir / "epochs.csv", index=False)
     run.trials.to_csv(run_dir / "trials.csv", index=False)
@@ -164,8 +172,8 @@ def run_search(cfg: SearchConfig, stream: str = "stdout", grid: bool = False,
         cluster.record_processes(run_dir)
     total = cfg.samples if not grid else _grid_size(cfg)
     progress = ProgressLine(total, cfg.metric, cfg.mode, stream)
-    build_tuner(cfg, [progress], grid).fit()
-    _finish(run_dir, meta)
+    results = build_tuner(cfg, [progress], grid).fit()
+    _finish(run_dir, meta, results, total)
     (run_dir / cluster.PROCESS_FILE).unlink(missing_ok=True)
     return load_run(run_dir)
 
@@ -214,8 +222,8 @@ def resume_search(run_dir: str | Path, stream: str = "stdout",
     cluster.connect(cfg.address, num_cpus=num_cpus)
     tuner = tune.Tuner.restore(str(run_dir), trainable=_trainable(cfg), resume_errored=True,
                                param_space=None)
-    tuner.fit()
+    results = tuner.fit()
     if study:
         _fail_orphans(study, before)
-    _finish(run_dir, meta)
+    _finish(run_dir, meta, results, cfg.samples if not meta.get("grid") else len(results))
     return load_run(run_dir)
