@@ -180,29 +180,27 @@ def _fmt(v) -> str:
 
 
 def cmd_analyze(args) -> int:
+    from hpsearch.analysis.frame import load_run
     from hpsearch.analysis.report import write_report
     from hpsearch.analysis.summary import compute_summary, render
-    from hpsearch.analysis.frame import load_run
 
-    path = write_report(args.run_dir, args.format)
     run = load_run(args.run_dir)
+    path = write_report(run, args.format)
     print(render(compute_summary(run.trials, run.meta.get("trainer", "?"), run.mode), "md"))
     print(f"report: {path}")
     return 0
 
 
 def cmd_export(args) -> int:
-    import yaml
-
     from hpsearch.analysis import export
-    from hpsearch.analysis.frame import read_run_meta
+    from hpsearch.analysis.frame import load_run
 
     if args.confirm_seeds < 0:
         raise UserError("--confirm-seeds must be >= 0")
-    mode = read_run_meta(Path(args.run_dir)).get("mode", "max")
-    paths = export.export_best_configs(args.run_dir, args.out, args.top, args.format)
-    docs = [yaml.safe_load(p.read_text()) for p in paths]
-    for p, d in zip(paths, docs):
+    run = load_run(args.run_dir)
+    written = export.export_best_configs(run, args.out, args.top, args.format)
+    paths, docs = [p for p, _ in written], [d for _, d in written]
+    for p, d in written:
         m = d["metrics"]
         print(f"{p}: trial {d['trial_id']} best_val_metric={_fmt(m['best_val_metric'])} "
               f"final_val_metric={_fmt(m['final_val_metric'])}")
@@ -212,7 +210,7 @@ def cmd_export(args) -> int:
         cluster.connect(args.address)
         raw = export.confirm_seeds(docs, args.confirm_seeds, args.cpus_per_task,
                                    args.gpus_per_task)
-        ranked = export.rank_confirmed(raw, mode)
+        ranked = export.rank_confirmed(raw, run.mode)
         raw.to_csv(Path(args.out) / "confirm_runs.csv", index=False)
         ranked.to_csv(Path(args.out) / "confirm.csv", index=False)
         print(f"confirmation on {args.confirm_seeds} fresh seeds (mean ± std of val_metric):")
@@ -300,8 +298,8 @@ def cmd_trainers(args) -> int:
     return 0
 
 
-COMMANDS = {"run": cmd_run, "resume": cmd_resume, "analyze": cmd_analyze, "export": cmd_export, "train": cmd_train, "spaces": cmd_spaces,
-            "trainers": cmd_trainers}
+COMMANDS = {"run": cmd_run, "resume": cmd_resume, "analyze": cmd_analyze, "export": cmd_export,
+            "train": cmd_train, "spaces": cmd_spaces, "trainers": cmd_trainers}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -45,23 +45,27 @@ def _to_builtin(v):
     return v
 
 
-def export_best_configs(run_dir: str | Path, out_dir: str | Path, top: int = 3,
-                        fmt: str = "yaml") -> list[Path]:
+def export_best_configs(run: Run | str | Path, out_dir: str | Path, top: int = 3,
+                        fmt: str = "yaml") -> list[tuple[Path, dict]]:
     """Write best/1.yaml .. best/k.yaml, each loadable by `hpsearch train --config`.
 
+    Args:
+        run: a loaded run, or its directory.
+
     Returns:
-        The written paths, best first.
+        (path, document written) per config, best first.
     """
     if fmt not in ("yaml", "json"):
         raise UserError(f"format must be yaml or json, got {fmt!r}")
     if top < 1:
         raise UserError(f"--top must be >= 1, got {top}")
-    run = load_run(run_dir)
+    if not isinstance(run, Run):
+        run = load_run(run)
     trainer = trainers.get(run.meta["trainer"])
     chosen = select_top(run, top)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    paths = []
+    written = []
     for rank, row in enumerate(chosen.itertuples(index=False), start=1):
         values = _params_of(run, row.trial_id)
         cfg = trainer.make_config(values)
@@ -80,8 +84,8 @@ def export_best_configs(run_dir: str | Path, out_dir: str | Path, top: int = 3,
         text = (yaml.safe_dump(doc, sort_keys=False) if fmt == "yaml"
                 else json.dumps(doc, indent=2))
         path.write_text(text)
-        paths.append(path)
-    return paths
+        written.append((path, doc))
+    return written
 
 
 def _train_once(trainer_name: str, values: dict) -> dict:

@@ -103,18 +103,20 @@ table{border-collapse:collapse;font-size:13px;margin:8px 0}td,th{padding:3px 8px
 border-bottom:1px solid #ddd;text-align:right}tr.best td{background:#eef7ee}"""
 
 
-def write_report(run_dir: str | Path, fmt: str = "md") -> Path:
+def write_report(run: Run | str | Path, fmt: str = "md") -> Path:
     """Analyze a run and write its report directory.
 
     Args:
-        run_dir: runs/NAME (finished or partial).
+        run: a loaded run, or runs/NAME (finished or partial).
         fmt: format of the summary table file: md, html or csv.
 
     Returns:
         Path of report.html.
     """
-    run = load_run(run_dir)
-    out = Path(run_dir) / "report"
+    if not isinstance(run, Run):
+        run = load_run(run)
+    run_dir = run.path
+    out = run_dir / "report"
     out.mkdir(exist_ok=True)
     run.epochs.to_csv(out / "epochs.csv", index=False)
     run.trials.to_csv(out / "trials.csv", index=False)
@@ -135,7 +137,7 @@ def write_report(run_dir: str | Path, fmt: str = "md") -> Path:
         _section("Overfitting", _overfitting(run, out)),
         _section("Learning curves and memory", _curves(run, out)),
     ]
-    title = f"hpsearch report: {Path(run_dir).name}"
+    title = f"hpsearch report: {run_dir.name}"
     page = (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}"
             f"</title><style>{_CSS}</style></head><body><h1>{html.escape(title)}</h1>"
             + "".join(sections) + "</body></html>")

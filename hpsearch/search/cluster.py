@@ -3,8 +3,13 @@ default, or an existing cluster by address (token auth stays as the cluster has 
 
 from __future__ import annotations
 
+import json
 import logging
 import math
+import os
+import signal
+import time
+from pathlib import Path
 
 import ray
 
@@ -44,8 +49,6 @@ def _bind_loopback() -> None:
     gRPC servers to it (and '::'). Its single-machine mode (the switch Ray uses on macOS and
     Windows) keeps every server on loopback; children inherit it through the environment.
     """
-    import os
-
     from ray._private import ray_constants
 
     os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
@@ -75,9 +78,6 @@ PROCESS_FILE = "ray_processes.json"
 def record_processes(run_dir) -> None:
     """Write the local Ray's daemon pids into the run dir, so that `hpsearch resume` can end
     what a killed driver left behind. Joined clusters are not ours to record."""
-    import json
-    from pathlib import Path
-
     node = getattr(ray._private.worker, "_global_node", None)  # noqa: SLF001
     if node is None:
         return
@@ -91,8 +91,6 @@ def record_processes(run_dir) -> None:
 
 def _session_pids(session_dir: str) -> list[int]:
     """Pids of processes holding a file open inside `session_dir`."""
-    import os
-
     out = []
     for entry in os.listdir("/proc"):
         if not entry.isdigit() or int(entry) == os.getpid():
@@ -118,12 +116,6 @@ def _is_ray_process(pid: int) -> bool:
 def cleanup_stale(run_dir, timeout_s: float = 5.0) -> list[int]:
     """End the Ray daemons a killed driver of this run left running (by recorded pid, and
     only if the pid still belongs to a Ray process). Returns the pids signalled."""
-    import json
-    import os
-    import signal
-    import time
-    from pathlib import Path
-
     path = Path(run_dir) / PROCESS_FILE
     if not path.exists():
         return []

@@ -130,10 +130,8 @@ def _write_meta(run_dir: Path, meta: dict) -> None:
 
 def _finish(run_dir: Path, meta: dict, results, expected: int) -> None:
     """Write epochs.csv/trials.csv; mark the run finished unless Ctrl-C cut it short (Tune
-    then returns early with fewer trials), so `hpsearch resume` can complete it."""
-    finished = len(results) >= expected and not any(
-        r.metrics.get("status") == "running" and r.metrics.get("epoch", 0) < meta["max_epochs"]
-        and meta["scheduler"]["kind"] == "fifo" for r in results)
+    then returns with trials still pending or paused), so `hpsearch resume` can complete it."""
+    finished = results.num_terminated + results.num_errors >= expected
     meta["finished"] = finished
     _write_meta(run_dir, meta)
     if not finished:

@@ -27,6 +27,12 @@ class PruneAwareOptunaSearch(OptunaSearch):
         if trial_id in self._completed_trials or trial_id not in self._ot_trials:
             return
         ot_trial = self._ot_trials[trial_id]
+        current = self._ot_study._storage.get_trial(ot_trial._trial_id).state  # noqa: SLF001
+        if current.is_finished():
+            # Told before a driver crash, but the restored searcher snapshot predates it;
+            # Optuna would refuse both a new intermediate value and a second tell.
+            self._completed_trials.add(trial_id)
+            return
         if result:
             # The result that made the scheduler stop a trial never reaches on_trial_result.
             self.on_trial_result(trial_id, result)
@@ -38,11 +44,6 @@ class PruneAwareOptunaSearch(OptunaSearch):
             state, values = TrialState.COMPLETE, value
         else:
             state, values = TrialState.PRUNED, None
-        current = self._ot_study._storage.get_trial(ot_trial._trial_id).state  # noqa: SLF001
-        if current.is_finished():
-            # Told before a driver crash, but the restored searcher snapshot predates it.
-            self._completed_trials.add(trial_id)
-            return
         try:
             self._ot_study.tell(ot_trial, values, state=state)
         except Exception as exc:  # e.g. a NaN value: Optuna refuses and the trial fails

@@ -16,7 +16,8 @@ logger = logging.getLogger(__name__)
 
 Report = Callable[[dict], Any]
 # loss_fn(model, x, y, count) -> (mean loss, number of correct predictions if count else None)
-LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor], "tuple[torch.Tensor, torch.Tensor | None]"]
+LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor, bool],
+                  "tuple[torch.Tensor, torch.Tensor | None]"]
 OPTIMIZERS = ("sgd", "momentum", "adam", "adamw")
 
 
