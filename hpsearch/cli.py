@@ -37,13 +37,31 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--points", help="YAML/JSON list of configs to evaluate first")
     p.add_argument("--grid", action="store_true", help="evaluate the space's hand grid instead")
     p.add_argument("--cpus-per-trial", type=float, default=1.0)
-    p.add_argument("--gpus-per-trial", type=float, default=0.0, help="fractions share a GPU")
+    p.add_argument("--gpus-per-trial", type=_gpu_share, default=0.0, metavar="SHARE|auto",
+                   help="GPU share per trial (fractions share a device; a config whose "
+                   "estimated memory needs more gets more); auto: from the estimate alone")
+    p.add_argument("--gpu-memory-mb", type=float, metavar="MB",
+                   help="memory of each GPU for packing (default: read with NVML)")
+    p.add_argument("--gpu-overhead-mb", type=float, default=512.0, metavar="MB",
+                   help="per-trial memory outside torch: CUDA context, workspaces (512)")
+    p.add_argument("--no-memory-packing", action="store_true",
+                   help="give every trial exactly --gpus-per-trial, no memory estimate")
     p.add_argument("--max-concurrent", type=int, help="default: what the cluster fits")
     p.add_argument("--address", help="join a Ray cluster: auto | ray://HOST:PORT")
     p.add_argument("--storage", metavar="DIR", help="shared directory every node mounts "
                    "(needed on a multi-node cluster); the run directory is DIR/NAME")
     p.add_argument("--max-failures", type=int, default=2, help="retries of a crashed trial")
     p.add_argument("--num-cpus", type=int, help="local Ray only: CPUs to use")
+    p.add_argument("--num-gpus", type=int, help="local Ray only: GPUs to use (default: all)")
+
+
+def _gpu_share(text: str):
+    if text == "auto":
+        return text
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number or 'auto', got {text!r}") from None
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -120,7 +138,12 @@ def _search_config(args):
     try:
         sched = SchedulerConfig(args.scheduler, args.grace_period, args.reduction_factor,
                                 args.max_epochs)
-        res = ResourcesConfig(args.cpus_per_trial, args.gpus_per_trial, args.max_concurrent)
+        auto = args.gpus_per_trial == "auto"
+        res = ResourcesConfig(args.cpus_per_trial, 0.0 if auto else args.gpus_per_trial,
+                              args.max_concurrent, gpu_auto=auto,
+                              memory_packing=not args.no_memory_packing,
+                              gpu_memory_mb=args.gpu_memory_mb,
+                              gpu_overhead_mb=args.gpu_overhead_mb)
         return SearchConfig(
             trainer=trainer_name, space=space_name, run_dir=str(Path(out).resolve()),
             samples=args.samples, max_epochs=args.max_epochs, metric=args.metric,
@@ -155,7 +178,7 @@ def cmd_run(args) -> int:
     cfg = _search_config(args)
     print(f"search: trainer={cfg.trainer} space={cfg.space} samples={cfg.samples} "
           f"max_epochs={cfg.max_epochs} metric={cfg.metric} ({cfg.mode}) -> {cfg.run_dir}")
-    run = run_search(cfg, grid=args.grid, num_cpus=args.num_cpus)
+    run = run_search(cfg, grid=args.grid, num_cpus=args.num_cpus, num_gpus=args.num_gpus)
     _print_best(run)
     if not run.meta.get("finished"):
         print(f"interrupted: finish with 'hpsearch resume {run.path}'", file=sys.stderr)

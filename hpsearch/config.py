@@ -40,10 +40,17 @@ class ResourcesConfig:
     """What one trial gets. Fractional GPUs let several small trials share a device."""
 
     cpus_per_trial: float = 1.0
+    # A trial's GPU share. With memory packing it is the floor: a config whose estimated
+    # memory needs more of the device gets more, so co-located trials never overfill it.
     gpus_per_trial: float = 0.0
     # None: derived from the cluster's free CPUs/GPUs. OptunaSearch keeps only one trial
     # pending without it, leaving slots idle.
     max_concurrent: int | None = None
+    gpu_auto: bool = False  # --gpus-per-trial auto: the share is the memory estimate alone
+    memory_packing: bool = True  # size GPU shares from each config's memory estimate
+    gpu_memory_mb: float | None = None  # per GPU; None: read with NVML on the GPU nodes
+    # Per trial process, outside torch's allocator: CUDA context, cuBLAS/cuDNN workspaces.
+    gpu_overhead_mb: float = 512.0
 
     def __post_init__(self) -> None:
         if self.cpus_per_trial <= 0:
@@ -52,6 +59,19 @@ class ResourcesConfig:
             raise ValueError(f"gpus per trial must be >= 0, got {self.gpus_per_trial}")
         if self.max_concurrent is not None and self.max_concurrent < 1:
             raise ValueError(f"max concurrent trials must be >= 1, got {self.max_concurrent}")
+        if self.gpus_per_trial > 1 and self.gpus_per_trial != int(self.gpus_per_trial):
+            raise ValueError("gpus per trial above 1 must be a whole number, got "
+                             f"{self.gpus_per_trial}")
+        if self.gpu_auto and not self.memory_packing:
+            raise ValueError("--gpus-per-trial auto needs memory packing")
+        if self.gpu_memory_mb is not None and self.gpu_memory_mb <= 0:
+            raise ValueError(f"GPU memory must be > 0 MB, got {self.gpu_memory_mb}")
+        if self.gpu_overhead_mb < 0:
+            raise ValueError(f"GPU overhead must be >= 0 MB, got {self.gpu_overhead_mb}")
+
+    @property
+    def uses_gpus(self) -> bool:
+        return self.gpu_auto or self.gpus_per_trial > 0
 
 
 @dataclass(frozen=True)

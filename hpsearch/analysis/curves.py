@@ -41,12 +41,28 @@ def compute_curves(epochs: pd.DataFrame, trials: pd.DataFrame, params: list[str]
 
 
 def compute_memory(trials: pd.DataFrame, params: list[str]) -> pd.DataFrame:
-    """Peak GPU memory (MB) per trial with its config; NaN means measured on CPU."""
-    cols = ["trial_id", *[p for p in params if p in trials], "gpu_mem_mb", "status"]
+    """Per-trial GPU memory (MiB) with its config: the GPU share the trial was given, the
+    estimate that share came from, the measured peak (`torch.cuda.max_memory_allocated`),
+    actual/estimate, and what NVML saw on the whole device. NaN actuals: ran on CPU.
+
+    Returns:
+        trial_id, params..., [gpu_share, gpu_mem_mb_estimate,] gpu_mem_mb, [actual_over_estimate,]
+        gpu_mem_device_mb, status; largest actual (else estimate) first.
+    """
+    cols = ["trial_id", *[p for p in params if p in trials]]
+    cols += [c for c in ("gpu_share", "gpu_mem_mb_estimate") if c in trials]
+    cols += [c for c in ("gpu_mem_mb", "gpu_mem_device_mb", "status") if c in trials]
     out = trials[cols].copy()
-    if "gpu_mem_mb_estimate" in trials:
-        out["gpu_mem_mb_estimate"] = trials["gpu_mem_mb_estimate"]
-    return out.sort_values("gpu_mem_mb", ascending=False, na_position="last", ignore_index=True)
+    if "gpu_mem_mb_estimate" in out:
+        est = pd.to_numeric(out["gpu_mem_mb_estimate"], errors="coerce")
+        actual = pd.to_numeric(out["gpu_mem_mb"], errors="coerce")
+        out.insert(out.columns.get_loc("gpu_mem_mb") + 1, "actual_over_estimate",
+                   (actual / est).round(3))
+        key = actual.fillna(est)
+    else:
+        key = pd.to_numeric(out["gpu_mem_mb"], errors="coerce")
+    order = key.sort_values(ascending=False, na_position="last").index
+    return out.loc[order].reset_index(drop=True)
 
 
 def plot(curves: pd.DataFrame, x: str = "epoch", ax=None, metric_name: str = "metric"):

@@ -133,8 +133,22 @@ def load_run(path: str | Path, require_trials: bool = True) -> Run:
     fixed = set(meta.get("fixed", {})) | {"epochs"}
     params = [c for c in epochs.columns if c in config_keys and c not in fixed]
     params = [c for c in params if epochs[c].nunique(dropna=True) > 1] or params
-    trials = summarize_trials(epochs, params, meta.get("mode", "max"))
+    trials = _with_packing(summarize_trials(epochs, params, meta.get("mode", "max")), path)
     return Run(path, meta, epochs, trials, params)
+
+
+def _with_packing(trials: pd.DataFrame, path: Path) -> pd.DataFrame:
+    """Join packing.csv (GPU share and memory estimate per trial, written as trials start;
+    a resumed trial appears twice, its last row counts)."""
+    f = path / "packing.csv"
+    if not f.exists() or trials.empty:
+        return trials
+    try:
+        packing = pd.read_csv(f).drop_duplicates("trial_id", keep="last")
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, KeyError):
+        return trials  # a driver killed mid-write; the analysis goes on without it
+    cols = [c for c in ("trial_id", "gpu_share", "gpu_mem_mb_estimate") if c in packing]
+    return trials.merge(packing[cols], on="trial_id", how="left")
 
 
 def summarize_trials(epochs: pd.DataFrame, params: list[str], mode: str) -> pd.DataFrame:
@@ -151,11 +165,12 @@ def summarize_trials(epochs: pd.DataFrame, params: list[str], mode: str) -> pd.D
     num = lambda c: pd.to_numeric(epochs[c], errors="coerce").replace(  # noqa: E731
         [np.inf, -np.inf], np.nan)
     df = epochs.assign(_vm=num("val_metric"), _gap=num("gap"), _t=num("time_total_s"),
-                       _mem=num("gpu_mem_mb"))
+                       _mem=num("gpu_mem_mb"), _dev=num("gpu_mem_device_mb"))
     df = df.sort_values(["trial_id", "epoch"], kind="stable")
     g = df.groupby("trial_id", sort=False)
     agg = g.agg(best_val_metric=("_vm", "max" if mode == "max" else "min"),
-                max_gap=("_gap", "max"), time_total_s=("_t", "max"), gpu_mem_mb=("_mem", "max"))
+                max_gap=("_gap", "max"), time_total_s=("_t", "max"), gpu_mem_mb=("_mem", "max"),
+                gpu_mem_device_mb=("_dev", "max"))
     last = g.tail(1).set_index("trial_id")
     trials = pd.DataFrame({
         **{p: last[p] for p in params if p in last},
@@ -164,6 +179,7 @@ def summarize_trials(epochs: pd.DataFrame, params: list[str], mode: str) -> pd.D
         "final_train_loss": last["train_loss"], "final_val_loss": last["val_loss"],
         "final_gap": last["_gap"], "max_gap": agg["max_gap"],
         "time_total_s": agg["time_total_s"], "gpu_mem_mb": agg["gpu_mem_mb"],
+        "gpu_mem_device_mb": agg["gpu_mem_device_mb"],
         "error": last["error"] if "error" in last else None,
     }).rename_axis("trial_id").reset_index()
     if len(trials):

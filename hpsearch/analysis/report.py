@@ -93,6 +93,17 @@ def _curves(run: Run, out: Path) -> str:
     mem.to_csv(out / "memory.csv", index=False)
     note = ("" if mem["gpu_mem_mb"].notna().any()
             else "<p>GPU memory: not measured (trials ran on CPU).</p>")
+    if "gpu_mem_mb_estimate" in mem:
+        ratio = mem["actual_over_estimate"].dropna()
+        note += ("<p>gpu_mem_mb_estimate: peak predicted before the trial ran (its model and "
+                 "two training steps on fake tensors, plus its data), which sized its "
+                 "gpu_share of the device; gpu_mem_mb: measured peak "
+                 "(torch.cuda.max_memory_allocated); gpu_mem_device_mb: the whole device "
+                 "(NVML).")
+        if len(ratio):
+            note += (f" Measured/estimated over {len(ratio)} trials: median "
+                     f"{ratio.median():.2f}, max {ratio.max():.2f}.")
+        note += "</p>"
     return "".join(_img(f) for f in figs) + "<h3>GPU memory per config (MB)</h3>" + note + \
         _table(mem, 30)
 

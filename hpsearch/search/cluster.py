@@ -60,16 +60,54 @@ def is_multi_node() -> bool:
     return sum(1 for n in ray.nodes() if n.get("Alive")) > 1
 
 
-def concurrent_slots(cpus_per_trial: float, gpus_per_trial: float) -> int:
-    """How many trials fit at once in the cluster's total CPUs and GPUs."""
+def concurrent_slots(cpus_per_trial: float, gpus_per_trial: float,
+                     gpu_auto: bool = False) -> int:
+    """How many trials fit at once in the cluster's total CPUs and GPUs (with `gpu_auto`
+    the shares vary by config: CPUs bound the count, Ray queues what the GPUs cannot hold)."""
     res = ray.cluster_resources()
     slots = math.floor(res.get("CPU", 1) / cpus_per_trial + 1e-9)
+    if gpu_auto and res.get("GPU", 0) <= 0:
+        raise UserError("--gpus-per-trial auto but the cluster has no GPUs")
     if gpus_per_trial > 0:
         gpus = res.get("GPU", 0)
         if gpus < gpus_per_trial:
             raise UserError(f"--gpus-per-trial {gpus_per_trial} but the cluster has {gpus} GPUs")
         slots = min(slots, math.floor(gpus / gpus_per_trial + 1e-9))
     return max(slots, 1)
+
+
+def _nvml_total_mb() -> float | None:
+    """The smallest device memory NVML reports on this node (it ignores
+    CUDA_VISIBLE_DEVICES, so it sees every GPU of the node); None without a driver."""
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+        totals = [pynvml.nvmlDeviceGetMemoryInfo(pynvml.nvmlDeviceGetHandleByIndex(i)).total
+                  for i in range(pynvml.nvmlDeviceGetCount())]
+        return min(totals) / 2**20 if totals else None
+    except Exception:  # NVMLError_LibraryNotFound on a node without a driver
+        return None
+
+
+def gpu_memory_mb(timeout_s: float = 60.0) -> float | None:
+    """Memory of the smallest GPU on any node with GPUs (MiB), read with NVML in a task on
+    each such node; None when one of them reports none (fake GPUs, no driver)."""
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    probe = ray.remote(num_cpus=0)(_nvml_total_mb)
+    nodes = [n["NodeID"] for n in ray.nodes() if n.get("Alive")
+             and n.get("Resources", {}).get("GPU", 0) > 0]
+    if not nodes:
+        return None
+    refs = [probe.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n, soft=False))
+            .remote() for n in nodes]
+    try:
+        totals = ray.get(refs, timeout=timeout_s)
+    except (ray.exceptions.GetTimeoutError, ray.exceptions.RayError) as exc:
+        logger.warning("could not read GPU memory on the cluster: %s", exc)
+        return None
+    return None if any(t is None for t in totals) else min(totals)
 
 
 PROCESS_FILE = "ray_processes.json"

@@ -20,7 +20,7 @@ from hpsearch import __version__, spaces, trainers
 from hpsearch.analysis.frame import RUN_FILE, load_run, read_run_meta
 from hpsearch.config import ResourcesConfig, SchedulerConfig, SearchConfig
 from hpsearch.errors import UserError
-from hpsearch.search import cluster
+from hpsearch.search import cluster, packing
 from hpsearch.search.progress import ProgressLine
 from hpsearch.search.searcher import PruneAwareOptunaSearch
 from hpsearch.search.trainable import run_trial
@@ -73,8 +73,29 @@ def _scheduler(cfg: SearchConfig):
 def _trainable(cfg: SearchConfig):
     fn = tune.with_parameters(run_trial, trainer_name=cfg.trainer, metric=cfg.metric,
                               mode=cfg.mode)
-    return tune.with_resources(fn, {"cpu": cfg.resources.cpus_per_trial,
-                                    "gpu": cfg.resources.gpus_per_trial})
+    res = cfg.resources
+    return tune.with_resources(fn, packing.resources_for(cfg.trainer, res, res.gpu_memory_mb))
+
+
+def _resolve_gpu_memory(cfg: SearchConfig) -> SearchConfig:
+    """Fill in the GPU size memory packing divides by (NVML on the GPU nodes), once, before
+    hpsearch.json is written, so `resume` packs the same way."""
+    res = cfg.resources
+    if res.uses_gpus and ray.cluster_resources().get("GPU", 0) <= 0:
+        share = "auto" if res.gpu_auto else res.gpus_per_trial
+        raise UserError(f"--gpus-per-trial {share} but the cluster has no GPUs")
+    if not (res.uses_gpus and res.memory_packing) or res.gpu_memory_mb:
+        return cfg
+    found = cluster.gpu_memory_mb()
+    if found is None:
+        if res.gpu_auto:
+            raise UserError("--gpus-per-trial auto needs each GPU's memory and NVML found "
+                            "none on the GPU nodes; pass --gpu-memory-mb MB")
+        logger.warning("GPU memory unknown (NVML found no device): every trial gets "
+                       "--gpus-per-trial %s with no memory check; pass --gpu-memory-mb to "
+                       "pack by memory", res.gpus_per_trial)
+        return cfg
+    return dataclasses.replace(cfg, resources=dataclasses.replace(res, gpu_memory_mb=found))
 
 
 def _run_config(cfg: SearchConfig, callbacks: list) -> tune.RunConfig:
@@ -89,8 +110,12 @@ def build_tuner(cfg: SearchConfig, callbacks: list | None = None, grid: bool = F
     """The Tuner for `cfg`: metric/mode set once in TuneConfig (and OptunaSearch, which needs
     them too). Ray must already be initialised (see `search.cluster.connect`)."""
     _, space = validate(cfg, grid)
-    slots = cfg.resources.max_concurrent or cluster.concurrent_slots(
-        cfg.resources.cpus_per_trial, cfg.resources.gpus_per_trial)
+    res = cfg.resources
+    slots = res.max_concurrent or cluster.concurrent_slots(
+        res.cpus_per_trial, 0.0 if res.gpu_auto else res.gpus_per_trial, res.gpu_auto)
+    callbacks = list(callbacks or [])
+    if res.uses_gpus:
+        callbacks.append(packing.PackingLog(cfg.run_dir, cfg.trainer))
     fixed = {**cfg.fixed, "epochs": cfg.max_epochs}
     if grid:
         param_space = {**fixed, **{k: tune.grid_search(list(v)) for k, v in space.grid.items()}}
@@ -102,7 +127,7 @@ def build_tuner(cfg: SearchConfig, callbacks: list | None = None, grid: bool = F
         metric=cfg.metric, mode=cfg.mode, search_alg=search_alg, scheduler=_scheduler(cfg),
         num_samples=samples, max_concurrent_trials=slots, reuse_actors=True)
     return tune.Tuner(_trainable(cfg), param_space=param_space, tune_config=tune_config,
-                      run_config=_run_config(cfg, callbacks or []))
+                      run_config=_run_config(cfg, callbacks))
 
 
 def config_to_meta(cfg: SearchConfig, trainer, grid: bool) -> dict:
@@ -158,6 +183,7 @@ def run_search(cfg: SearchConfig, stream: str = "stdout", grid: bool = False,
         cfg = dataclasses.replace(cfg, study_name=f"{run_dir.name}-{uuid.uuid4().hex[:8]}")
     started_here = cfg.address is None and not ray.is_initialized()
     cluster.connect(cfg.address, num_cpus=num_cpus, num_gpus=num_gpus)
+    cfg = _resolve_gpu_memory(cfg)
     if cluster.is_multi_node():
         storage = Path(cfg.storage).resolve() if cfg.storage else None
         if storage is None or storage not in (run_dir, *run_dir.parents):

@@ -28,6 +28,7 @@ class Trainer:
     train: Callable[..., dict]
     metric: str  # what val_metric measures, e.g. "accuracy" or "perplexity"
     mode: str  # "max" or "min" for val_metric
+    module: ModuleType | None = None  # where load_data/make_model/LOSS live, for estimates
 
     def make_config(self, values: dict[str, Any]) -> Any:
         """Build a Config from a dict, rejecting unknown keys and invalid values."""
@@ -74,4 +75,4 @@ def get(name: str) -> Trainer:
     mode = getattr(module, "MODE", "max")
     if mode not in ("min", "max"):
         raise UserError(f"trainer {name!r}: MODE must be 'min' or 'max', got {mode!r}")
-    return Trainer(name, cfg_cls, fn, getattr(module, "METRIC", "metric"), mode)
+    return Trainer(name, cfg_cls, fn, getattr(module, "METRIC", "metric"), mode, module)

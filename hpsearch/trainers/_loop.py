@@ -69,6 +69,7 @@ class Data:
     y_train: torch.Tensor
     x_val: torch.Tensor
     y_val: torch.Tensor
+    classes: int = 0  # output size: classes, or the vocabulary for a language model
 
 
 class Checkpointer(Protocol):
@@ -212,7 +213,8 @@ def fit(cfg: TrainConfig, model: nn.Module, data: Data, loss_fn: LossFn, metric:
     """
     device = device or resolve_device(cfg.device)
     model.to(device)
-    data = Data(*(t.to(device) for t in (data.x_train, data.y_train, data.x_val, data.y_val)))
+    data = Data(*(t.to(device) for t in (data.x_train, data.y_train, data.x_val, data.y_val)),
+                data.classes)
     opt = build_optimizer(cfg, model.parameters())
     gen = torch.Generator().manual_seed(cfg.seed)
     use_amp = cfg.amp == "bf16" and device.type == "cuda"

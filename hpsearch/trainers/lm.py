@@ -122,14 +122,27 @@ def lm_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, count: bool = Fa
     return F.cross_entropy(logits.float().flatten(0, 1), y.flatten()), None
 
 
-def build(cfg: Config):
-    """Model and data for `cfg` (exposed for benchmarks and tests)."""
+LOSS = lm_loss
+
+
+def load_data(cfg: Config) -> _loop.Data:
+    """Windows of the corpus as (input, next-token) pairs; `classes` is the vocabulary."""
     text = datasets.load_text(cfg.data, cfg.max_tokens)
     x, y = datasets.windows(text.train, cfg.context)
     xv, yv = datasets.windows(text.val, cfg.context)
+    return _loop.Data(x, y, xv, yv, text.vocab_size)
+
+
+def make_model(cfg: Config, data: _loop.Data) -> nn.Module:
+    """The LSTM or GPT for `cfg` (also built on fake tensors for memory estimates)."""
     torch.manual_seed(cfg.seed)
-    model = (GPT if cfg.model == "gpt" else LSTMLM)(text.vocab_size, cfg)
-    return model, _loop.Data(x, y, xv, yv)
+    return (GPT if cfg.model == "gpt" else LSTMLM)(data.classes, cfg)
+
+
+def build(cfg: Config):
+    """Model and data for `cfg` (exposed for benchmarks and tests)."""
+    data = load_data(cfg)
+    return make_model(cfg, data), data
 
 
 def train(cfg: Config, report: _loop.Report, checkpointer=None) -> dict:

@@ -59,12 +59,25 @@ def classification_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
     return loss, ((logits.argmax(-1) == y).sum() if count else None)
 
 
+LOSS = classification_loss
+
+
+def load_data(cfg: Config) -> _loop.Data:
+    """Train/val tensors for `cfg.data` (cached per process)."""
+    ds = datasets.load_images(cfg.data)
+    return _loop.Data(ds.x_train, ds.y_train, ds.x_val, ds.y_val, ds.classes)
+
+
+def make_model(cfg: Config, data: _loop.Data) -> nn.Module:
+    """The network for `cfg` shaped by `data` (also built on fake tensors for memory estimates)."""
+    torch.manual_seed(cfg.seed)  # same seed, same initial weights
+    return MLP(data.x_train[0].numel(), data.classes, cfg)
+
+
 def build(cfg: Config):
     """Model and data for `cfg` (exposed for benchmarks and tests)."""
-    ds = datasets.load_images(cfg.data)
-    torch.manual_seed(cfg.seed)  # same seed, same initial weights
-    model = MLP(ds.x_train[0].numel(), ds.classes, cfg)
-    return model, _loop.Data(ds.x_train, ds.y_train, ds.x_val, ds.y_val)
+    data = load_data(cfg)
+    return make_model(cfg, data), data
 
 
 def train(cfg: Config, report: _loop.Report, checkpointer=None) -> dict:

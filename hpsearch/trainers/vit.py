@@ -82,14 +82,27 @@ class ViT(nn.Module):
         return self.head(self.final_norm(z[:, 0]))  # (B, classes)
 
 
-def build(cfg: Config):
-    """Model and data for `cfg` (exposed for benchmarks and tests)."""
+LOSS = classification_loss
+
+
+def load_data(cfg: Config) -> _loop.Data:
+    """Train/val tensors for `cfg.data` (cached per process)."""
     ds = datasets.load_images(cfg.data)
     if ds.x_train.dim() != 4 or ds.x_train.shape[-1] < cfg.patch:
         raise ValueError(f"data {cfg.data!r} is not an image set the ViT can patch")
+    return _loop.Data(ds.x_train, ds.y_train, ds.x_val, ds.y_val, ds.classes)
+
+
+def make_model(cfg: Config, data: _loop.Data) -> nn.Module:
+    """The ViT for `cfg` shaped by `data` (also built on fake tensors for memory estimates)."""
     torch.manual_seed(cfg.seed)
-    model = ViT(tuple(ds.x_train.shape[1:]), ds.classes, cfg)
-    return model, _loop.Data(ds.x_train, ds.y_train, ds.x_val, ds.y_val)
+    return ViT(tuple(data.x_train.shape[1:]), data.classes, cfg)
+
+
+def build(cfg: Config):
+    """Model and data for `cfg` (exposed for benchmarks and tests)."""
+    data = load_data(cfg)
+    return make_model(cfg, data), data
 
 
 def train(cfg: Config, report: _loop.Report, checkpointer=None) -> dict:

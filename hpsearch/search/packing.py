@@ -1,0 +1,103 @@
+"""Memory-aware GPU packing: each trial asks Ray for the GPU share its config's estimated
+memory needs (`tune.with_resources` with a per-config callable), so Ray never co-locates
+trials whose memory would overfill a device. `PackingLog` records share and estimate."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import functools
+import logging
+import math
+from pathlib import Path
+
+from ray import tune
+from ray.tune.execution.placement_groups import PlacementGroupFactory
+
+from hpsearch import trainers
+from hpsearch.config import ResourcesConfig
+from hpsearch.trainers import memory
+
+logger = logging.getLogger(__name__)
+__all__ = ["PACKING_FILE", "PackingLog", "gpu_share", "estimate_mb", "resources_for",
+           "trial_resources"]
+
+PACKING_FILE = "packing.csv"
+MARGIN = 0.10  # allocator fragmentation and kernels' scratch space the fake step cannot see
+_STEP = 0.01  # shares are whole hundredths of a GPU
+
+
+def estimate_mb(trainer_name: str, config: dict) -> float | None:
+    """Estimated peak torch memory (MiB) of `config`, or None when the trainer cannot say."""
+    trainer = trainers.get(trainer_name)
+    if trainer.module is None or not memory.supports(trainer.module):
+        return None
+    try:
+        cfg = trainer.make_config(_config_fields(trainer, config))
+        return memory.estimate(trainer.module, cfg).total_mb
+    except Exception as exc:  # an estimate must never stop a search: fall back to the floor
+        logger.warning("memory estimate failed for %s: %s", config, exc)
+        return None
+
+
+def _config_fields(trainer, config: dict) -> dict:
+    known = {f.name for f in dataclasses.fields(trainer.config_cls)}
+    return {k: v for k, v in config.items() if k in known}
+
+
+def gpu_share(estimate: float | None, res: ResourcesConfig, gpu_memory_mb: float | None) -> float:
+    """The GPU share a trial with `estimate` MiB asks for.
+
+    The need is (estimate x (1 + MARGIN) + per-process overhead) / device memory, rounded up
+    to a hundredth; the fixed `gpus_per_trial` is the floor (`gpu_auto`: no floor). A need of
+    a whole device or more asks for exactly 1 GPU (the trainers use one device).
+    """
+    floor = 0.0 if res.gpu_auto else res.gpus_per_trial
+    if not res.memory_packing or estimate is None or not gpu_memory_mb:
+        return floor if floor > 0 else (1.0 if res.gpu_auto else 0.0)
+    need = (estimate * (1 + MARGIN) + res.gpu_overhead_mb) / gpu_memory_mb
+    need = math.ceil(need / _STEP - 1e-9) * _STEP
+    if need > 1:
+        logger.warning("a config needs about %.0f MB, more than one GPU's %.0f MB: it gets a "
+                       "whole GPU and may run out of memory", estimate, gpu_memory_mb)
+    return max(floor, min(round(need, 4), 1.0))
+
+
+def trial_resources(config: dict, *, trainer_name: str, res: ResourcesConfig,
+                    gpu_memory_mb: float | None) -> PlacementGroupFactory:
+    """Tune's per-trial resource callable (module-level, so experiment state pickles it)."""
+    share = res.gpus_per_trial
+    if res.uses_gpus and res.memory_packing:
+        share = gpu_share(estimate_mb(trainer_name, config), res, gpu_memory_mb)
+    return PlacementGroupFactory([{"CPU": res.cpus_per_trial, "GPU": share}])
+
+
+def resources_for(trainer_name: str, res: ResourcesConfig, gpu_memory_mb: float | None):
+    """What `tune.with_resources` gets: a fixed dict, or the per-config callable."""
+    if not (res.uses_gpus and res.memory_packing):
+        return {"cpu": res.cpus_per_trial, "gpu": res.gpus_per_trial}
+    return functools.partial(trial_resources, trainer_name=trainer_name, res=res,
+                             gpu_memory_mb=gpu_memory_mb)
+
+
+class PackingLog(tune.Callback):
+    """Appends trial_id, GPU share and memory estimate to runs/NAME/packing.csv as trials
+    start, for the analysis' estimate-vs-actual memory table."""
+
+    def __init__(self, run_dir: str | Path, trainer_name: str) -> None:
+        self.path = Path(run_dir) / PACKING_FILE
+        self.trainer_name = trainer_name
+        self.seen: set[str] = set()
+
+    def on_trial_start(self, iteration, trials, trial, **info) -> None:
+        if trial.trial_id in self.seen:
+            return
+        self.seen.add(trial.trial_id)
+        share = trial.placement_group_factory.required_resources.get("GPU", 0.0)
+        est = estimate_mb(self.trainer_name, trial.config)  # cached: computed for the share
+        new = not self.path.exists()
+        with self.path.open("a", newline="") as f:
+            w = csv.writer(f)
+            if new:
+                w.writerow(["trial_id", "gpu_share", "gpu_mem_mb_estimate"])
+            w.writerow([trial.trial_id, share, "" if est is None else round(est, 1)])

@@ -1,0 +1,47 @@
+"""A user trainer whose memory estimate grows with `width` (it has load_data/make_model/LOSS,
+so hpsearch can estimate it) and that reports the GPU share Ray gave it and when it ran."""
+
+import time
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from hpsearch.trainers import _loop
+from hpsearch.trainers.mlp import classification_loss
+
+MODE = "max"
+METRIC = "score"
+LOSS = classification_loss
+
+
+@dataclass(frozen=True)
+class Config(_loop.TrainConfig):
+    width: int = 64
+    sleep_s: float = 1.0
+
+
+def load_data(cfg: Config) -> _loop.Data:
+    x, y = torch.zeros(64, 8), torch.zeros(64, dtype=torch.long)
+    return _loop.Data(x, y, x, y, classes=4)
+
+
+def make_model(cfg: Config, data: _loop.Data) -> nn.Module:
+    return nn.Sequential(nn.Linear(8, cfg.width), nn.Linear(cfg.width, cfg.width),
+                         nn.Linear(cfg.width, data.classes))
+
+
+def train(cfg: Config, report) -> dict:
+    import ray
+
+    share = ray.get_runtime_context().get_assigned_resources().get("GPU", 0.0)
+    start = time.time()
+    row = {}
+    for epoch in range(1, cfg.epochs + 1):
+        time.sleep(cfg.sleep_s)
+        row = {"epoch": epoch, "val_metric": cfg.width / 1e4, "train_loss": 1.0,
+               "val_loss": 1.0, "gap": 0.0, "epoch_time_s": cfg.sleep_s,
+               "assigned_gpu": share, "t_start": start, "t_end": time.time(),
+               "status": "completed" if epoch == cfg.epochs else "running"}
+        report(row)
+    return row

@@ -1,0 +1,99 @@
+"""Memory-aware GPU packing end to end from the CLI, on a local Ray with one fake GPU: each
+trial's GPU share comes from its config's memory estimate, so two large configs never share
+the device while small ones do; `analyze` shows share, estimate and measured memory."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from hpsearch.config import ResourcesConfig
+from hpsearch.search import packing
+
+ROOT = Path(__file__).resolve().parents[2]
+TRAINER = "tests.search.mem_probe_trainer:train"
+BIG, SMALL = 4096, 16
+
+
+def _hpsearch(*args, timeout=300):
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, "-m", "hpsearch", *args], capture_output=True,
+                          text=True, cwd=ROOT, env=env, timeout=timeout)
+
+
+def _search(tmp_path, *extra):
+    points = tmp_path / "points.yaml"
+    points.write_text(f"- {{width: {BIG}}}\n- {{width: {BIG}}}\n"
+                      f"- {{width: {SMALL}}}\n- {{width: {SMALL}}}\n")
+    out = tmp_path / "run"
+    res = _hpsearch("run", "--trainer", TRAINER, "--space", "tests/search/width_space.yaml",
+                    "--points", str(points), "--samples", "4", "--max-epochs", "2",
+                    "--scheduler", "fifo", "--num-cpus", "4", "--num-gpus", "1",
+                    "--gpus-per-trial", "0.25", "--gpu-memory-mb", "1000",
+                    "--gpu-overhead-mb", "100", "--set", "sleep_s=1.5", "--out", str(out),
+                    *extra)
+    assert res.returncode == 0, res.stderr[-3000:]
+    epochs = pd.read_csv(out / "epochs.csv")
+    return out, epochs.groupby("trial_id").last().reset_index()
+
+
+def _overlap(a, b) -> bool:
+    return a["t_start"] < b["t_end"] and b["t_start"] < a["t_end"]
+
+
+@pytest.mark.slow
+def test_large_configs_get_larger_shares_and_never_share_the_gpu(tmp_path):
+    out, trials = _search(tmp_path)
+    expected = {w: packing.gpu_share(packing.estimate_mb(TRAINER, {"width": w}),
+                                     ResourcesConfig(gpus_per_trial=0.25, gpu_overhead_mb=100),
+                                     1000.0) for w in (BIG, SMALL)}
+    assert expected[SMALL] == 0.25 and 0.5 < expected[BIG] < 1  # two BIGs overfill the GPU
+    for _, t in trials.iterrows():
+        assert t["assigned_gpu"] == pytest.approx(expected[t["width"]])
+    big = trials[trials["width"] == BIG].to_dict("records")
+    assert not _overlap(*big)  # Ray serialised them: 2 x share > 1 GPU
+    # Whatever ran at the same time fits in the device by the estimates.
+    rows = trials.to_dict("records")
+    for r in rows:  # the load peaks when some trial starts
+        running = [o for o in rows if o["t_start"] <= r["t_start"] < o["t_end"]]
+        assert sum(o["assigned_gpu"] for o in running) <= 1.0 + 1e-9
+
+    res = _hpsearch("analyze", str(out))
+    assert res.returncode == 0, res.stderr[-2000:]
+    mem = pd.read_csv(out / "report" / "memory.csv")
+    assert {"gpu_share", "gpu_mem_mb_estimate", "gpu_mem_mb", "actual_over_estimate"} <= set(mem)
+    assert mem.iloc[0]["width"] == BIG  # largest estimate first (no GPU: nothing measured)
+    by_width = mem.groupby("width")["gpu_share"].first().to_dict()
+    assert by_width == pytest.approx({BIG: expected[BIG], SMALL: 0.25})
+    assert "gpu_mem_mb_estimate" in (out / "report" / "report.html").read_text()
+
+
+@pytest.mark.slow
+def test_without_packing_every_trial_gets_the_fixed_share(tmp_path):
+    _, trials = _search(tmp_path, "--no-memory-packing")
+    assert set(trials["assigned_gpu"]) == {0.25}
+    big = trials[trials["width"] == BIG].to_dict("records")
+    assert _overlap(*big)  # 4 x 0.25 fit, so the two large configs ran side by side
+
+
+def test_auto_share_without_gpus_is_a_user_error(tmp_path):
+    res = _hpsearch("run", "--trainer", "mlp", "--gpus-per-trial", "auto", "--samples", "1",
+                    "--num-cpus", "1", "--out", str(tmp_path / "r"))
+    assert res.returncode == 2
+    assert res.stderr.strip().splitlines()[-1].startswith("hpsearch: error:")
+    assert "no GPUs" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_auto_share_on_fake_gpus_needs_the_gpu_memory(tmp_path):
+    res = _hpsearch("run", "--trainer", "mlp", "--gpus-per-trial", "auto", "--samples", "1",
+                    "--num-cpus", "1", "--num-gpus", "1", "--out", str(tmp_path / "r"))
+    assert res.returncode == 2, res.stderr[-2000:]
+    assert "--gpu-memory-mb" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_bad_share_is_rejected_by_argparse():
+    res = _hpsearch("run", "--gpus-per-trial", "half")
+    assert res.returncode == 2 and "expected a number or 'auto'" in res.stderr
