@@ -48,8 +48,10 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
                    help="give every trial exactly --gpus-per-trial, no memory estimate")
     p.add_argument("--max-concurrent", type=int, help="default: what the cluster fits")
     p.add_argument("--address", help="join a Ray cluster: auto | ray://HOST:PORT")
-    p.add_argument("--storage", metavar="DIR", help="shared directory every node mounts "
-                   "(needed on a multi-node cluster); the run directory is DIR/NAME")
+    p.add_argument("--storage", metavar="DIR|URI", help="where trials are kept (needed on a "
+                   "multi-node cluster): a directory every node mounts (the run directory is "
+                   "DIR/NAME) or a cloud URI, e.g. s3://bucket/prefix (trials go to URI/NAME, "
+                   "the run directory stays local)")
     p.add_argument("--max-failures", type=int, default=2, help="retries of a crashed trial")
     p.add_argument("--num-cpus", type=int, help="local Ray only: CPUs to use")
     p.add_argument("--num-gpus", type=int, help="local Ray only: GPUs to use (default: all)")
@@ -133,7 +135,7 @@ def _search_config(args):
             raise UserError(f"{args.points}: expected a list of configs")
         points = tuple(doc)
     out = args.out or f"runs/{trainer_name.replace(':', '.')}-{space_name}-{time.strftime('%Y%m%d-%H%M%S')}"
-    if args.storage:
+    if args.storage and "://" not in args.storage:
         out = str(Path(args.storage) / Path(out).name)
     try:
         sched = SchedulerConfig(args.scheduler, args.grace_period, args.reduction_factor,
@@ -202,12 +204,29 @@ def _fmt(v) -> str:
     return str(v)
 
 
+def _load_run(run_dir: str):
+    """Load a run; with cloud storage, first copy the latest trial results down (a run
+    still going elsewhere, or a local copy lost), falling back to the local copy."""
+    from hpsearch.analysis.frame import load_run, read_run_meta
+    from hpsearch.search import storage
+
+    meta = read_run_meta(Path(run_dir))
+    uri = meta.get("storage")
+    if storage.is_uri(uri):
+        try:
+            source = meta.get("experiment") or storage.experiment_uri(
+                uri, Path(meta.get("run_dir", run_dir)).name)
+            storage.pull_results(source, Path(run_dir))
+        except UserError as exc:
+            print(f"hpsearch: warning: {exc}; analysing the local copy", file=sys.stderr)
+    return load_run(run_dir)
+
+
 def cmd_analyze(args) -> int:
-    from hpsearch.analysis.frame import load_run
     from hpsearch.analysis.report import write_report
     from hpsearch.analysis.summary import compute_summary, render
 
-    run = load_run(args.run_dir)
+    run = _load_run(args.run_dir)
     path = write_report(run, args.format)
     print(render(compute_summary(run.trials, run.meta.get("trainer", "?"), run.mode), "md"))
     print(f"report: {path}")
@@ -216,11 +235,10 @@ def cmd_analyze(args) -> int:
 
 def cmd_export(args) -> int:
     from hpsearch.analysis import export
-    from hpsearch.analysis.frame import load_run
 
     if args.confirm_seeds < 0:
         raise UserError("--confirm-seeds must be >= 0")
-    run = load_run(args.run_dir)
+    run = _load_run(args.run_dir)
     written = export.export_best_configs(run, args.out, args.top, args.format)
     paths, docs = [p for p, _ in written], [d for _, d in written]
     for p, d in written:

@@ -94,7 +94,8 @@ class SearchConfig:
     # Configs evaluated before sampling starts (`--points FILE`).
     points: tuple = ()
     address: str | None = None  # None: a private local Ray on 127.0.0.1
-    # A directory every node of a multi-node cluster mounts (NFS, ...); run_dir lies in it.
+    # A directory every node of a multi-node cluster mounts (NFS, ...; run_dir lies in it),
+    # or a cloud URI (s3://bucket/prefix): trials go to URI/NAME, run_dir stays local.
     storage: str | None = None
     max_failures: int = 2  # worker crashes retried from the last checkpoint
     study_name: str = ""
@@ -108,9 +109,6 @@ class SearchConfig:
             raise ValueError(f"sampler must be 'tpe' or 'random', got {self.sampler!r}")
         if self.scheduler.max_t != self.max_epochs:
             raise ValueError("scheduler.max_t must equal max_epochs")
-        if self.storage and "://" in self.storage:
-            raise ValueError("cloud storage URIs are not supported: mount the bucket on every "
-                             "node (e.g. s3fs, gcsfuse) and pass the mounted path")
         if self.max_failures < 0:
             raise ValueError(f"max failures must be >= 0, got {self.max_failures}")
 

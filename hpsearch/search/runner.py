@@ -20,13 +20,14 @@ from hpsearch import __version__, spaces, trainers
 from hpsearch.analysis.frame import RUN_FILE, load_run, read_run_meta
 from hpsearch.config import ResourcesConfig, SchedulerConfig, SearchConfig
 from hpsearch.errors import UserError
-from hpsearch.search import cluster, packing
+from hpsearch.search import cluster, packing, storage
 from hpsearch.search.progress import ProgressLine
 from hpsearch.search.searcher import PruneAwareOptunaSearch
 from hpsearch.search.trainable import run_trial
 
 logger = logging.getLogger(__name__)
-__all__ = ["build_tuner", "run_search", "resume_search", "validate", "config_from_meta"]
+__all__ = ["build_tuner", "run_search", "resume_search", "validate", "config_from_meta",
+           "experiment_path", "pull_results"]
 
 
 def validate(cfg: SearchConfig, grid: bool = False):
@@ -52,13 +53,13 @@ def validate(cfg: SearchConfig, grid: bool = False):
 
 
 def _searcher(cfg: SearchConfig, space) -> PruneAwareOptunaSearch:
-    storage = optuna.storages.RDBStorage(f"sqlite:///{Path(cfg.run_dir) / 'optuna.db'}")
+    db = optuna.storages.RDBStorage(f"sqlite:///{Path(cfg.run_dir) / 'optuna.db'}")
     sampler = (optuna.samplers.TPESampler(seed=cfg.seed) if cfg.sampler == "tpe"
                else optuna.samplers.RandomSampler(seed=cfg.seed))
     # A partial of a module-level function pickles by reference: Tuner.restore can reload it.
     fn = functools.partial(spaces.with_fixed, space_fn=space.fn, fixed=dict(cfg.fixed))
     return PruneAwareOptunaSearch(fn, metric=cfg.metric, mode=cfg.mode, sampler=sampler,
-                                  storage=storage, study_name=cfg.study_name,
+                                  storage=db, study_name=cfg.study_name,
                                   points_to_evaluate=[dict(p) for p in cfg.points] or None)
 
 
@@ -98,10 +99,22 @@ def _resolve_gpu_memory(cfg: SearchConfig) -> SearchConfig:
     return dataclasses.replace(cfg, resources=dataclasses.replace(res, gpu_memory_mb=found))
 
 
+def experiment_path(cfg: SearchConfig) -> str:
+    """Where Ray Tune keeps the trials: the run directory, or STORAGE_URI/NAME."""
+    if storage.is_uri(cfg.storage):
+        return storage.experiment_uri(cfg.storage, Path(cfg.run_dir).name)
+    return str(cfg.run_dir)
+
+
 def _run_config(cfg: SearchConfig, callbacks: list) -> tune.RunConfig:
     run_dir = Path(cfg.run_dir)
+    uri = storage.is_uri(cfg.storage)
     return tune.RunConfig(
-        name=run_dir.name, storage_path=str(run_dir.parent), callbacks=callbacks, verbose=0,
+        name=run_dir.name, storage_path=cfg.storage if uri else str(run_dir.parent),
+        # Upload the experiment state at most every 30 s rather than Ray's 300 s, so a
+        # driver killed hard loses little; the file is tens of KB.
+        sync_config=tune.SyncConfig(sync_period=30) if uri else None,
+        callbacks=callbacks, verbose=0,
         checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
         failure_config=tune.FailureConfig(max_failures=cfg.max_failures))
 
@@ -134,6 +147,7 @@ def config_to_meta(cfg: SearchConfig, trainer, grid: bool) -> dict:
     """What hpsearch.json records: the full SearchConfig plus facts analysis needs."""
     return {**dataclasses.asdict(cfg), "points": list(cfg.points), "grid": grid,
             "metric_name": trainer.metric, "hpsearch_version": __version__,
+            "experiment": experiment_path(cfg),
             "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "finished": False}
 
 
@@ -179,16 +193,22 @@ def run_search(cfg: SearchConfig, stream: str = "stdout", grid: bool = False,
         raise UserError(f"{run_dir} already holds a run; use 'hpsearch resume {run_dir}' "
                         "or choose another --out")
     trainer, _ = validate(cfg, grid)
+    if storage.is_uri(cfg.storage):
+        storage.check_uri(cfg.storage)
+        if tune.Tuner.can_restore(experiment_path(cfg)):
+            raise UserError(f"{storage.redact(experiment_path(cfg))} already holds a run; "
+                            "choose another --out name")
     if not cfg.study_name:
         cfg = dataclasses.replace(cfg, study_name=f"{run_dir.name}-{uuid.uuid4().hex[:8]}")
     started_here = cfg.address is None and not ray.is_initialized()
     cluster.connect(cfg.address, num_cpus=num_cpus, num_gpus=num_gpus)
     cfg = _resolve_gpu_memory(cfg)
-    if cluster.is_multi_node():
-        storage = Path(cfg.storage).resolve() if cfg.storage else None
-        if storage is None or storage not in (run_dir, *run_dir.parents):
+    if cluster.is_multi_node() and not storage.is_uri(cfg.storage):
+        shared = Path(cfg.storage).resolve() if cfg.storage else None
+        if shared is None or shared not in (run_dir, *run_dir.parents):
             raise UserError("a multi-node cluster needs shared storage: pass --storage DIR "
-                            "(mounted on every node); the run directory goes inside it")
+                            "(mounted on every node; the run directory goes inside it) or a "
+                            "cloud URI (s3://bucket/prefix)")
     run_dir.mkdir(parents=True, exist_ok=True)
     meta = config_to_meta(cfg, trainer, grid)
     _write_meta(run_dir, meta)
@@ -197,9 +217,16 @@ def run_search(cfg: SearchConfig, stream: str = "stdout", grid: bool = False,
     total = cfg.samples if not grid else _grid_size(cfg)
     progress = ProgressLine(total, cfg.metric, cfg.mode, stream)
     results = build_tuner(cfg, [progress], grid).fit()
+    pull_results(cfg)
     _finish(run_dir, meta, results, total)
     (run_dir / cluster.PROCESS_FILE).unlink(missing_ok=True)
     return load_run(run_dir)
+
+
+def pull_results(cfg: SearchConfig, source: str | None = None) -> None:
+    """With cloud storage, copy the trials' result files into the local run directory."""
+    if storage.is_uri(cfg.storage):
+        storage.pull_results(source or experiment_path(cfg), Path(cfg.run_dir))
 
 
 def _load_study(run_dir: Path, study_name: str):
@@ -237,16 +264,22 @@ def resume_search(run_dir: str | Path, stream: str = "stdout",
     if str(Path(cfg.run_dir).resolve()) != str(run_dir):
         # Restore only from the directory the user named, never from a path inside the file.
         cfg = dataclasses.replace(cfg, run_dir=str(run_dir))
-    if not tune.Tuner.can_restore(str(run_dir)):
-        raise UserError(f"{run_dir}: no Ray Tune experiment state to resume from")
+    source = str(run_dir)
+    if storage.is_uri(cfg.storage):
+        storage.check_uri(cfg.storage)
+        # The name the trials were stored under, even if the local directory was renamed.
+        source = meta.get("experiment") or experiment_path(cfg)
+    if not tune.Tuner.can_restore(source):
+        raise UserError(f"{storage.redact(source)}: no Ray Tune experiment state to resume from")
     if not ray.is_initialized():
         cluster.cleanup_stale(run_dir)
     study = _load_study(run_dir, cfg.study_name)
     before = {t.number for t in study.trials if t.state == TrialState.RUNNING} if study else set()
     cluster.connect(cfg.address, num_cpus=num_cpus)
-    tuner = tune.Tuner.restore(str(run_dir), trainable=_trainable(cfg), resume_errored=True,
+    tuner = tune.Tuner.restore(source, trainable=_trainable(cfg), resume_errored=True,
                                param_space=None)
     results = tuner.fit()
+    pull_results(cfg, source)
     if study:
         _fail_orphans(study, before)
     _finish(run_dir, meta, results, cfg.samples if not meta.get("grid") else len(results))

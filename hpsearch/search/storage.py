@@ -1,0 +1,100 @@
+"""Where Ray Tune keeps a run's trials: a directory (local, or shared by every node), or a
+cloud URI (s3://, gs://, abfs://, hdfs://) that pyarrow resolves, as Ray Tune does. With a
+URI the run directory (hpsearch.json, optuna.db) stays local and trial results are copied
+down from the URI for the analysis; checkpoints stay in the bucket."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import pyarrow
+import pyarrow.fs as pafs
+
+from hpsearch.errors import UserError
+
+logger = logging.getLogger(__name__)
+__all__ = ["is_uri", "check_uri", "experiment_uri", "pull_results", "redact"]
+
+# What the analysis reads from each trial folder; checkpoint_* folders are left behind.
+_RESULT_FILES = {"result.json", "params.json", "params.pkl", "error.txt", "error.pkl",
+                 "progress.csv"}
+
+
+def is_uri(storage: str | None) -> bool:
+    return bool(storage) and "://" in storage
+
+
+def redact(uri: str) -> str:
+    """The URI without any user:password part and query string (safe to print)."""
+    parts = urlsplit(uri)
+    return urlunsplit((parts.scheme, parts.hostname or "", parts.path, "", ""))
+
+
+def _resolve(uri: str) -> tuple[pafs.FileSystem, str]:
+    parts = urlsplit(uri)
+    if parts.username or parts.password:
+        raise UserError(f"storage {redact(uri)}: do not put credentials in the URI (they would "
+                        "be saved in hpsearch.json); use the provider's environment variables "
+                        "or config files (e.g. AWS_ACCESS_KEY_ID, GOOGLE_APPLICATION_CREDENTIALS)")
+    try:
+        return pafs.FileSystem.from_uri(uri)
+    except (pyarrow.ArrowInvalid, pyarrow.ArrowNotImplementedError, ValueError, OSError) as exc:
+        raise UserError(f"storage {redact(uri)}: {str(exc).splitlines()[0]}") from None
+
+
+def check_uri(uri: str) -> None:
+    """Fail early, before Ray starts, when `uri` has an unknown scheme or cannot be written
+    (no bucket, no credentials): a probe object is written under it and deleted."""
+    fs, path = _resolve(uri)
+    probe = f"{path.rstrip('/')}/.hpsearch-probe-{uuid.uuid4().hex[:8]}"
+    try:
+        fs.create_dir(path, recursive=True)
+        with fs.open_output_stream(probe) as f:
+            f.write(b"hpsearch write check\n")
+        fs.delete_file(probe)
+    except (OSError, pyarrow.ArrowException) as exc:
+        raise UserError(f"storage {redact(uri)} is not writable: "
+                        f"{str(exc).splitlines()[0]}") from None
+
+
+def experiment_uri(storage: str, name: str) -> str:
+    """`storage`/`name`, keeping the URI's query (e.g. ?endpoint_override=...) at the end."""
+    parts = urlsplit(storage)
+    path = f"{parts.path.rstrip('/')}/{name}"
+    return urlunsplit((parts.scheme, parts.netloc, path, parts.query, parts.fragment))
+
+
+def pull_results(uri: str, run_dir: Path) -> int:
+    """Copy every trial's result files from the experiment at `uri` into `run_dir` (same
+    layout as a local run, so the analysis reads it unchanged).
+
+    Returns:
+        How many files were copied.
+    """
+    fs, root = _resolve(uri)
+    root = root.rstrip("/")
+    try:
+        infos = fs.get_file_info(pafs.FileSelector(root, recursive=True, allow_not_found=True))
+    except (OSError, pyarrow.ArrowException) as exc:
+        raise UserError(f"cannot read results from {redact(uri)}: "
+                        f"{str(exc).splitlines()[0]}") from None
+    copied = 0
+    for info in infos:
+        rel = info.path[len(root):].lstrip("/")
+        parts = rel.split("/")
+        # Only <trial>/<result file>: never a checkpoint, never outside the run directory.
+        if (info.type != pafs.FileType.File or len(parts) != 2 or parts[1] not in _RESULT_FILES
+                or parts[0] in ("", ".", "..")):
+            continue
+        dest = run_dir / parts[0] / parts[1]
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        with fs.open_input_stream(info.path) as src:
+            tmp = dest.with_suffix(dest.suffix + ".part")
+            tmp.write_bytes(src.read())
+            tmp.replace(dest)  # a reader never sees half a result.json
+        copied += 1
+    logger.info("copied %d result files from %s", copied, redact(uri))
+    return copied

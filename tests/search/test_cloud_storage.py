@@ -1,0 +1,123 @@
+"""`--storage s3://...` end to end from the CLI against a local S3 server (moto): trials and
+checkpoints live in the bucket, results are copied into the local run directory, analyze
+re-fetches them, an interrupted search resumes from the bucket, and bad URIs fail early."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pandas as pd
+import pyarrow.fs as pafs
+import pytest
+from moto.server import ThreadedMotoServer
+
+ROOT = Path(__file__).resolve().parents[2]
+CREDS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+         "AWS_DEFAULT_REGION": "us-east-1", "AWS_EC2_METADATA_DISABLED": "true"}
+
+
+@pytest.fixture(scope="module")
+def s3():
+    """A bucket on a moto S3 server on 127.0.0.1; yields (URI prefix, pyarrow fs)."""
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    query = f"endpoint_override={host}:{port}&scheme=http&region=us-east-1"
+    old = {k: os.environ.get(k) for k in CREDS}
+    os.environ.update(CREDS)
+    fs = pafs.S3FileSystem(endpoint_override=f"{host}:{port}", scheme="http",
+                           region="us-east-1", allow_bucket_creation=True)
+    fs.create_dir("hpsearch-test")
+    yield f"s3://hpsearch-test/runs?{query}", fs
+    server.stop()
+    for k, v in old.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
+def _cli(*args, **kw):
+    return subprocess.run([sys.executable, "-m", "hpsearch", *args], capture_output=True,
+                          text=True, cwd=ROOT, env={**os.environ, **CREDS}, timeout=400, **kw)
+
+
+def _bucket_files(fs, name):
+    sel = pafs.FileSelector(f"hpsearch-test/runs/{name}", recursive=True, allow_not_found=True)
+    return [i.path for i in fs.get_file_info(sel) if i.type == pafs.FileType.File]
+
+
+@pytest.mark.slow
+def test_search_keeps_trials_in_the_bucket_and_results_locally(s3, tmp_path):
+    uri, fs = s3
+    run_dir = tmp_path / "s3run"
+    res = _cli("run", "--trainer", "mlp", "--set", "data=digits", "--samples", "3",
+               "--max-epochs", "2", "--scheduler", "fifo", "--num-cpus", "2",
+               "--storage", uri, "--out", str(run_dir))
+    assert res.returncode == 0, res.stderr[-3000:]
+    meta = json.loads((run_dir / "hpsearch.json").read_text())
+    assert meta["experiment"].startswith("s3://hpsearch-test/runs/s3run?")
+    trials = pd.read_csv(run_dir / "trials.csv")
+    assert len(trials) == 3 and set(trials["status"]) == {"completed"}
+    files = _bucket_files(fs, "s3run")
+    assert any("experiment_state" in f for f in files)
+    assert any("/checkpoint_" in f for f in files)  # checkpoints stay in the bucket
+    assert not list(run_dir.glob("*/checkpoint_*"))
+    # The local copy is lost: analyze fetches the results again from the bucket.
+    for d in run_dir.glob("run_trial_*"):
+        shutil.rmtree(d)
+    res = _cli("analyze", str(run_dir))
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert len(list(run_dir.glob("run_trial_*/result.json"))) == 3
+    assert (run_dir / "report" / "report.html").exists()
+
+
+@pytest.mark.slow
+def test_interrupted_search_resumes_from_the_bucket(s3, tmp_path):
+    uri, _ = s3
+    run_dir = tmp_path / "s3int"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "hpsearch", "run", "--trainer", "vit", "--space",
+         "vit_norm_depth", "--samples", "5", "--max-epochs", "3", "--scheduler", "fifo",
+         "--set", "dim=32", "--set", "heads=2", "--num-cpus", "2", "--storage", uri,
+         "--out", str(run_dir)],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=ROOT,
+        env={**os.environ, **CREDS})
+    seen = threading.Event()
+
+    def watch():
+        for line in proc.stdout:
+            if " done " in line and not line.split("]")[1].strip().startswith("0/"):
+                seen.set()
+    threading.Thread(target=watch, daemon=True).start()
+    assert seen.wait(240), "no trial finished"
+    proc.send_signal(signal.SIGINT)  # Ctrl-C
+    assert proc.wait(120) == 130
+    assert json.loads((run_dir / "hpsearch.json").read_text())["finished"] is False
+    res = _cli("resume", str(run_dir), "--num-cpus", "2")
+    assert res.returncode == 0, res.stderr[-3000:]
+    trials = pd.read_csv(run_dir / "trials.csv")
+    assert len(trials) == 5 and set(trials["status"]) <= {"completed", "diverged"}
+    assert json.loads((run_dir / "hpsearch.json").read_text())["finished"] is True
+
+
+@pytest.mark.parametrize("uri, message", [
+    ("foo://bucket/runs", "Unrecognized filesystem"),
+    ("s3://key:secret@bucket/runs", "do not put credentials in the URI"),
+    ("s3://no-such-bucket/runs?{query}", "not writable"),
+])
+def test_bad_storage_uri_is_one_line_and_writes_nothing(s3, tmp_path, uri, message):
+    query = s3[0].split("?", 1)[1]
+    res = _cli("run", "--trainer", "mlp", "--samples", "1", "--storage",
+               uri.format(query=query), "--out", str(tmp_path / "r"))
+    assert res.returncode == 2
+    last = res.stderr.strip().splitlines()[-1]
+    assert last.startswith("hpsearch: error: ") and message in last
+    assert "Traceback" not in res.stderr and "secret" not in res.stderr
+    assert not (tmp_path / "r").exists()
