@@ -79,6 +79,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--config", help="an exported config (YAML or JSON)")
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--json", action="store_true", help="print rows as JSON lines")
+    p = sub.add_parser("estimate", help="estimate one config's peak GPU memory (no GPU needed)")
+    p.add_argument("--trainer", help="mlp | lm | vit | package.module:function")
+    p.add_argument("--config", help="an exported config (YAML or JSON)")
+    p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--gpu-memory-mb", type=float, metavar="MB", help="also print the GPU share")
+    p.add_argument("--gpu-overhead-mb", type=float, default=512.0, metavar="MB")
     p = sub.add_parser("analyze", help="write runs/NAME/report/ (figures, tables, report.html)")
     p.add_argument("run_dir")
     p.add_argument("--format", choices=["md", "html", "csv"], default="md",
@@ -269,7 +275,8 @@ def cmd_export(args) -> int:
     return 0
 
 
-def cmd_train(args) -> int:
+def _one_config(args):
+    """(trainer, Config) from --trainer, --config FILE (an exported config) and --set."""
     from hpsearch import trainers
     from hpsearch.config import parse_overrides
 
@@ -283,7 +290,44 @@ def cmd_train(args) -> int:
         if not isinstance(values, dict):
             raise UserError(f"{args.config}: 'config' must be a mapping")
     trainer = trainers.get(name or "mlp")
-    cfg = parse_overrides(trainer.make_config(values), args.sets)
+    return trainer, parse_overrides(trainer.make_config(values), args.sets)
+
+
+def cmd_estimate(args) -> int:
+    from hpsearch.config import ResourcesConfig
+    from hpsearch.search.packing import MARGIN, gpu_share
+    from hpsearch.trainers import memory
+
+    trainer, cfg = _one_config(args)
+    if trainer.module is None or not memory.supports(trainer.module):
+        raise UserError(f"trainer {trainer.name!r} cannot be estimated: its module needs "
+                        "load_data(cfg), make_model(cfg, data) and LOSS")
+    try:
+        est = memory.estimate(trainer.module, cfg)
+    except ValueError as exc:
+        raise UserError(f"trainer {trainer.name!r}: {exc}") from None
+    print(f"estimated peak GPU memory of one {trainer.name} trial (MiB, "
+          "torch.cuda.max_memory_allocated):")
+    for key in ("data_mb", "params_mb", "grads_mb", "optimizer_mb", "activations_mb",
+                "total_mb"):
+        print(f"  {key[:-3]:<12} {getattr(est, key):10.1f}")
+    per_trial = est.total_mb * (1 + MARGIN) + args.gpu_overhead_mb
+    print(f"  per trial process, with {MARGIN:.0%} margin and {args.gpu_overhead_mb:.0f} MB "
+          f"CUDA overhead: {per_trial:.0f} MB")
+    if args.gpu_memory_mb:
+        try:
+            res = ResourcesConfig(gpus_per_trial=0.0, gpu_auto=True,
+                                  gpu_overhead_mb=args.gpu_overhead_mb)
+        except ValueError as exc:
+            raise UserError(str(exc)) from None
+        share = gpu_share(est.total_mb, res, args.gpu_memory_mb)
+        print(f"  GPU share on a {args.gpu_memory_mb:.0f} MB GPU: {share:g} "
+              f"({int(1 / share + 1e-9)} such trials per GPU)")
+    return 0
+
+
+def cmd_train(args) -> int:
+    trainer, cfg = _one_config(args)
     print(f"train {trainer.name}: " + " ".join(f"{k}={v}" for k, v in dataclasses.asdict(cfg).items()))
     cols = ["epoch", "train_loss", "val_loss", "train_metric", "val_metric", "gap",
             "epoch_time_s", "gpu_mem_mb", "status"]
@@ -340,7 +384,8 @@ def cmd_trainers(args) -> int:
 
 
 COMMANDS = {"run": cmd_run, "resume": cmd_resume, "analyze": cmd_analyze, "export": cmd_export,
-            "train": cmd_train, "spaces": cmd_spaces, "trainers": cmd_trainers}
+            "train": cmd_train, "estimate": cmd_estimate, "spaces": cmd_spaces,
+            "trainers": cmd_trainers}
 
 
 def main(argv: list[str] | None = None) -> int:

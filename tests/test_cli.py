@@ -31,6 +31,10 @@ def _cli(*args, cwd=None):
     (["train", "--trainer", "mlp", "--set", "optimizer=rmsprop"], "optimizer must be"),
     (["train", "--trainer", "nomodule:fn"], "cannot import trainer module"),
     (["train", "--config", "/nonexistent.yaml"], "file not found"),
+    (["estimate", "--trainer", "vit", "--set", "layers=0"], "layers must be"),
+    (["estimate", "--trainer", "vit", "--set", "data=nope"], "unknown"),
+    (["run", "--gpu-memory-mb", "0"], "GPU memory must be > 0"),
+    (["run", "--gpus-per-trial", "1.5"], "whole number"),
 ])
 def test_user_errors_are_one_line_exit_2(args, needle, tmp_path):
     res = _cli(*args, "--out", str(tmp_path / "r")) if args[0] == "run" else _cli(*args)
@@ -135,3 +139,20 @@ def test_points_file_must_be_a_list(tmp_path, capsys):
     assert main(["run", "--points", str(pts), "--out", str(tmp_path / "r")]) == 2
     assert "colour" in capsys.readouterr().err
     assert not (tmp_path / "r").exists()
+
+
+def test_estimate_prints_the_breakdown_and_gpu_share(capsys):
+    from hpsearch.trainers import memory, vit
+
+    assert main(["estimate", "--trainer", "vit", "--set", "data=digits", "--set", "layers=2",
+                 "--gpu-memory-mb", "16000", "--gpu-overhead-mb", "400"]) == 0
+    out = capsys.readouterr().out
+    est = memory.estimate(vit, vit.Config(data="digits", layers=2))
+    total = next(line for line in out.splitlines() if line.strip().startswith("total"))
+    assert float(total.split()[-1]) == pytest.approx(est.total_mb, abs=0.05)
+    import math
+    import re
+
+    need = (est.total_mb * 1.1 + 400) / 16000
+    share = float(re.search(r"GPU share on a 16000 MB GPU: ([0-9.]+)", out).group(1))
+    assert share == pytest.approx(math.ceil(need * 100) / 100)
