@@ -1,6 +1,7 @@
 """A user trainer whose memory estimate grows with `width` (it has load_data/make_model/LOSS,
 so hpsearch can estimate it) and that reports the GPU share Ray gave it and when it ran."""
 
+import os
 import time
 from dataclasses import dataclass
 
@@ -34,7 +35,8 @@ def make_model(cfg: Config, data: _loop.Data) -> nn.Module:
 def train(cfg: Config, report) -> dict:
     import ray
 
-    share = ray.get_runtime_context().get_assigned_resources().get("GPU", 0.0)
+    ctx = ray.get_runtime_context()
+    share = ctx.get_assigned_resources().get("GPU", 0.0)
     start = time.time()
     row = {}
     for epoch in range(1, cfg.epochs + 1):
@@ -42,6 +44,8 @@ def train(cfg: Config, report) -> dict:
         row = {"epoch": epoch, "val_metric": cfg.width / 1e4, "train_loss": 1.0,
                "val_loss": 1.0, "gap": 0.0, "epoch_time_s": cfg.sleep_s,
                "assigned_gpu": share, "t_start": start, "t_end": time.time(),
+               "node_id": ctx.get_node_id(),
+               "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES", ""),
                "status": "completed" if epoch == cfg.epochs else "running"}
         report(row)
     return row

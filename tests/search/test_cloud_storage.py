@@ -9,38 +9,22 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import pandas as pd
 import pyarrow.fs as pafs
 import pytest
-from moto.server import ThreadedMotoServer
+
+from tests.search.s3_server import CREDS, moto_bucket
 
 ROOT = Path(__file__).resolve().parents[2]
-CREDS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-         "AWS_DEFAULT_REGION": "us-east-1", "AWS_EC2_METADATA_DISABLED": "true"}
 
 
 @pytest.fixture(scope="module")
 def s3():
-    """A bucket on a moto S3 server on 127.0.0.1; yields (URI prefix, pyarrow fs)."""
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    query = f"endpoint_override={host}:{port}&scheme=http&region=us-east-1"
-    old = {k: os.environ.get(k) for k in CREDS}
-    os.environ.update(CREDS)
-    fs = pafs.S3FileSystem(endpoint_override=f"{host}:{port}", scheme="http",
-                           region="us-east-1", allow_bucket_creation=True)
-    fs.create_dir("hpsearch-test")
-    yield f"s3://hpsearch-test/runs?{query}", fs
-    server.stop()
-    for k, v in old.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
+    """(URI prefix, pyarrow fs) of a bucket on a local moto S3 server."""
+    with moto_bucket("hpsearch-test") as found:
+        yield found
 
 
 def _cli(*args, **kw):

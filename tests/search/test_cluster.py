@@ -1,7 +1,9 @@
 """Multi-node placement with fake GPUs (`ray.cluster_utils.Cluster`), in a child process so
-it gets its own Ray instance."""
+it gets its own Ray instance: fixed GPU shares with a shared directory, and memory-packed
+shares with the trials kept in an S3 bucket (a local moto server)."""
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -19,25 +21,26 @@ SCRIPT = textwrap.dedent("""
     from hpsearch.search import run_search
     from hpsearch.errors import UserError
 
-    out, gpus_per_trial = sys.argv[1], float(sys.argv[2])
+    out, spec = sys.argv[1], json.loads(sys.argv[2])
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 2, "num_gpus": 2,
                                                             "include_dashboard": False})
     cluster.add_node(num_cpus=2, num_gpus=2)
     cluster.wait_for_nodes()
-    base = dict(trainer="tests.search.gpu_probe_trainer:train",
-                space="tests/search/probe_space.yaml", samples=4, max_epochs=2,
+    base = dict(trainer=spec["trainer"], space=spec["space"], samples=4, max_epochs=2,
                 scheduler=SchedulerConfig(kind="fifo", max_t=2), mode="max",
-                resources=ResourcesConfig(cpus_per_trial=1, gpus_per_trial=gpus_per_trial),
-                address=cluster.address, fixed={"sleep_s": 2.0})
+                resources=ResourcesConfig(cpus_per_trial=1, **spec["resources"]),
+                address=cluster.address, fixed=spec["fixed"], points=tuple(spec["points"]))
     try:
         run_search(SearchConfig(run_dir="/tmp/hpsearch-not-shared/x", **base))
         local_ok = True
     except UserError as exc:
         local_ok = str(exc)
-    run = run_search(SearchConfig(run_dir=out + "/run", storage=out, **base))
+    storage = spec.get("storage") or out
+    run = run_search(SearchConfig(run_dir=out + "/run", storage=storage, **base))
+    cols = [c for c in ("trial_id", "node_id", "cuda_visible_devices", "assigned_gpu")
+            if c in run.epochs]
     print(json.dumps({"local": local_ok, "n": len(run.trials),
-                      "rows": run.epochs[["trial_id", "node_id", "cuda_visible_devices"]]
-                      .to_dict("records")}), flush=True)
+                      "rows": run.epochs[cols].to_dict("records")}), flush=True)
     import os, ray
     ray.shutdown()
     cluster.shutdown()
@@ -45,16 +48,38 @@ SCRIPT = textwrap.dedent("""
 """)
 
 
-@pytest.mark.parametrize("gpus_per_trial", [1.0, 0.5])
-def test_trials_spread_over_two_nodes_with_their_gpus(tmp_path, gpus_per_trial):
-    res = subprocess.run([sys.executable, "-c", SCRIPT, str(tmp_path / "run"),
-                          str(gpus_per_trial)], capture_output=True, text=True, cwd=ROOT,
-                         timeout=400)
+def _run(tmp_path, spec, env=None):
+    res = subprocess.run([sys.executable, "-c", SCRIPT, str(tmp_path / "run"), json.dumps(spec)],
+                         capture_output=True, text=True, cwd=ROOT, timeout=400,
+                         env={**os.environ, **(env or {})})
     assert res.returncode == 0, res.stderr[-3000:]
     out = json.loads(res.stdout.strip().splitlines()[-1])
     assert "shared" in out["local"]  # multi-node with no --storage fails early
     assert out["n"] == 4
-    rows = out["rows"]
-    assert len({r["node_id"] for r in rows}) == 2  # both nodes ran trials
-    for r in rows:  # each trial sees exactly one of its node's two fake GPUs
+    assert len({r["node_id"] for r in out["rows"]}) == 2  # both nodes ran trials
+    for r in out["rows"]:  # each trial sees exactly one of its node's two fake GPUs
         assert r["cuda_visible_devices"] in {"0", "1"}
+    return out
+
+
+@pytest.mark.parametrize("gpus_per_trial", [1.0, 0.5])
+def test_trials_spread_over_two_nodes_with_their_gpus(tmp_path, gpus_per_trial):
+    _run(tmp_path, {"trainer": "tests.search.gpu_probe_trainer:train",
+                    "space": "tests/search/probe_space.yaml", "fixed": {"sleep_s": 2.0},
+                    "points": [], "resources": {"gpus_per_trial": gpus_per_trial}})
+
+
+def test_memory_packed_trials_on_two_nodes_with_s3_storage(tmp_path):
+    from tests.search.s3_server import CREDS, moto_bucket
+
+    with moto_bucket("cluster") as (uri, _):
+        out = _run(tmp_path, {
+            "trainer": "tests.search.mem_probe_trainer:train",
+            "space": "tests/search/width_space.yaml", "fixed": {"sleep_s": 2.0},
+            "points": [{"width": 4096}, {"width": 4096}, {"width": 16}, {"width": 16}],
+            "resources": {"gpus_per_trial": 0.0, "gpu_auto": True, "gpu_memory_mb": 1000.0,
+                          "gpu_overhead_mb": 100.0},
+            "storage": uri}, env=CREDS)
+    shares = {r["assigned_gpu"] for r in out["rows"]}
+    assert len(shares) == 2 and max(shares) > 0.5 > min(shares)  # shares follow the estimate
+    assert (tmp_path / "run" / "run" / "trials.csv").exists()  # results pulled from the bucket
