@@ -82,7 +82,8 @@ def _estimate(module: ModuleType, cfg) -> MemoryEstimate:
 
 
 def _tracked_peak(module: ModuleType, cfg, data: _loop.Data) -> dict:
-    """Bytes by category at the peak of two training steps and one evaluation batch."""
+    """Bytes by category at the peak of a training step (taken from the state after a first
+    one) and one evaluation batch."""
     from torch._subclasses.fake_tensor import FakeTensorMode
     from torch.distributed._tools.mem_tracker import MemTracker
 
@@ -102,18 +103,20 @@ def _tracked_peak(module: ModuleType, cfg, data: _loop.Data) -> dict:
         warnings.simplefilter("ignore")
         model = module.make_model(cfg, data)
         opt = _loop.build_optimizer(cfg, model.parameters())
+        # The state after a first step, without running one: gradients exist (the loop frees
+        # them only after the next forward) and the optimizer holds its state.
+        for p in model.parameters():
+            p.grad = torch.zeros_like(p)
+        opt.step()
         tracker = MemTracker()
         tracker.track_external(model, opt)
         with tracker:
-            # The second step holds optimizer state and a step's activations at once.
-            for _ in range(2):
-                tracker.reset_mod_stats()
-                x, y = batch(data.x_train, data.y_train, bs)
-                with autocast():
-                    loss, _ = module.LOSS(model, x, y, True)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
+            x, y = batch(data.x_train, data.y_train, bs)
+            with autocast():
+                loss, _ = module.LOSS(model, x, y, True)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
             tracker.reset_mod_stats()
             model.eval()
             with torch.no_grad(), autocast():
