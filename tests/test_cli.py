@@ -35,6 +35,8 @@ def _cli(*args, cwd=None):
     (["estimate", "--trainer", "vit", "--set", "data=nope"], "unknown"),
     (["run", "--gpu-memory-mb", "0"], "GPU memory must be > 0"),
     (["run", "--gpus-per-trial", "1.5"], "whole number"),
+    (["run", "--address", "ray://127.0.0.1:9"], "through ray:// Tune runs on the head node"),
+    (["run", "--address", "ray://127.0.0.1:9", "--storage", "s3://b/p"], "through ray://"),
 ])
 def test_user_errors_are_one_line_exit_2(args, needle, tmp_path):
     res = _cli(*args, "--out", str(tmp_path / "r")) if args[0] == "run" else _cli(*args)

@@ -35,11 +35,27 @@ def connect(address: str | None = None, num_cpus: int | None = None,
                  _node_ip_address="127.0.0.1", dashboard_host="127.0.0.1",
                  log_to_driver=False, logging_level=logging.WARNING)
         return
-    try:
-        ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING)
-    except (ConnectionError, RuntimeError, ValueError) as exc:
-        raise UserError(f"cannot join Ray cluster at {address}: {str(exc).splitlines()[0]}") \
-            from None
+    for attempt in range(3):
+        try:
+            ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING)
+            return
+        except ConnectionAbortedError as exc:
+            # Ray Client's per-connection server sometimes fails to start; a new connection
+            # gets a new one.
+            if attempt == 2:
+                raise UserError(f"cannot join Ray cluster at {address}: {_reason(exc)}") from None
+            logger.warning("Ray Client connection failed (%s); retrying", _reason(exc))
+        except (ConnectionError, RuntimeError, ValueError) as exc:
+            raise UserError(f"cannot join Ray cluster at {address}: {_reason(exc)}") from None
+
+
+def _reason(exc: Exception) -> str:
+    """The telling line of Ray's multi-line connection errors (not a 'Traceback' header)."""
+    lines = [x.strip() for x in str(exc).splitlines() if x.strip()]
+    useful = [x for x in lines if not x.startswith(("Traceback", "File ", "raise "))]
+    if len(useful) > 1 and useful[0].endswith(":"):
+        return f"{useful[0]} {useful[-1]}"
+    return useful[0] if useful else type(exc).__name__
 
 
 def _bind_loopback() -> None:

@@ -55,11 +55,12 @@ def gpu_share(estimate: float | None, res: ResourcesConfig, gpu_memory_mb: float
     floor = 0.0 if res.gpu_auto else res.gpus_per_trial
     if not res.memory_packing or estimate is None or not gpu_memory_mb:
         return floor if floor > 0 else (1.0 if res.gpu_auto else 0.0)
-    need = (estimate * (1 + MARGIN) + res.gpu_overhead_mb) / gpu_memory_mb
-    need = math.ceil(need / _STEP - 1e-9) * _STEP
+    per_trial = estimate * (1 + MARGIN) + res.gpu_overhead_mb
+    need = math.ceil(per_trial / gpu_memory_mb / _STEP - 1e-9) * _STEP
     if need > 1:
-        logger.warning("a config needs about %.0f MB, more than one GPU's %.0f MB: it gets a "
-                       "whole GPU and may run out of memory", estimate, gpu_memory_mb)
+        logger.warning("a config needs about %.0f MB (estimate %.0f MB + margin + overhead), "
+                       "more than one GPU's %.0f MB: it gets a whole GPU and may run out of "
+                       "memory", per_trial, estimate, gpu_memory_mb)
     return max(floor, min(round(need, 4), 1.0))
 
 

@@ -15,6 +15,7 @@ import ray
 from optuna.trial import TrialState
 from ray import tune
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+from ray.util.client import ray as ray_client
 
 from hpsearch import __version__, spaces, trainers
 from hpsearch.analysis.frame import RUN_FILE, load_run, read_run_meta
@@ -193,6 +194,8 @@ def run_search(cfg: SearchConfig, stream: str = "stdout", grid: bool = False,
         raise UserError(f"{run_dir} already holds a run; use 'hpsearch resume {run_dir}' "
                         "or choose another --out")
     trainer, _ = validate(cfg, grid)
+    if (cfg.address or "").startswith("ray://"):
+        _check_shared_storage(cfg, run_dir)  # before connecting: no cluster needed to refuse
     if storage.is_uri(cfg.storage):
         storage.check_uri(cfg.storage)
         if tune.Tuner.can_restore(experiment_path(cfg)):
@@ -203,12 +206,7 @@ def run_search(cfg: SearchConfig, stream: str = "stdout", grid: bool = False,
     started_here = cfg.address is None and not ray.is_initialized()
     cluster.connect(cfg.address, num_cpus=num_cpus, num_gpus=num_gpus)
     cfg = _resolve_gpu_memory(cfg)
-    if cluster.is_multi_node() and not storage.is_uri(cfg.storage):
-        shared = Path(cfg.storage).resolve() if cfg.storage else None
-        if shared is None or shared not in (run_dir, *run_dir.parents):
-            raise UserError("a multi-node cluster needs shared storage: pass --storage DIR "
-                            "(mounted on every node; the run directory goes inside it) or a "
-                            "cloud URI (s3://bucket/prefix)")
+    _check_shared_storage(cfg, run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     meta = config_to_meta(cfg, trainer, grid)
     _write_meta(run_dir, meta)
@@ -221,6 +219,30 @@ def run_search(cfg: SearchConfig, stream: str = "stdout", grid: bool = False,
     _finish(run_dir, meta, results, total)
     (run_dir / cluster.PROCESS_FILE).unlink(missing_ok=True)
     return load_run(run_dir)
+
+
+def _check_shared_storage(cfg: SearchConfig, run_dir: Path) -> None:
+    """Trials on other nodes need storage they all reach. Through Ray Client (ray://) Tune's
+    driver, the Optuna study included, runs on the head node: the run directory itself must
+    be on a directory this machine and the cluster both mount. (Ray must be connected unless
+    the address is ray://.)"""
+    client = ray_client.is_connected() or (cfg.address or "").startswith("ray://")
+    if not (client or cluster.is_multi_node()):
+        return
+    if storage.is_uri(cfg.storage) and not client:
+        return
+    shared = Path(cfg.storage).resolve() if cfg.storage and not storage.is_uri(cfg.storage) \
+        else None
+    if shared is not None and shared in (run_dir, *run_dir.parents):
+        return
+    if client:
+        raise UserError("through ray:// Tune runs on the head node: pass --storage DIR, a "
+                        "directory mounted here and on the cluster (the run directory goes "
+                        "inside it), or run hpsearch on a cluster node with --address auto "
+                        "(e.g. via 'ray job submit')")
+    raise UserError("a multi-node cluster needs shared storage: pass --storage DIR "
+                    "(mounted on every node; the run directory goes inside it) or a "
+                    "cloud URI (s3://bucket/prefix)")
 
 
 def pull_results(cfg: SearchConfig, source: str | None = None) -> None:

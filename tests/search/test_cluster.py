@@ -83,3 +83,39 @@ def test_memory_packed_trials_on_two_nodes_with_s3_storage(tmp_path):
     shares = {r["assigned_gpu"] for r in out["rows"]}
     assert len(shares) == 2 and max(shares) > 0.5 > min(shares)  # shares follow the estimate
     assert (tmp_path / "run" / "run" / "trials.csv").exists()  # results pulled from the bucket
+
+
+CLIENT_SCRIPT = textwrap.dedent("""
+    import json, socket, sys
+    from ray.cluster_utils import Cluster
+    from hpsearch.cli import main
+
+    out = sys.argv[1]
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cluster = Cluster(initialize_head=True, head_node_args={
+        "num_cpus": 2, "include_dashboard": False, "ray_client_server_port": port})
+    cluster.wait_for_nodes()
+    args = ["run", "--address", f"ray://127.0.0.1:{port}", "--trainer", "mlp", "--set",
+            "data=digits", "--samples", "2", "--max-epochs", "1"]
+    no_storage = main([*args, "--out", out + "/local"])
+    shared = main([*args, "--storage", out + "/shared", "--out", "run"])
+    print(json.dumps({"no_storage": no_storage, "shared": shared}), flush=True)
+    import os, ray
+    ray.shutdown()
+    cluster.shutdown()
+    os._exit(0)
+""")
+
+
+def test_ray_client_address_needs_a_shared_run_directory(tmp_path):
+    res = subprocess.run([sys.executable, "-c", CLIENT_SCRIPT, str(tmp_path)],
+                         capture_output=True, text=True, cwd=ROOT, timeout=400)
+    assert res.returncode == 0, res.stderr[-3000:]
+    out = json.loads(res.stdout.strip().splitlines()[-1])
+    assert out == {"no_storage": 2, "shared": 0}
+    assert "through ray:// Tune runs on the head node" in res.stderr
+    assert not (tmp_path / "local").exists()
+    trials = (tmp_path / "shared" / "run" / "trials.csv").read_text().splitlines()
+    assert len(trials) == 3  # header + 2 trials, written by the remote Tune driver's results
