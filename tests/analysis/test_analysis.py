@@ -112,3 +112,24 @@ def test_curves_are_tidy_and_limited_to_top_trials():
     cur = curves.compute_curves(ep, trials, ["depth"], top=2)
     assert set(cur["trial_id"]) == {"a", "b"} and set(cur["split"]) == {"train", "val"}
     assert len(cur) == 2 * 2 * 2 and (cur["label"] == "depth=4").all()
+
+
+def test_memory_table_puts_estimate_next_to_measured_peak():
+    trials = pd.DataFrame({
+        "trial_id": ["a", "b", "c"], "layers": [2, 6, 4],
+        "gpu_share": [0.25, 0.6, 0.3], "gpu_mem_mb_estimate": [100.0, 400.0, 200.0],
+        "gpu_mem_mb": [110.0, 380.0, np.nan], "gpu_mem_device_mb": [700.0, 1000.0, np.nan],
+        "status": ["completed", "completed", "error"]})
+    mem = curves.compute_memory(trials, ["layers"])
+    assert list(mem["trial_id"]) == ["b", "c", "a"]  # by measured peak, else the estimate
+    assert list(mem.columns[:5]) == ["trial_id", "layers", "gpu_share", "gpu_mem_mb_estimate",
+                                     "gpu_mem_mb"]
+    assert mem.set_index("trial_id")["actual_over_estimate"].to_dict() == pytest.approx(
+        {"a": 1.1, "b": 0.95, "c": np.nan}, nan_ok=True)
+
+
+def test_memory_table_without_estimates_has_no_ratio():
+    trials = pd.DataFrame({"trial_id": ["a", "b"], "gpu_mem_mb": [np.nan, 5.0],
+                           "status": ["completed", "completed"]})
+    mem = curves.compute_memory(trials, [])
+    assert "actual_over_estimate" not in mem and list(mem["trial_id"]) == ["b", "a"]
