@@ -72,7 +72,7 @@ def pull_results(uri: str, run_dir: Path) -> int:
     layout as a local run, so the analysis reads it unchanged).
 
     Returns:
-        How many files were copied.
+        How many files were copied (files already here at the same size are skipped).
     """
     fs, root = _resolve(uri)
     root = root.rstrip("/")
@@ -90,6 +90,8 @@ def pull_results(uri: str, run_dir: Path) -> int:
                 or parts[0] in ("", ".", "..")):
             continue
         dest = run_dir / parts[0] / parts[1]
+        if dest.exists() and dest.stat().st_size == info.size:
+            continue  # result files only grow: same size, same content
         dest.parent.mkdir(parents=True, exist_ok=True)
         with fs.open_input_stream(info.path) as src:
             tmp = dest.with_suffix(dest.suffix + ".part")

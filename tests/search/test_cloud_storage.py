@@ -53,6 +53,9 @@ def test_search_keeps_trials_in_the_bucket_and_results_locally(s3, tmp_path):
     assert any("experiment_state" in f for f in files)
     assert any("/checkpoint_" in f for f in files)  # checkpoints stay in the bucket
     assert not list(run_dir.glob("*/checkpoint_*"))
+    from hpsearch.search import storage
+
+    assert storage.pull_results(meta["experiment"], run_dir) == 0  # all here already
     # The local copy is lost: analyze fetches the results again from the bucket.
     for d in run_dir.glob("run_trial_*"):
         shutil.rmtree(d)
