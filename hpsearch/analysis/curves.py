@@ -41,16 +41,17 @@ def compute_curves(epochs: pd.DataFrame, trials: pd.DataFrame, params: list[str]
 
 
 def compute_memory(trials: pd.DataFrame, params: list[str]) -> pd.DataFrame:
-    """Per-trial GPU memory (MiB) with its config: the GPU share the trial was given, the
-    estimate that share came from, the measured peak (`torch.cuda.max_memory_allocated`),
+    """Per-trial GPU memory (MiB) with its config: the GPU share the trial was given and
+    what sized it (share_from: the estimate, or a peak measured by an earlier trial of the
+    same shape), the estimate, the measured peak (`torch.cuda.max_memory_allocated`),
     actual/estimate, and what NVML saw on the whole device. NaN actuals: ran on CPU.
 
     Returns:
-        trial_id, params..., [gpu_share, gpu_mem_mb_estimate,] gpu_mem_mb, [actual_over_estimate,]
-        gpu_mem_device_mb, status; largest actual (else estimate) first.
+        trial_id, params..., [gpu_share, share_from, gpu_mem_mb_estimate,] gpu_mem_mb,
+        [actual_over_estimate,] gpu_mem_device_mb, status; largest actual (else estimate) first.
     """
     cols = ["trial_id", *[p for p in params if p in trials]]
-    cols += [c for c in ("gpu_share", "gpu_mem_mb_estimate") if c in trials]
+    cols += [c for c in ("gpu_share", "share_from", "gpu_mem_mb_estimate") if c in trials]
     cols += [c for c in ("gpu_mem_mb", "gpu_mem_device_mb", "status") if c in trials]
     out = trials[cols].copy()
     if "gpu_mem_mb_estimate" in out:

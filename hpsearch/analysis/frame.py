@@ -147,7 +147,8 @@ def _with_packing(trials: pd.DataFrame, path: Path) -> pd.DataFrame:
         packing = pd.read_csv(f).drop_duplicates("trial_id", keep="last")
     except (pd.errors.ParserError, pd.errors.EmptyDataError, KeyError):
         return trials  # a driver killed mid-write; the analysis goes on without it
-    cols = [c for c in ("trial_id", "gpu_share", "gpu_mem_mb_estimate") if c in packing]
+    cols = [c for c in ("trial_id", "gpu_share", "gpu_mem_mb_estimate", "share_from")
+            if c in packing]
     return trials.merge(packing[cols], on="trial_id", how="left")
 
 

@@ -1,12 +1,15 @@
-"""Memory-aware GPU packing: each trial asks Ray for the GPU share its config's estimated
-memory needs (`tune.with_resources` with a per-config callable), so Ray never co-locates
-trials whose memory would overfill a device. `PackingLog` records share and estimate."""
+"""Memory-aware GPU packing: each trial asks Ray for the GPU share its config's memory needs
+(`tune.with_resources` with a per-config callable), so Ray never co-locates trials whose
+memory would overfill a device. The need is the fake-tensor estimate until a trial of the
+same shape has measured its peak on a GPU; from then on (resumes included) the measured peak.
+`PackingLog` records share and estimate, and the measured peaks per shape."""
 
 from __future__ import annotations
 
 import csv
 import dataclasses
 import functools
+import json
 import logging
 import math
 from pathlib import Path
@@ -23,6 +26,7 @@ __all__ = ["PACKING_FILE", "PackingLog", "gpu_share", "estimate_mb", "resources_
            "trial_resources"]
 
 PACKING_FILE = "packing.csv"
+MEASURED_FILE = "memory_measured.json"  # {shape key: peak gpu_mem_mb measured}
 MARGIN = 0.10  # allocator fragmentation and kernels' scratch space the fake step cannot see
 _STEP = 0.01  # shares are whole hundredths of a GPU
 
@@ -38,6 +42,34 @@ def estimate_mb(trainer_name: str, config: dict) -> float | None:
     except Exception as exc:  # an estimate must never stop a search: fall back to the floor
         logger.warning("memory estimate failed for %s: %s", config, exc)
         return None
+
+
+def _shape(trainer_name: str, config: dict) -> str | None:
+    trainer = trainers.get(trainer_name)
+    try:
+        return memory.shape_key(trainer.make_config(_config_fields(trainer, config)))
+    except Exception:  # a config the trainer rejects fails in its trial, not here
+        return None
+
+
+def read_measured(run_dir: str | Path) -> dict[str, float]:
+    """Peak GPU memory measured so far per config shape (empty before any GPU trial)."""
+    try:
+        return json.loads((Path(run_dir) / MEASURED_FILE).read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def memory_need_mb(trainer_name: str, config: dict,
+                   run_dir: str | Path | None = None) -> tuple[float | None, str]:
+    """What a trial of `config` will hold: the peak a trial of the same shape measured in
+    this run, else the estimate. Returns (MiB or None, "measured" | "estimate")."""
+    if run_dir is not None:
+        key = _shape(trainer_name, config)
+        measured = read_measured(run_dir).get(key) if key else None
+        if measured is not None:
+            return float(measured), "measured"
+    return estimate_mb(trainer_name, config), "estimate"
 
 
 def _config_fields(trainer, config: dict) -> dict:
@@ -65,28 +97,34 @@ def gpu_share(estimate: float | None, res: ResourcesConfig, gpu_memory_mb: float
 
 
 def trial_resources(config: dict, *, trainer_name: str, res: ResourcesConfig,
-                    gpu_memory_mb: float | None) -> PlacementGroupFactory:
+                    gpu_memory_mb: float | None,
+                    run_dir: str | None = None) -> PlacementGroupFactory:
     """Tune's per-trial resource callable (module-level, so experiment state pickles it)."""
     share = res.gpus_per_trial
     if res.uses_gpus and res.memory_packing:
-        share = gpu_share(estimate_mb(trainer_name, config), res, gpu_memory_mb)
+        need, _ = memory_need_mb(trainer_name, config, run_dir)
+        share = gpu_share(need, res, gpu_memory_mb)
     return PlacementGroupFactory([{"CPU": res.cpus_per_trial, "GPU": share}])
 
 
-def resources_for(trainer_name: str, res: ResourcesConfig, gpu_memory_mb: float | None):
-    """What `tune.with_resources` gets: a fixed dict, or the per-config callable."""
+def resources_for(trainer_name: str, res: ResourcesConfig, gpu_memory_mb: float | None,
+                  run_dir: str | None = None):
+    """What `tune.with_resources` gets: a fixed dict, or the per-config callable (which reads
+    the peaks measured so far from `run_dir`)."""
     if not (res.uses_gpus and res.memory_packing):
         return {"cpu": res.cpus_per_trial, "gpu": res.gpus_per_trial}
     return functools.partial(trial_resources, trainer_name=trainer_name, res=res,
-                             gpu_memory_mb=gpu_memory_mb)
+                             gpu_memory_mb=gpu_memory_mb, run_dir=run_dir)
 
 
 class PackingLog(tune.Callback):
-    """Appends trial_id, GPU share and memory estimate to runs/NAME/packing.csv as trials
-    start, for the analysis' estimate-vs-actual memory table."""
+    """Appends trial_id, GPU share, memory need and its source to runs/NAME/packing.csv as
+    trials start (the analysis' estimate-vs-actual table), and keeps the largest
+    `gpu_mem_mb` each config shape reported in runs/NAME/memory_measured.json."""
 
     def __init__(self, run_dir: str | Path, trainer_name: str) -> None:
-        self.path = Path(run_dir) / PACKING_FILE
+        self.run_dir = Path(run_dir)
+        self.path = self.run_dir / PACKING_FILE
         self.trainer_name = trainer_name
         self.seen: set[str] = set()
 
@@ -96,9 +134,23 @@ class PackingLog(tune.Callback):
         self.seen.add(trial.trial_id)
         share = trial.placement_group_factory.required_resources.get("GPU", 0.0)
         est = estimate_mb(self.trainer_name, trial.config)  # cached: computed for the share
+        _, source = memory_need_mb(self.trainer_name, trial.config, self.run_dir)
         new = not self.path.exists()
         with self.path.open("a", newline="") as f:
             w = csv.writer(f)
             if new:
-                w.writerow(["trial_id", "gpu_share", "gpu_mem_mb_estimate"])
-            w.writerow([trial.trial_id, share, "" if est is None else round(est, 1)])
+                w.writerow(["trial_id", "gpu_share", "gpu_mem_mb_estimate", "share_from"])
+            w.writerow([trial.trial_id, share, "" if est is None else round(est, 1), source])
+
+    def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
+        peak = result.get("gpu_mem_mb")
+        if not isinstance(peak, (int, float)) or not math.isfinite(peak) or peak <= 0:
+            return  # CPU trials measure nothing
+        key = _shape(self.trainer_name, trial.config)
+        measured = read_measured(self.run_dir)
+        if key is None or measured.get(key, 0.0) >= peak:
+            return
+        measured[key] = float(peak)
+        tmp = self.run_dir / (MEASURED_FILE + ".tmp")
+        tmp.write_text(json.dumps(measured, indent=1))
+        tmp.replace(self.run_dir / MEASURED_FILE)  # the resource callable never reads half

@@ -76,7 +76,8 @@ def _trainable(cfg: SearchConfig):
     fn = tune.with_parameters(run_trial, trainer_name=cfg.trainer, metric=cfg.metric,
                               mode=cfg.mode)
     res = cfg.resources
-    return tune.with_resources(fn, packing.resources_for(cfg.trainer, res, res.gpu_memory_mb))
+    return tune.with_resources(fn, packing.resources_for(cfg.trainer, res, res.gpu_memory_mb,
+                                                         str(cfg.run_dir)))
 
 
 def _resolve_gpu_memory(cfg: SearchConfig) -> SearchConfig:

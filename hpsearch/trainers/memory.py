@@ -16,7 +16,7 @@ import torch
 from hpsearch.trainers import _loop
 
 logger = logging.getLogger(__name__)
-__all__ = ["MemoryEstimate", "estimate", "supports"]
+__all__ = ["MemoryEstimate", "estimate", "shape_key", "supports"]
 
 _MB = 2**20
 # Fields that change no tensor's size: configs differing only in these share one estimate.
@@ -53,8 +53,18 @@ def estimate(module: ModuleType, cfg: _loop.TrainConfig) -> MemoryEstimate:
     """
     if not supports(module):
         raise ValueError(f"trainer module {module.__name__} has no load_data/make_model/LOSS")
-    neutral = {k: v for k, v in _NEUTRAL.items() if hasattr(cfg, k)}
-    return _estimate(module, dataclasses.replace(cfg, **neutral))
+    return _estimate(module, _neutral(cfg))
+
+
+def _neutral(cfg):
+    return dataclasses.replace(cfg, **{k: v for k, v in _NEUTRAL.items() if hasattr(cfg, k)})
+
+
+def shape_key(cfg) -> str:
+    """One string per memory shape: configs that differ only in fields that change no
+    tensor's size (lr, betas, ...) share it. Used to reuse measured memory."""
+    values = dataclasses.asdict(_neutral(cfg))
+    return ",".join(f"{k}={values[k]!r}" for k in sorted(values))
 
 
 def _nbytes(t: torch.Tensor) -> int:

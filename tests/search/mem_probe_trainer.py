@@ -20,6 +20,8 @@ LOSS = classification_loss
 class Config(_loop.TrainConfig):
     width: int = 64
     sleep_s: float = 1.0
+    # Reported as gpu_mem_mb when > 0: stands in for a peak measured on a GPU.
+    fake_gpu_mem_mb: float = 0.0
 
 
 def load_data(cfg: Config) -> _loop.Data:
@@ -45,6 +47,7 @@ def train(cfg: Config, report) -> dict:
                "val_loss": 1.0, "gap": 0.0, "epoch_time_s": cfg.sleep_s,
                "assigned_gpu": share, "t_start": start, "t_end": time.time(),
                "node_id": ctx.get_node_id(),
+               "gpu_mem_mb": cfg.fake_gpu_mem_mb or None,
                "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES", ""),
                "status": "completed" if epoch == cfg.epochs else "running"}
         report(row)

@@ -2,6 +2,7 @@
 trial's GPU share comes from its config's memory estimate, so two large configs never share
 the device while small ones do; `analyze` shows share, estimate and measured memory."""
 
+import json
 import os
 import subprocess
 import sys
@@ -97,3 +98,25 @@ def test_auto_share_on_fake_gpus_needs_the_gpu_memory(tmp_path):
 def test_bad_share_is_rejected_by_argparse():
     res = _hpsearch("run", "--gpus-per-trial", "half")
     assert res.returncode == 2 and "expected a number or 'auto'" in res.stderr
+
+
+@pytest.mark.slow
+def test_a_measured_peak_sizes_later_trials_of_the_same_shape(tmp_path):
+    # The estimate of width 16 is tiny; the first trial "measures" 600 MB (the probe trainer
+    # reports it as gpu_mem_mb), so the following ones ask for (600 x 1.1 + 100) / 1000.
+    points = tmp_path / "points.yaml"
+    points.write_text("- {width: 16}\n" * 3)
+    out = tmp_path / "run"
+    res = _hpsearch("run", "--trainer", TRAINER, "--space", "tests/search/width_space.yaml",
+                    "--points", str(points), "--samples", "3", "--max-epochs", "1",
+                    "--scheduler", "fifo", "--num-cpus", "2", "--num-gpus", "1",
+                    "--max-concurrent", "1", "--gpus-per-trial", "0.25",
+                    "--gpu-memory-mb", "1000", "--gpu-overhead-mb", "100",
+                    "--set", "sleep_s=0.2", "--set", "fake_gpu_mem_mb=600", "--out", str(out))
+    assert res.returncode == 0, res.stderr[-3000:]
+    trials = pd.read_csv(out / "epochs.csv").sort_values("t_start")
+    assert list(trials["assigned_gpu"]) == [0.25, 0.76, 0.76]
+    packing_log = pd.read_csv(out / "packing.csv").set_index("trial_id")
+    assert list(packing_log.loc[trials["trial_id"], "share_from"]) == \
+        ["estimate", "measured", "measured"]
+    assert list(json.loads((out / "memory_measured.json").read_text()).values()) == [600.0]
