@@ -1,4 +1,4 @@
-"""Command line: hpsearch run | resume | analyze | export | train | spaces | trainers.
+"""Command line: hpsearch run | resume | analyze | export | train | estimate | spaces | trainers.
 Parsing and printing only; the work lives in the packages. User errors exit 2 in one line."""
 
 from __future__ import annotations
