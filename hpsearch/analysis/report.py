@@ -96,7 +96,7 @@ def _curves(run: Run, out: Path) -> str:
     if "gpu_mem_mb_estimate" in mem:
         ratio = mem["actual_over_estimate"].dropna()
         note += ("<p>gpu_mem_mb_estimate: peak predicted before the trial ran (its model and "
-                 "two training steps on fake tensors, plus its data); gpu_share: the part "
+                 "a training step on fake tensors, plus its data); gpu_share: the part "
                  "of a device the trial got, sized from the estimate or, once a trial of "
                  "the same shape had measured its peak, from that (share_from); "
                  "gpu_mem_mb: measured peak "

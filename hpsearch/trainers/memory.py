@@ -1,6 +1,7 @@
-"""Estimate a config's peak GPU memory without a GPU: the model, its optimizer and two training
-steps plus an evaluation batch run on fake tensors under torch's MemTracker, and the data the
-loop keeps on the device is added. The number predicts `torch.cuda.max_memory_allocated`."""
+"""Estimate a config's peak GPU memory without a GPU: the model and its optimizer, in the state
+after a first step, run one training step and an evaluation batch on fake tensors under torch's
+MemTracker; the data the loop keeps on the device is added. It predicts
+`torch.cuda.max_memory_allocated`."""
 
 from __future__ import annotations
 
@@ -116,7 +117,8 @@ def _tracked_peak(module: ModuleType, cfg, data: _loop.Data) -> dict:
         # The state after a first step, without running one: gradients exist (the loop frees
         # them only after the next forward) and the optimizer holds its state.
         for p in model.parameters():
-            p.grad = torch.zeros_like(p)
+            if p.requires_grad:
+                p.grad = torch.zeros_like(p)
         opt.step()
         tracker = MemTracker()
         tracker.track_external(model, opt)
