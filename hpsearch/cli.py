@@ -121,6 +121,7 @@ def _search_config(args):
     from hpsearch import spaces, trainers
     from hpsearch.config import (ResourcesConfig, SchedulerConfig, SearchConfig, coerce_value,
                                  parse_literal)
+    from hpsearch.search import storage
 
     space_name = args.space
     trainer_name = args.trainer or (spaces.get(space_name).trainer if space_name else None) or "mlp"
@@ -141,7 +142,7 @@ def _search_config(args):
             raise UserError(f"{args.points}: expected a list of configs")
         points = tuple(doc)
     out = args.out or f"runs/{trainer_name.replace(':', '.')}-{space_name}-{time.strftime('%Y%m%d-%H%M%S')}"
-    if args.storage and "://" not in args.storage:
+    if args.storage and not storage.is_uri(args.storage):
         out = str(Path(args.storage) / Path(out).name)
     try:
         sched = SchedulerConfig(args.scheduler, args.grace_period, args.reduction_factor,
@@ -217,12 +218,9 @@ def _load_run(run_dir: str):
     from hpsearch.search import storage
 
     meta = read_run_meta(Path(run_dir))
-    uri = meta.get("storage")
-    if storage.is_uri(uri):
+    if storage.is_uri(meta.get("storage")):
         try:
-            source = meta.get("experiment") or storage.experiment_uri(
-                uri, Path(meta.get("run_dir", run_dir)).name)
-            storage.pull_results(source, Path(run_dir))
+            storage.pull_results(storage.recorded_experiment(meta), Path(run_dir))
         except UserError as exc:
             print(f"hpsearch: warning: {exc}; analysing the local copy", file=sys.stderr)
     return load_run(run_dir)
@@ -295,7 +293,7 @@ def _one_config(args):
 
 def cmd_estimate(args) -> int:
     from hpsearch.config import ResourcesConfig
-    from hpsearch.search.packing import MARGIN, gpu_share
+    from hpsearch.search.packing import MARGIN, gpu_share, per_trial_mb
     from hpsearch.trainers import memory
 
     trainer, cfg = _one_config(args)
@@ -311,7 +309,7 @@ def cmd_estimate(args) -> int:
     for key in ("data_mb", "params_mb", "grads_mb", "optimizer_mb", "activations_mb",
                 "total_mb"):
         print(f"  {key[:-3]:<12} {getattr(est, key):10.1f}")
-    per_trial = est.total_mb * (1 + MARGIN) + args.gpu_overhead_mb
+    per_trial = per_trial_mb(est.total_mb, args.gpu_overhead_mb)
     print(f"  per trial process, with {MARGIN:.0%} margin and {args.gpu_overhead_mb:.0f} MB "
           f"CUDA overhead: {per_trial:.0f} MB")
     if args.gpu_memory_mb:

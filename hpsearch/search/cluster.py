@@ -82,14 +82,20 @@ def concurrent_slots(cpus_per_trial: float, gpus_per_trial: float,
     the shares vary by config: CPUs bound the count, Ray queues what the GPUs cannot hold)."""
     res = ray.cluster_resources()
     slots = math.floor(res.get("CPU", 1) / cpus_per_trial + 1e-9)
-    if gpu_auto and res.get("GPU", 0) <= 0:
-        raise UserError("--gpus-per-trial auto but the cluster has no GPUs")
+    check_gpus(gpus_per_trial, gpu_auto)
     if gpus_per_trial > 0:
-        gpus = res.get("GPU", 0)
-        if gpus < gpus_per_trial:
-            raise UserError(f"--gpus-per-trial {gpus_per_trial} but the cluster has {gpus} GPUs")
-        slots = min(slots, math.floor(gpus / gpus_per_trial + 1e-9))
+        slots = min(slots, math.floor(res.get("GPU", 0) / gpus_per_trial + 1e-9))
     return max(slots, 1)
+
+
+def check_gpus(gpus_per_trial: float, gpu_auto: bool = False) -> None:
+    """UserError when the cluster lacks the GPUs a trial asks for."""
+    gpus = ray.cluster_resources().get("GPU", 0)
+    share = "auto" if gpu_auto else gpus_per_trial
+    if (gpu_auto or gpus_per_trial > 0) and gpus <= 0:
+        raise UserError(f"--gpus-per-trial {share} but the cluster has no GPUs")
+    if gpus < gpus_per_trial:
+        raise UserError(f"--gpus-per-trial {share} but the cluster has {gpus:g} GPUs")
 
 
 def _nvml_total_mb() -> float | None:

@@ -22,13 +22,20 @@ from hpsearch.config import ResourcesConfig
 from hpsearch.trainers import memory
 
 logger = logging.getLogger(__name__)
-__all__ = ["PACKING_FILE", "PackingLog", "gpu_share", "estimate_mb", "resources_for",
-           "trial_resources"]
+__all__ = ["PACKING_FILE", "PackingLog", "gpu_share", "estimate_mb", "per_trial_mb",
+           "resources_for", "trial_resources"]
 
 PACKING_FILE = "packing.csv"
 MEASURED_FILE = "memory_measured.json"  # {shape key: peak gpu_mem_mb measured}
 MARGIN = 0.10  # allocator fragmentation and kernels' scratch space the fake step cannot see
 _STEP = 0.01  # shares are whole hundredths of a GPU
+
+
+def _trainer_config(trainer_name: str, config: dict):
+    """(trainer, its Config) from a Tune trial config (extra keys dropped)."""
+    trainer = trainers.get(trainer_name)
+    known = {f.name for f in dataclasses.fields(trainer.config_cls)}
+    return trainer, trainer.make_config({k: v for k, v in config.items() if k in known})
 
 
 def estimate_mb(trainer_name: str, config: dict) -> float | None:
@@ -37,7 +44,7 @@ def estimate_mb(trainer_name: str, config: dict) -> float | None:
     if trainer.module is None or not memory.supports(trainer.module):
         return None
     try:
-        cfg = trainer.make_config(_config_fields(trainer, config))
+        _, cfg = _trainer_config(trainer_name, config)
         return memory.estimate(trainer.module, cfg).total_mb
     except Exception as exc:  # an estimate must never stop a search: fall back to the floor
         logger.warning("memory estimate failed for %s: %s", config, exc)
@@ -45,9 +52,8 @@ def estimate_mb(trainer_name: str, config: dict) -> float | None:
 
 
 def _shape(trainer_name: str, config: dict) -> str | None:
-    trainer = trainers.get(trainer_name)
     try:
-        return memory.shape_key(trainer.make_config(_config_fields(trainer, config)))
+        return memory.shape_key(_trainer_config(trainer_name, config)[1])
     except Exception:  # a config the trainer rejects fails in its trial, not here
         return None
 
@@ -72,9 +78,9 @@ def memory_need_mb(trainer_name: str, config: dict,
     return estimate_mb(trainer_name, config), "estimate"
 
 
-def _config_fields(trainer, config: dict) -> dict:
-    known = {f.name for f in dataclasses.fields(trainer.config_cls)}
-    return {k: v for k, v in config.items() if k in known}
+def per_trial_mb(estimate: float, overhead_mb: float) -> float:
+    """What one trial process holds on its GPU: the estimate with MARGIN, plus overhead."""
+    return estimate * (1 + MARGIN) + overhead_mb
 
 
 def gpu_share(estimate: float | None, res: ResourcesConfig, gpu_memory_mb: float | None) -> float:
@@ -87,7 +93,7 @@ def gpu_share(estimate: float | None, res: ResourcesConfig, gpu_memory_mb: float
     floor = 0.0 if res.gpu_auto else res.gpus_per_trial
     if not res.memory_packing or estimate is None or not gpu_memory_mb:
         return floor if floor > 0 else (1.0 if res.gpu_auto else 0.0)
-    per_trial = estimate * (1 + MARGIN) + res.gpu_overhead_mb
+    per_trial = per_trial_mb(estimate, res.gpu_overhead_mb)
     need = math.ceil(per_trial / gpu_memory_mb / _STEP - 1e-9) * _STEP
     if need > 1:
         logger.warning("a config needs about %.0f MB (estimate %.0f MB + margin + overhead), "

@@ -84,9 +84,8 @@ def _resolve_gpu_memory(cfg: SearchConfig) -> SearchConfig:
     """Fill in the GPU size memory packing divides by (NVML on the GPU nodes), once, before
     hpsearch.json is written, so `resume` packs the same way."""
     res = cfg.resources
-    if res.uses_gpus and ray.cluster_resources().get("GPU", 0) <= 0:
-        share = "auto" if res.gpu_auto else res.gpus_per_trial
-        raise UserError(f"--gpus-per-trial {share} but the cluster has no GPUs")
+    # Before anything is written: a cluster without the GPUs asked for is a user error.
+    cluster.check_gpus(res.gpus_per_trial, res.gpu_auto)
     if not (res.uses_gpus and res.memory_packing) or res.gpu_memory_mb:
         return cfg
     found = cluster.gpu_memory_mb()
@@ -290,8 +289,7 @@ def resume_search(run_dir: str | Path, stream: str = "stdout",
     source = str(run_dir)
     if storage.is_uri(cfg.storage):
         storage.check_uri(cfg.storage)
-        # The name the trials were stored under, even if the local directory was renamed.
-        source = meta.get("experiment") or experiment_path(cfg)
+        source = storage.recorded_experiment(meta)
     if not tune.Tuner.can_restore(source):
         raise UserError(f"{storage.redact(source)}: no Ray Tune experiment state to resume from")
     if not ray.is_initialized():

@@ -16,7 +16,8 @@ import pyarrow.fs as pafs
 from hpsearch.errors import UserError
 
 logger = logging.getLogger(__name__)
-__all__ = ["is_uri", "check_uri", "experiment_uri", "pull_results", "redact"]
+__all__ = ["is_uri", "check_uri", "experiment_uri", "pull_results", "recorded_experiment",
+           "redact"]
 
 # What the analysis reads from each trial folder; checkpoint_* folders are left behind.
 _RESULT_FILES = {"result.json", "params.json", "params.pkl", "error.txt", "error.pkl",
@@ -65,6 +66,12 @@ def experiment_uri(storage: str, name: str) -> str:
     parts = urlsplit(storage)
     path = f"{parts.path.rstrip('/')}/{name}"
     return urlunsplit((parts.scheme, parts.netloc, path, parts.query, parts.fragment))
+
+
+def recorded_experiment(meta: dict) -> str:
+    """Where a run with URI storage keeps its trials, from its hpsearch.json: the URI
+    recorded at start (so a renamed local run directory still finds its bucket prefix)."""
+    return meta.get("experiment") or experiment_uri(meta["storage"], Path(meta["run_dir"]).name)
 
 
 def pull_results(uri: str, run_dir: Path) -> int:

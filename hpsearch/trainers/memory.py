@@ -6,7 +6,6 @@ MemTracker; the data the loop keeps on the device is added. It predicts
 from __future__ import annotations
 
 import dataclasses
-import logging
 import warnings
 from dataclasses import dataclass
 from functools import lru_cache
@@ -16,7 +15,6 @@ import torch
 
 from hpsearch.trainers import _loop
 
-logger = logging.getLogger(__name__)
 __all__ = ["MemoryEstimate", "estimate", "shape_key", "supports"]
 
 _MB = 2**20
