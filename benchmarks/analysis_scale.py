@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from hpsearch.analysis import importance, overfitting, sensitivity, summary
-from hpsearch.analysis.frame import summarize_trials
+from hpsearch.rundir import summarize_trials
 
 
 def synthetic(n_trials: int, n_epochs: int, seed: int = 0) -> pd.DataFrame:

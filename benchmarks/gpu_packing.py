@@ -39,7 +39,7 @@ def measure(share: str, args, fixed: dict) -> dict:
     with tempfile.TemporaryDirectory() as d:
         cfg = SearchConfig(trainer="vit", space="vit_norm_depth", run_dir=f"{d}/run",
                            samples=args.trials, max_epochs=args.epochs, sampler="random",
-                           seed=args.seed, scheduler=SchedulerConfig(kind="fifo", max_t=args.epochs),
+                           seed=args.seed, scheduler=SchedulerConfig(kind="fifo"),
                            resources=res, fixed=fixed)
         t0 = time.perf_counter()
         run = run_search(cfg, stream="stderr")

@@ -23,7 +23,7 @@ def measure(n: int, epoch_s: float, epochs: int, slots: int, sampler: str) -> di
         cfg = SearchConfig(trainer="benchmarks.sleep_trainer:train",
                            space="benchmarks/sleep_space.yaml", run_dir=f"{d}/run", samples=n,
                            max_epochs=epochs, sampler=sampler,
-                           scheduler=SchedulerConfig(kind="fifo", max_t=epochs),
+                           scheduler=SchedulerConfig(kind="fifo"),
                            resources=ResourcesConfig(max_concurrent=slots),
                            fixed={"epoch_s": epoch_s})
         t0 = time.perf_counter()

@@ -46,7 +46,7 @@ def _search(method: str, seed: int, samples: int, max_epochs: int, tmp: str,
         samples=samples, max_epochs=max_epochs, seed=seed,
         sampler="tpe" if method == "tpe+asha" else "random",
         scheduler=SchedulerConfig(kind="asha" if method == "tpe+asha" else "fifo",
-                                  max_t=max_epochs, grace_period=1, reduction_factor=3),
+                                  grace_period=1, reduction_factor=3),
         resources=ResourcesConfig(max_concurrent=1), fixed={**FIXED, "data": data})
     run_search(cfg, stream="stderr", grid=grid)
     return _epoch_stream(Path(cfg.run_dir))

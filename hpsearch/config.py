@@ -10,7 +10,8 @@ from typing import Any
 
 from hpsearch.errors import UserError
 
-__all__ = ["SchedulerConfig", "ResourcesConfig", "SearchConfig", "parse_overrides", "coerce_value"]
+__all__ = ["SchedulerConfig", "ResourcesConfig", "SearchConfig", "parse_overrides", "parse_sets",
+           "coerce_value", "config_to_dict", "config_from_dict"]
 
 
 @dataclass(frozen=True)
@@ -18,19 +19,14 @@ class SchedulerConfig:
     """Early stopping. `kind="asha"` uses Ray Tune's ASHAScheduler, `"fifo"` runs every trial."""
 
     kind: str = "asha"
-    grace_period: int = 1
+    grace_period: int = 1  # epochs; ASHA's max_t is SearchConfig.max_epochs
     reduction_factor: float = 3.0
-    max_t: int = 10  # equals SearchConfig.max_epochs; ASHA's rungs are counted in epochs
 
     def __post_init__(self) -> None:
         if self.kind not in ("asha", "fifo"):
             raise ValueError(f"scheduler must be 'asha' or 'fifo', got {self.kind!r}")
-        if self.max_t < 1:
-            raise ValueError(f"max epochs must be >= 1, got {self.max_t}")
-        if not 1 <= self.grace_period <= self.max_t:
-            raise ValueError(
-                f"grace period must be in [1, max epochs={self.max_t}], got {self.grace_period}"
-            )
+        if self.grace_period < 1:
+            raise ValueError(f"grace period must be >= 1, got {self.grace_period}")
         if self.reduction_factor <= 1:
             raise ValueError(f"reduction factor must be > 1, got {self.reduction_factor}")
 
@@ -107,8 +103,13 @@ class SearchConfig:
             raise ValueError(f"mode must be 'min' or 'max', got {self.mode!r}")
         if self.sampler not in ("tpe", "random"):
             raise ValueError(f"sampler must be 'tpe' or 'random', got {self.sampler!r}")
-        if self.scheduler.max_t != self.max_epochs:
-            raise ValueError("scheduler.max_t must equal max_epochs")
+        if self.max_epochs < 1:
+            raise ValueError(f"max epochs must be >= 1, got {self.max_epochs}")
+        if self.scheduler.grace_period > self.max_epochs:
+            raise ValueError(f"grace period must be in [1, max epochs={self.max_epochs}], "
+                             f"got {self.scheduler.grace_period}")
+        if not 0 <= self.seed < 2**32:
+            raise ValueError(f"seed must be in [0, 2**32), got {self.seed}")
         if self.max_failures < 0:
             raise ValueError(f"max failures must be >= 0, got {self.max_failures}")
 
@@ -144,6 +145,46 @@ def coerce_value(cls: type, name: str, value: Any) -> Any:
     raise UserError(f"setting {name}={value!r}: expected {names}, got {type(value).__name__}")
 
 
+def parse_sets(cls: type, items) -> dict:
+    """`key=value` strings (`--set`) as a dict of values checked against dataclass `cls`.
+
+    Raises:
+        UserError: a malformed item, an unknown key or a wrongly typed value.
+    """
+    changes = {}
+    for item in items:
+        key, sep, raw = str(item).partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise UserError(f"--set expects key=value, got {item!r}")
+        changes[key] = coerce_value(cls, key, parse_literal(raw.strip()))
+    return changes
+
+
+def config_to_dict(cfg: SearchConfig) -> dict:
+    """A SearchConfig as plain JSON-able data (what hpsearch.json records)."""
+    return {**dataclasses.asdict(cfg), "points": list(cfg.points)}
+
+
+def config_from_dict(values: dict) -> SearchConfig:
+    """Rebuild a SearchConfig from `config_to_dict` output (extra keys ignored).
+
+    Raises:
+        UserError: the data does not describe a valid search.
+    """
+    keys = {f.name for f in dataclasses.fields(SearchConfig)}
+    try:
+        kw = {k: v for k, v in values.items() if k in keys}
+        sched = {k: v for k, v in dict(kw.get("scheduler") or {}).items() if k != "max_t"}
+        kw["scheduler"] = SchedulerConfig(**sched)
+        kw["resources"] = ResourcesConfig(**dict(kw.get("resources") or {}))
+        kw["points"] = tuple(kw.get("points") or ())
+        kw["fixed"] = dict(kw.get("fixed") or {})
+        return SearchConfig(**kw)
+    except (TypeError, ValueError) as exc:
+        raise UserError(f"the run's search settings are invalid: {exc}") from None
+
+
 def parse_overrides(cfg: Any, items: list[str] | tuple[str, ...]) -> Any:
     """Apply nanoGPT-style `key=value` overrides to a dataclass, returning a new one.
 
@@ -160,13 +201,7 @@ def parse_overrides(cfg: Any, items: list[str] | tuple[str, ...]) -> Any:
     Raises:
         UserError: a malformed item, an unknown key or a wrongly typed value.
     """
-    changes = {}
-    for item in items:
-        key, sep, raw = item.partition("=")
-        key = key.strip()
-        if not sep or not key:
-            raise UserError(f"--set expects key=value, got {item!r}")
-        changes[key] = coerce_value(type(cfg), key, parse_literal(raw.strip()))
+    changes = parse_sets(type(cfg), items)
     try:
         return dataclasses.replace(cfg, **changes)
     except ValueError as exc:

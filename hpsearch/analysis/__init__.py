@@ -1,5 +1,6 @@
-"""Analysis of runs: tidy frames, sensitivity, importance, overfitting, curves, report, export."""
+"""Analysis of runs: pure functions over a run's frames (sensitivity, importance,
+overfitting, curves, summary), the report, and the export of best configs."""
 
-from hpsearch.analysis.frame import Run, load_run
+from hpsearch.rundir import Run, load_run
 
 __all__ = ["Run", "load_run"]

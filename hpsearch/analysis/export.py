@@ -1,5 +1,6 @@
 """Export the top-k configs of a run (full trainer Config via `asdict`, metrics, trial ids,
-version) as YAML or JSON, and optionally confirm them on fresh seeds through Ray."""
+version) as YAML or JSON, and rank configs re-trained on fresh seeds (the re-training itself
+is orchestration: `hpsearch.search.confirm`)."""
 
 from __future__ import annotations
 
@@ -13,18 +14,23 @@ import pandas as pd
 import yaml
 
 from hpsearch import __version__, trainers
-from hpsearch.analysis.frame import Run, load_run
 from hpsearch.errors import UserError
+from hpsearch.rundir import Run, load_run
 
-__all__ = ["select_top", "export_best_configs", "confirm_seeds", "rank_confirmed"]
+__all__ = ["select_top", "export_best_configs", "rank_confirmed"]
 
 
 def _params_of(run: Run, trial_id: str) -> dict:
     """The trial's full Tune config (searched + fixed values), from its params.json."""
-    for d in run.path.iterdir():
-        params = d / "params.json"
-        if d.is_dir() and params.exists() and f"_{trial_id}_" in d.name:
-            return json.loads(params.read_text())
+    for d in run.rundir.trial_dirs():
+        if f"_{trial_id}_" in d.name:
+            try:
+                params = json.loads((d / "params.json").read_text())
+            except (OSError, ValueError):
+                params = None
+            if not isinstance(params, dict):
+                raise UserError(f"{d / 'params.json'} is not a mapping of settings")
+            return params
     raise UserError(f"no params.json for trial {trial_id} in {run.path}")
 
 
@@ -64,11 +70,18 @@ def export_best_configs(run: Run | str | Path, out_dir: str | Path, top: int = 3
     trainer = trainers.get(run.meta["trainer"])
     chosen = select_top(run, top)
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} exists and is not a directory")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"cannot create {out}: {exc.strerror or exc}") from None
     written = []
     for rank, row in enumerate(chosen.itertuples(index=False), start=1):
         values = _params_of(run, row.trial_id)
-        cfg = trainer.make_config(values)
+        known = {f.name for f in dataclasses.fields(trainer.config_cls)}
+        cfg = trainer.make_config({k: v for k, v in values.items() if k in known},
+                                  where=f"trial {row.trial_id}")
         doc = {
             "trainer": run.meta["trainer"], "rank": rank, "trial_id": row.trial_id,
             "run": str(run.path), "hpsearch_version": __version__,
@@ -86,38 +99,6 @@ def export_best_configs(run: Run | str | Path, out_dir: str | Path, top: int = 3
         path.write_text(text)
         written.append((path, doc))
     return written
-
-
-def _train_once(trainer_name: str, values: dict) -> dict:
-    trainer = trainers.get(trainer_name)
-    rows: list[dict] = []
-    trainer.train(trainer.make_config(values), rows.append)
-    return rows[-1]
-
-
-def confirm_seeds(docs: list[dict], seeds: int, cpus_per_task: float = 1.0,
-                  gpus_per_task: float = 0.0) -> pd.DataFrame:
-    """Re-train each exported config on `seeds` fresh seeds, in parallel Ray tasks.
-
-    Returns:
-        One row per (rank, seed): rank, trial_id, seed, val_metric, status.
-    """
-    import ray
-
-    task = ray.remote(num_cpus=cpus_per_task, num_gpus=gpus_per_task)(_train_once)
-    jobs = []
-    for doc in docs:
-        for i in range(seeds):
-            seed = 1000 + i  # never the search's seed, so the confirmation is independent
-            values = {**doc["config"], "seed": seed}
-            jobs.append(((doc["rank"], doc["trial_id"], seed),
-                         task.remote(doc["trainer"], values)))
-    rows = []
-    for (rank, tid, seed), ref in jobs:
-        last = ray.get(ref)
-        rows.append({"rank": rank, "trial_id": tid, "seed": seed,
-                     "val_metric": last.get("val_metric"), "status": last.get("status")})
-    return pd.DataFrame(rows)
 
 
 def rank_confirmed(results: pd.DataFrame, mode: str) -> pd.DataFrame:

@@ -1,5 +1,6 @@
 """Hyperparameter importance with Optuna's evaluators (fANOVA, PED-ANOVA), computed from a
-trials frame so the same code serves real runs and synthetic tests."""
+trials frame with the distributions the run's Optuna study recorded (`stored_distributions`;
+synthetic tests and grid runs, which have no study, fall back to ones read off the frame)."""
 
 from __future__ import annotations
 
@@ -11,9 +12,28 @@ import optuna
 import pandas as pd
 
 from hpsearch.analysis._common import finite, is_categorical, use_log
+from hpsearch.rundir import Run, layout
 
 logger = logging.getLogger(__name__)
-__all__ = ["EVALUATORS", "compute_importance", "plot"]
+__all__ = ["EVALUATORS", "compute_importance", "stored_distributions", "plot"]
+
+
+def stored_distributions(run: Run) -> dict:
+    """Each parameter's distribution as the run's Optuna study (optuna.db) recorded it;
+    empty for a run without a study (a grid)."""
+    study_name = run.meta.get("study_name")
+    if not study_name or not run.rundir.file(layout.STUDY_DB).is_file():
+        return {}
+    try:
+        study = optuna.load_study(study_name=study_name, storage=run.rundir.study_url)
+    except (KeyError, ValueError, RuntimeError) as exc:
+        logger.warning("cannot read the study in %s: %s", run.path, exc)
+        return {}
+    dists: dict = {}
+    for t in study.get_trials(deepcopy=False):
+        for name, d in t.distributions.items():
+            dists.setdefault(name, d)
+    return dists
 
 
 def _evaluator(name: str, seed: int):
@@ -41,10 +61,13 @@ def _distribution(name: str, s: pd.Series):
     return optuna.distributions.FloatDistribution(lo, hi, log=use_log(name, v))
 
 
-def _to_study(trials: pd.DataFrame, params: list[str], value: str, mode: str):
+def _to_study(trials: pd.DataFrame, params: list[str], value: str, mode: str,
+              stored: dict | None = None):
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(direction="maximize" if mode == "max" else "minimize")
-    dists = {p: d for p in params if (d := _distribution(p, trials[p])) is not None}
+    stored = stored or {}
+    dists = {p: stored.get(p) or d for p in params
+             if (d := _distribution(p, trials[p])) is not None}
     columns = {p: trials[p].tolist() for p in dists}  # tolist: numpy scalars -> Python values
     values = trials[value].astype(float).tolist()
     study.add_trials([optuna.trial.create_trial(
@@ -55,12 +78,14 @@ def _to_study(trials: pd.DataFrame, params: list[str], value: str, mode: str):
 
 def compute_importance(trials: pd.DataFrame, params: list[str], mode: str = "max",
                        value: str = "best_val_metric", evaluators=EVALUATORS,
-                       seed: int = 0, statuses=("completed",)) -> pd.DataFrame:
+                       seed: int = 0, statuses=("completed",),
+                       distributions: dict | None = None) -> pd.DataFrame:
     """Importance of each parameter for `value`, per evaluator.
 
     Only trials whose status is in `statuses` and whose value is finite count, and only
     parameters every such trial has (a conditional one like beta1 exists only for Adam
-    trials, and Optuna's evaluators need each parameter in all trials).
+    trials, and Optuna's evaluators need each parameter in all trials). `distributions`
+    (from `stored_distributions`) gives each parameter's searched range and scale.
 
     Returns:
         Columns param, evaluator, importance (each evaluator's column sums to 1), sorted.
@@ -75,7 +100,10 @@ def compute_importance(trials: pd.DataFrame, params: list[str], mode: str = "max
     for name in evaluators:
         sample = df.sample(MAX_TRIALS[name], random_state=seed) if len(df) > MAX_TRIALS[name] \
             else df
-        study, names = _to_study(sample, usable, value, mode)
+        try:
+            study, names = _to_study(sample, usable, value, mode, distributions)
+        except ValueError:  # a value outside its stored range (e.g. an enqueued point)
+            study, names = _to_study(sample, usable, value, mode)
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # experimental-feature warnings

@@ -15,7 +15,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from hpsearch.analysis import curves, importance, overfitting, sensitivity, summary  # noqa: E402
-from hpsearch.analysis.frame import Run, load_run  # noqa: E402
+from hpsearch.rundir import Run, layout, load_run  # noqa: E402
 
 logger = logging.getLogger(__name__)
 __all__ = ["write_report"]
@@ -66,7 +66,8 @@ def _sensitivity(run: Run, out: Path) -> str:
 def _importance(run: Run, out: Path) -> str:
     completed = (run.trials["status"] == "completed").sum()
     statuses = ("completed",) if completed >= 3 else ("completed", "stopped_early")
-    imp = importance.compute_importance(run.trials, run.params, run.mode, statuses=statuses)
+    imp = importance.compute_importance(run.trials, run.params, run.mode, statuses=statuses,
+                                        distributions=importance.stored_distributions(run))
     imp.to_csv(out / "importance.csv", index=False)
     note = (f"<p>Optuna fANOVA and PED-ANOVA on {', '.join(statuses)} trials; parameters "
             "that only some trials have (conditional ones) are left out.</p>")
@@ -129,10 +130,10 @@ def write_report(run: Run | str | Path, fmt: str = "md") -> Path:
     if not isinstance(run, Run):
         run = load_run(run)
     run_dir = run.path
-    out = run_dir / "report"
+    out = run.rundir.report_dir
     out.mkdir(exist_ok=True)
-    run.epochs.to_csv(out / "epochs.csv", index=False)
-    run.trials.to_csv(out / "trials.csv", index=False)
+    run.epochs.to_csv(out / layout.EPOCHS, index=False)
+    run.trials.to_csv(out / layout.TRIALS, index=False)
     summ = summary.compute_summary(run.trials, run.meta.get("trainer", "?"), run.mode)
     (out / f"summary.{fmt}").write_text(summary.render(summ, fmt))
     counts = run.trials["status"].value_counts().to_dict()

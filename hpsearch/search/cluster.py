@@ -1,44 +1,68 @@
 """Starting or joining Ray: a private local instance on 127.0.0.1 with no dashboard by
-default, or an existing cluster by address (token auth stays as the cluster has it)."""
+default, or an existing cluster by address (token auth stays as the cluster has it); and
+ending what a killed local run left behind."""
 
 from __future__ import annotations
 
-import json
+import contextlib
 import logging
 import math
 import os
+import shutil
 import signal
+import stat
+import tempfile
 import time
 from pathlib import Path
 
 import ray
 
 from hpsearch.errors import UserError
+from hpsearch.rundir import RunDir, layout
 
 logger = logging.getLogger(__name__)
+TEMP_PREFIX = "hpsearch-ray-"
+# Ray's single-machine switch (the one Ray uses on macOS/Windows): every server on loopback.
+LOOPBACK_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
 
 
 def connect(address: str | None = None, num_cpus: int | None = None,
-            num_gpus: int | None = None, dashboard: bool = False) -> None:
-    """Start a local Ray bound to 127.0.0.1, or join the cluster at `address`.
+            num_gpus: int | None = None, dashboard: bool = False,
+            verbose: bool = False) -> str | None:
+    """Start a private local Ray bound to 127.0.0.1, or join the cluster at `address`.
+
+    A local Ray is always a new one (`address="local"`): it never joins a cluster named by
+    RAY_ADDRESS or recorded in Ray's temp directory. Its temp directory is private to it
+    (0700, under the system temp dir), so what it started can be told apart later.
 
     Args:
         address: None for a private local instance; "auto" or "ray://HOST:PORT" to join.
         num_cpus, num_gpus: local instance only (tests fake GPUs with num_gpus).
         dashboard: start Ray's dashboard (local only; it binds to 127.0.0.1).
+        verbose: let Ray log at INFO (default: errors only).
+
+    Returns:
+        The private temp directory of a local Ray started here, else None.
     """
     if ray.is_initialized():
-        return
+        return None
+    level = logging.INFO if verbose else logging.ERROR
     if address is None:
-        _bind_loopback()
-        ray.init(num_cpus=num_cpus, num_gpus=num_gpus, include_dashboard=dashboard,
-                 _node_ip_address="127.0.0.1", dashboard_host="127.0.0.1",
-                 log_to_driver=False, logging_level=logging.WARNING)
-        return
+        if num_cpus is not None and num_cpus < 1:
+            raise UserError(f"--num-cpus must be >= 1, got {num_cpus}")
+        if num_gpus is not None and num_gpus < 0:
+            raise UserError(f"--num-gpus must be >= 0, got {num_gpus}")
+        temp_dir = tempfile.mkdtemp(prefix=TEMP_PREFIX)  # 0700
+        ray.init(address="local", num_cpus=num_cpus, num_gpus=num_gpus,
+                 include_dashboard=dashboard, dashboard_host="127.0.0.1",
+                 _node_ip_address="127.0.0.1", _temp_dir=temp_dir,
+                 log_to_driver=verbose, logging_level=level)
+        _check_loopback()
+        return temp_dir
     for attempt in range(3):
         try:
-            ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING)
-            return
+            ray.init(address=address, log_to_driver=verbose, logging_level=level)
+            return None
         except ConnectionAbortedError as exc:
             # Ray Client's per-connection server sometimes fails to start; a new connection
             # gets a new one.
@@ -47,6 +71,19 @@ def connect(address: str | None = None, num_cpus: int | None = None,
             logger.warning("Ray Client connection failed (%s); retrying", _reason(exc))
         except (ConnectionError, RuntimeError, ValueError) as exc:
             raise UserError(f"cannot join Ray cluster at {address}: {_reason(exc)}") from None
+    return None
+
+
+def _check_loopback() -> None:
+    """A private Ray must listen on loopback only. Ray resolves 127.0.0.1 to the machine's
+    routable address unless its single-machine switch (LOOPBACK_ENV, read when ray is
+    first imported) is set; hpsearch sets it before importing ray for a local run."""
+    addresses = {n.get("NodeManagerAddress") for n in ray.nodes() if n.get("Alive")}
+    if addresses - {"127.0.0.1"}:
+        ray.shutdown()
+        raise UserError("the local Ray would listen on a routable address: set "
+                        f"{LOOPBACK_ENV}=0 before Python imports ray (the hpsearch CLI and "
+                        "hpsearch.run do so when they import it first)")
 
 
 def _reason(exc: Exception) -> str:
@@ -56,19 +93,6 @@ def _reason(exc: Exception) -> str:
     if len(useful) > 1 and useful[0].endswith(":"):
         return f"{useful[0]} {useful[-1]}"
     return useful[0] if useful else type(exc).__name__
-
-
-def _bind_loopback() -> None:
-    """Make a private local Ray listen on 127.0.0.1 only.
-
-    Ray turns `_node_ip_address="127.0.0.1"` into the machine's routable IP and then binds its
-    gRPC servers to it (and '::'). Its single-machine mode (the switch Ray uses on macOS and
-    Windows) keeps every server on loopback; children inherit it through the environment.
-    """
-    from ray._private import ray_constants
-
-    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
-    ray_constants.ENABLE_RAY_CLUSTER = False
 
 
 def is_multi_node() -> bool:
@@ -132,76 +156,79 @@ def gpu_memory_mb(timeout_s: float = 60.0) -> float | None:
     return None if any(t is None for t in totals) else min(totals)
 
 
-PROCESS_FILE = "ray_processes.json"
+def record_processes(rundir: RunDir, temp_dir: str | None) -> None:
+    """Record the private temp directory of the local Ray this run started, so that
+    `hpsearch resume` can end what a killed driver left behind. Joined clusters are not
+    ours to record."""
+    if temp_dir:
+        rundir.write_json(layout.PROCESSES, {"temp_dir": temp_dir, "uid": os.getuid()})
 
 
-def record_processes(run_dir) -> None:
-    """Write the local Ray's daemon pids into the run dir, so that `hpsearch resume` can end
-    what a killed driver left behind. Joined clusters are not ours to record."""
-    node = getattr(ray._private.worker, "_global_node", None)  # noqa: SLF001
-    if node is None:
-        return
-    pids = {kind: [p.process.pid for p in procs if p.process is not None]
-            for kind, procs in node.all_processes.items()}
-    # Agents and workers start later and rewrite their command lines; what ties them to this
-    # run is the session directory their log files live in.
-    record = {"pids": pids, "session_dir": node.get_session_dir_path()}
-    (Path(run_dir) / PROCESS_FILE).write_text(json.dumps(record))
-
-
-def _session_pids(session_dir: str) -> list[int]:
-    """Pids of processes holding a file open inside `session_dir`."""
-    out = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit() or int(entry) == os.getpid():
-            continue
-        try:
-            fds = os.listdir(f"/proc/{entry}/fd")
-            if any(os.readlink(f"/proc/{entry}/fd/{fd}").startswith(session_dir) for fd in fds):
-                out.append(int(entry))
-        except OSError:
-            continue
-    return out
-
-
-def _is_ray_process(pid: int) -> bool:
+def _is_private_temp(path: str) -> bool:
+    """True for a directory `connect` made: under the temp root, our prefix, ours, 0700."""
+    p = Path(path)
     try:
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            cmd = f.read().replace(b"\0", b" ")
+        st = p.lstat()
     except OSError:
         return False
-    return b"ray" in cmd
+    return (p.parent == Path(tempfile.gettempdir()) and p.name.startswith(TEMP_PREFIX)
+            and stat.S_ISDIR(st.st_mode) and st.st_uid == os.getuid()
+            and stat.S_IMODE(st.st_mode) == 0o700)
 
 
-def cleanup_stale(run_dir, timeout_s: float = 5.0) -> list[int]:
-    """End the Ray daemons a killed driver of this run left running (by recorded pid, and
-    only if the pid still belongs to a Ray process). Returns the pids signalled."""
-    path = Path(run_dir) / PROCESS_FILE
-    if not path.exists():
-        return []
+def _uses(pid: str, temp_dir: str) -> bool:
+    """True when process `pid` (ours) names `temp_dir` in its command line or holds a
+    file inside it: Ray's daemons and workers of that instance do, nothing else does."""
+    base = f"/proc/{pid}"
     try:
-        record = json.loads(path.read_text())
-        pids = [pid for group in record["pids"].values() for pid in group]
-        session_dir = record.get("session_dir") or ""
-    except (ValueError, KeyError, AttributeError, TypeError):
+        if os.stat(base).st_uid != os.getuid():
+            return False
+        with open(f"{base}/cmdline", "rb") as f:
+            if temp_dir.encode() in f.read():
+                return True
+        return any(os.readlink(f"{base}/fd/{fd}").startswith(temp_dir + "/")
+                   for fd in os.listdir(f"{base}/fd"))
+    except OSError:
+        return False
+
+
+def _instance_pids(temp_dir: str) -> list[int]:
+    return [int(e) for e in os.listdir("/proc")
+            if e.isdigit() and int(e) != os.getpid() and _uses(e, temp_dir)]
+
+
+def cleanup_stale(rundir: RunDir, timeout_s: float = 5.0) -> list[int]:
+    """End the processes of the local Ray a killed driver of this run started (found by the
+    private temp directory it recorded, never by name). Returns the pids signalled."""
+    record = rundir.read_json(layout.PROCESSES, {})
+    temp_dir = record.get("temp_dir") if isinstance(record, dict) else None
+    if not isinstance(temp_dir, str) or not _is_private_temp(temp_dir):
+        if temp_dir:
+            logger.warning("ignoring %s: %r is not a Ray temp directory hpsearch made",
+                           layout.PROCESSES, temp_dir)
+        rundir.remove(layout.PROCESSES)
         return []
-    found = set(pids) | (set(_session_pids(session_dir)) if session_dir.startswith("/") else set())
-    alive = sorted(pid for pid in found if _is_ray_process(pid))
-    for pid in alive:
-        try:
-            os.kill(pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline and any(_is_ray_process(p) for p in alive):
-        time.sleep(0.1)
-    for pid in alive:
-        if _is_ray_process(pid):
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-    if alive:
-        logger.warning("ended %d Ray processes left by the interrupted run", len(alive))
-    path.unlink(missing_ok=True)
-    return alive
+    pids: set[int] = set()
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        alive = _instance_pids(temp_dir)
+        for pid in alive:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+        pids.update(alive)
+        deadline = time.monotonic() + timeout_s
+        while alive and time.monotonic() < deadline:
+            time.sleep(0.1)
+            alive = _instance_pids(temp_dir)
+        if not alive:
+            break
+    if pids:
+        logger.warning("ended %d Ray processes left by the interrupted run", len(pids))
+    shutil.rmtree(temp_dir, ignore_errors=True)
+    rundir.remove(layout.PROCESSES)
+    return sorted(pids)
+
+
+def remove_temp(temp_dir: str | None) -> None:
+    """Delete a local Ray's private temp directory once Ray has shut down."""
+    if temp_dir and _is_private_temp(temp_dir):
+        shutil.rmtree(temp_dir, ignore_errors=True)

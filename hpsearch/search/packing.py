@@ -6,10 +6,8 @@ same shape has measured its peak on a GPU; from then on (resumes included) the m
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import functools
-import json
 import logging
 import math
 from pathlib import Path
@@ -19,14 +17,13 @@ from ray.tune.execution.placement_groups import PlacementGroupFactory
 
 from hpsearch import trainers
 from hpsearch.config import ResourcesConfig
+from hpsearch.rundir import RunDir, layout
 from hpsearch.trainers import memory
 
 logger = logging.getLogger(__name__)
-__all__ = ["PACKING_FILE", "PackingLog", "gpu_share", "estimate_mb", "per_trial_mb",
-           "resources_for", "trial_resources"]
+__all__ = ["PackingLog", "gpu_share", "estimate_mb", "per_trial_mb", "resources_for",
+           "trial_resources", "read_measured"]
 
-PACKING_FILE = "packing.csv"
-MEASURED_FILE = "memory_measured.json"  # {shape key: peak gpu_mem_mb measured}
 MARGIN = 0.10  # allocator fragmentation and kernels' scratch space the fake step cannot see
 _STEP = 0.01  # shares are whole hundredths of a GPU
 
@@ -60,10 +57,8 @@ def _shape(trainer_name: str, config: dict) -> str | None:
 
 def read_measured(run_dir: str | Path) -> dict[str, float]:
     """Peak GPU memory measured so far per config shape (empty before any GPU trial)."""
-    try:
-        return json.loads((Path(run_dir) / MEASURED_FILE).read_text())
-    except (OSError, ValueError):
-        return {}
+    measured = RunDir(run_dir).read_json(layout.MEASURED, {})
+    return measured if isinstance(measured, dict) else {}
 
 
 def memory_need_mb(trainer_name: str, config: dict,
@@ -130,7 +125,7 @@ class PackingLog(tune.Callback):
 
     def __init__(self, run_dir: str | Path, trainer_name: str) -> None:
         self.run_dir = Path(run_dir)
-        self.path = self.run_dir / PACKING_FILE
+        self.rd = RunDir(run_dir)
         self.trainer_name = trainer_name
         self.seen: set[str] = set()
 
@@ -141,12 +136,9 @@ class PackingLog(tune.Callback):
         share = trial.placement_group_factory.required_resources.get("GPU", 0.0)
         est = estimate_mb(self.trainer_name, trial.config)  # cached: computed for the share
         _, source = memory_need_mb(self.trainer_name, trial.config, self.run_dir)
-        new = not self.path.exists()
-        with self.path.open("a", newline="") as f:
-            w = csv.writer(f)
-            if new:
-                w.writerow(["trial_id", "gpu_share", "gpu_mem_mb_estimate", "share_from"])
-            w.writerow([trial.trial_id, share, "" if est is None else round(est, 1), source])
+        self.rd.append_row(layout.PACKING,
+                           ["trial_id", "gpu_share", "gpu_mem_mb_estimate", "share_from"],
+                           [trial.trial_id, share, "" if est is None else round(est, 1), source])
 
     def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
         peak = result.get("gpu_mem_mb")
@@ -157,6 +149,4 @@ class PackingLog(tune.Callback):
         if key is None or measured.get(key, 0.0) >= peak:
             return
         measured[key] = float(peak)
-        tmp = self.run_dir / (MEASURED_FILE + ".tmp")
-        tmp.write_text(json.dumps(measured, indent=1))
-        tmp.replace(self.run_dir / MEASURED_FILE)  # the resource callable never reads half
+        self.rd.write_json(layout.MEASURED, measured)  # atomic: the callable never reads half

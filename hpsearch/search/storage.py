@@ -14,14 +14,11 @@ import pyarrow
 import pyarrow.fs as pafs
 
 from hpsearch.errors import UserError
+from hpsearch.rundir import RESULT_FILES, RunDir
 
 logger = logging.getLogger(__name__)
 __all__ = ["is_uri", "check_uri", "experiment_uri", "pull_results", "recorded_experiment",
            "redact"]
-
-# What the analysis reads from each trial folder; checkpoint_* folders are left behind.
-_RESULT_FILES = {"result.json", "params.json", "params.pkl", "error.txt", "error.pkl",
-                 "progress.csv"}
 
 
 def is_uri(storage: str | None) -> bool:
@@ -74,9 +71,9 @@ def recorded_experiment(meta: dict) -> str:
     return meta.get("experiment") or experiment_uri(meta["storage"], Path(meta["run_dir"]).name)
 
 
-def pull_results(uri: str, run_dir: Path) -> int:
-    """Copy every trial's result files from the experiment at `uri` into `run_dir` (same
-    layout as a local run, so the analysis reads it unchanged).
+def pull_results(uri: str, rd: RunDir) -> int:
+    """Copy every trial's result files from the experiment at `uri` into the run directory
+    (same layout as a local run, so the analysis reads it unchanged).
 
     Returns:
         How many files were copied (files already here at the same size are skipped).
@@ -93,17 +90,13 @@ def pull_results(uri: str, run_dir: Path) -> int:
         rel = info.path[len(root):].lstrip("/")
         parts = rel.split("/")
         # Only <trial>/<result file>: never a checkpoint, never outside the run directory.
-        if (info.type != pafs.FileType.File or len(parts) != 2 or parts[1] not in _RESULT_FILES
+        if (info.type != pafs.FileType.File or len(parts) != 2 or parts[1] not in RESULT_FILES
                 or parts[0] in ("", ".", "..")):
             continue
-        dest = run_dir / parts[0] / parts[1]
-        if dest.exists() and dest.stat().st_size == info.size:
+        if rd.trial_file_size(parts[0], parts[1]) == info.size:
             continue  # result files only grow: same size, same content
-        dest.parent.mkdir(parents=True, exist_ok=True)
         with fs.open_input_stream(info.path) as src:
-            tmp = dest.with_suffix(dest.suffix + ".part")
-            tmp.write_bytes(src.read())
-            tmp.replace(dest)  # a reader never sees half a result.json
+            rd.write_trial_file(parts[0], parts[1], src.read())
         copied += 1
     logger.info("copied %d result files from %s", copied, redact(uri))
     return copied

@@ -44,7 +44,10 @@ def _reporter(metric: str, mode: str, checkpointer: TuneCheckpointer):
         row["time_this_iter_s"] = row.get("epoch_time_s")
         value = row.get(metric)
         if not isinstance(value, (int, float)) or not math.isfinite(value):
-            # Diverged: the worst value keeps ASHA's rungs and Optuna's TPE ordered.
+            # NaN/inf is divergence whatever status the trainer sent; the worst value keeps
+            # ASHA's rungs and Optuna's TPE ordered.
+            if row.get("status") != "error":
+                row["status"] = "diverged"
             row[metric] = -math.inf if mode == "max" else math.inf
         state, checkpointer.pending = checkpointer.pending, None
         if state is None:
@@ -70,10 +73,7 @@ def run_trial(config: dict, trainer_name: str, metric: str, mode: str) -> None:
         report(row)
 
     try:
-        if trainer.accepts_checkpointer():
-            trainer.train(cfg, counting_report, checkpointer)
-        else:
-            trainer.train(cfg, counting_report)
+        trainer.train(cfg, counting_report, checkpointer)
     except Exception as exc:  # a trainer bug or CUDA OOM ends this trial, not the search
         logger.warning("trial failed: %s", traceback.format_exc(limit=3))
         oom = isinstance(exc, torch.cuda.OutOfMemoryError)

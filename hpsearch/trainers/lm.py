@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from hpsearch.trainers import _loop, data as datasets
+from hpsearch.trainers._blocks import Block
 
 METRIC, MODE = "perplexity", "min"
 
@@ -54,46 +55,15 @@ class LSTMLM(nn.Module):
         return self.head(self.drop(h))
 
 
-class CausalSelfAttention(nn.Module):
-    def __init__(self, cfg: Config):
-        super().__init__()
-        self.qkv = nn.Linear(cfg.dim, 3 * cfg.dim)
-        self.proj = nn.Linear(cfg.dim, cfg.dim)
-        self.n_head, self.dropout = cfg.heads, cfg.dropout
-
-    def forward(self, x):
-        B, T, C = x.shape
-        q, k, v = self.qkv(x).split(C, dim=2)
-        q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))
-        y = F.scaled_dot_product_attention(  # (B, nh, T, hs)
-            q, k, v, is_causal=True, dropout_p=self.dropout if self.training else 0.0)
-        return self.proj(y.transpose(1, 2).reshape(B, T, C))
-
-
-class GPTBlock(nn.Module):
-    def __init__(self, cfg: Config):
-        super().__init__()
-        self.norm_position = cfg.norm
-        self.ln1, self.ln2 = nn.LayerNorm(cfg.dim), nn.LayerNorm(cfg.dim)
-        self.attn = CausalSelfAttention(cfg)
-        self.mlp = nn.Sequential(nn.Linear(cfg.dim, 4 * cfg.dim), nn.GELU(),
-                                 nn.Linear(4 * cfg.dim, cfg.dim), nn.Dropout(cfg.dropout))
-
-    def forward(self, x):  # x: (B, T, C)
-        if self.norm_position == "pre":
-            x = x + self.attn(self.ln1(x))
-            return x + self.mlp(self.ln2(x))
-        x = self.ln1(x + self.attn(x))
-        return self.ln2(x + self.mlp(x))
-
-
 class GPT(nn.Module):
     def __init__(self, vocab: int, cfg: Config):
         super().__init__()
         self.tok = nn.Embedding(vocab, cfg.dim)
         self.pos = nn.Embedding(cfg.context, cfg.dim)
         self.drop = nn.Dropout(cfg.dropout)
-        self.blocks = nn.ModuleList(GPTBlock(cfg) for _ in range(cfg.layers))
+        self.blocks = nn.ModuleList(
+            Block(cfg.dim, cfg.heads, 4 * cfg.dim, cfg.dropout, cfg.norm, causal=True)
+            for _ in range(cfg.layers))
         self.ln_f = nn.LayerNorm(cfg.dim) if cfg.norm == "pre" else nn.Identity()
         self.head = nn.Linear(cfg.dim, vocab, bias=False)
         self.apply(self._init)

@@ -111,7 +111,7 @@ def _tracked_peak(module: ModuleType, cfg, data: _loop.Data) -> dict:
     with warnings.catch_warnings(), FakeTensorMode(allow_non_fake_inputs=True):
         warnings.simplefilter("ignore")
         model = module.make_model(cfg, data)
-        opt = _loop.build_optimizer(cfg, model.parameters())
+        opt = _loop.build_optimizer(cfg, model)
         # The state after a first step, without running one: gradients exist (the loop frees
         # them only after the next forward) and the optimizer holds its state.
         for p in model.parameters():

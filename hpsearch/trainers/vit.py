@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from hpsearch.trainers import _loop, data as datasets
+from hpsearch.trainers._blocks import Block
 from hpsearch.trainers.mlp import classification_loss
 
 METRIC, MODE = "accuracy", "max"
@@ -35,26 +36,6 @@ class Config(_loop.TrainConfig):
             raise ValueError("layers must be >= 1 and dim divisible by heads")
 
 
-class Block(nn.Module):
-    def __init__(self, dim: int, heads: int, hidden: int, dropout: float, norm: str):
-        super().__init__()
-        self.norm_position = norm
-        self.ln1, self.ln2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
-        self.attn = nn.MultiheadAttention(dim, heads, dropout=dropout, batch_first=True)
-        self.ff = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Dropout(dropout),
-                                nn.Linear(hidden, dim), nn.Dropout(dropout))
-
-    def _attend(self, x):
-        return self.attn(x, x, x, need_weights=False)[0]
-
-    def forward(self, x):  # x: (B, N, D)
-        if self.norm_position == "pre":
-            x = x + self._attend(self.ln1(x))
-            return x + self.ff(self.ln2(x))
-        x = self.ln1(x + self._attend(x))
-        return self.ln2(x + self.ff(x))
-
-
 class ViT(nn.Module):
     def __init__(self, image_shape: tuple[int, int, int], classes: int, cfg: Config):
         super().__init__()
@@ -67,7 +48,8 @@ class ViT(nn.Module):
         self.cls = nn.Parameter(torch.zeros(1, 1, cfg.dim))
         self.pos = nn.Parameter(torch.randn(1, n_patches + 1, cfg.dim) * 0.02)
         self.blocks = nn.ModuleList(
-            Block(cfg.dim, cfg.heads, cfg.dim * cfg.mlp_ratio, cfg.dropout, cfg.norm)
+            Block(cfg.dim, cfg.heads, cfg.dim * cfg.mlp_ratio, cfg.dropout, cfg.norm,
+                  causal=False)
             for _ in range(cfg.layers))
         # Pre-norm leaves the residual stream un-normalised, so it needs a final LayerNorm.
         self.final_norm = nn.LayerNorm(cfg.dim) if cfg.norm == "pre" else nn.Identity()

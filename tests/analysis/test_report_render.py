@@ -77,7 +77,7 @@ def test_partial_run_is_analyzed(tmp_path):
     trial = next(tmp_path.glob("run_trial_t0000000_*"))
     lines = (trial / "result.json").read_text().splitlines()[:2]  # still running at epoch 2
     (trial / "result.json").write_text("\n".join(lines) + "\n{\"epoch\": 3, \"trun")  # torn
-    from hpsearch.analysis.frame import load_run
+    from hpsearch.rundir import load_run
 
     run = load_run(tmp_path)
     row = run.trials.set_index("trial_id").loc["t0000000"]

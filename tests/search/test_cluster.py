@@ -27,7 +27,7 @@ SCRIPT = textwrap.dedent("""
     cluster.add_node(num_cpus=2, num_gpus=2)
     cluster.wait_for_nodes()
     base = dict(trainer=spec["trainer"], space=spec["space"], samples=4, max_epochs=2,
-                scheduler=SchedulerConfig(kind="fifo", max_t=2), mode="max",
+                scheduler=SchedulerConfig(kind="fifo"), mode="max",
                 resources=ResourcesConfig(cpus_per_trial=1, **spec["resources"]),
                 address=cluster.address, fixed=spec["fixed"], points=tuple(spec["points"]))
     try:

@@ -40,7 +40,7 @@ def _wait(predicate, timeout=120.0):
 def test_killed_worker_resumes_from_checkpoint_without_gap_or_repeat(ray_local, tmp_path):
     run_dir = tmp_path / "worker"
     cfg = SearchConfig(trainer="vit", space="vit_norm_depth", run_dir=str(run_dir), samples=1,
-                       max_epochs=6, scheduler=SchedulerConfig(kind="fifo", max_t=6),
+                       max_epochs=6, scheduler=SchedulerConfig(kind="fifo"),
                        fixed=VIT, max_failures=2)
     box = {}
     thread = threading.Thread(target=lambda: box.setdefault("run", run_search(cfg)))

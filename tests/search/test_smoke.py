@@ -16,7 +16,7 @@ TINY = {"data": "digits", "width": 16}
 
 def _cfg(tmp_path, name, **kw):
     max_epochs = kw.pop("max_epochs", 2)
-    sched = kw.pop("scheduler", SchedulerConfig(max_t=max_epochs))
+    sched = kw.pop("scheduler", SchedulerConfig())
     return SearchConfig(trainer=kw.pop("trainer", "mlp"), space=kw.pop("space", "mlp_optimizers"),
                         run_dir=str(tmp_path / name), max_epochs=max_epochs, scheduler=sched,
                         fixed=kw.pop("fixed", TINY), **kw)
@@ -49,7 +49,7 @@ def test_four_trial_search_end_to_end(ray_local, tmp_path):
 
 def test_asha_stopped_trials_reach_optuna_as_pruned(ray_local, tmp_path):
     cfg = _cfg(tmp_path, "asha", samples=6, max_epochs=3, sampler="random", seed=3,
-               scheduler=SchedulerConfig(grace_period=1, reduction_factor=2, max_t=3),
+               scheduler=SchedulerConfig(grace_period=1, reduction_factor=2),
                resources=__import__("hpsearch.config").config.ResourcesConfig(max_concurrent=1))
     run = run_search(cfg)
     stopped = run.trials[run.trials["status"] == "stopped_early"]
@@ -75,7 +75,7 @@ def test_divergence_and_errors_do_not_stop_the_search(ray_local, tmp_path):
     points = ({"lr": 1e12, "fault": ""}, {"lr": 0.001, "fault": "error@2"},
               {"lr": 0.001, "fault": ""}, {"lr": 0.001, "fault": "oom@2"})
     cfg = _cfg(tmp_path, "faults", space=str(space), samples=4, max_epochs=3,
-               scheduler=SchedulerConfig(kind="fifo", max_t=3), points=points,
+               scheduler=SchedulerConfig(kind="fifo"), points=points,
                fixed={**TINY, "optimizer": "sgd"})
     run = run_search(cfg)
     by_fault = {(r.lr, r.fault): r for r in run.trials.itertuples()}

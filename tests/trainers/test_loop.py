@@ -61,8 +61,8 @@ def test_fault_injection(kind, exc):
 def test_build_optimizer_maps_hyperparameters(name, cls):
     cfg = _loop.TrainConfig(optimizer=name, lr=0.01, beta1=0.8, beta2=0.95, momentum=0.7,
                             weight_decay=0.1)
-    opt = _loop.build_optimizer(cfg, [torch.nn.Parameter(torch.zeros(2))])
-    group = opt.param_groups[0]
+    opt = _loop.build_optimizer(cfg, torch.nn.Linear(3, 2))
+    group = opt.param_groups[0]  # the weight matrix: decayed
     assert type(opt) is cls and group["lr"] == 0.01 and group["weight_decay"] == 0.1
     if name in ("adam", "adamw"):
         assert group["betas"] == (0.8, 0.95)
@@ -70,8 +70,24 @@ def test_build_optimizer_maps_hyperparameters(name, cls):
         assert group["momentum"] == (0.7 if name == "momentum" else 0)
 
 
+def test_weight_decay_skips_biases_and_norms():
+    from hpsearch.trainers import lm
+
+    cfg = lm.Config(model="gpt", optimizer="adamw", weight_decay=0.1, dim=16, heads=2,
+                    layers=2, context=8)
+    model = lm.GPT(30, cfg)
+    opt = _loop.build_optimizer(cfg, model)
+    decay = {id(p) for g in opt.param_groups if g["weight_decay"] == 0.1 for p in g["params"]}
+    for name, p in model.named_parameters():
+        is_norm_or_bias = name.endswith("bias") or ".ln" in name or name.startswith("ln_f")
+        assert (id(p) in decay) == (not is_norm_or_bias), name
+    assert sum(p.numel() for g in opt.param_groups for p in g["params"]) == \
+        _loop.count_params(model)
+
+
 @pytest.mark.parametrize("bad", [{"optimizer": "rmsprop"}, {"lr": 0.0}, {"beta1": 1.0},
-                                 {"batch_size": 0}, {"amp": "fp8"}])
+                                 {"batch_size": 0}, {"amp": "fp8"}, {"device": "bogus"},
+                                 {"fault": "xyz@abc"}])
 def test_invalid_configs_are_rejected(bad):
     from hpsearch.errors import UserError
 

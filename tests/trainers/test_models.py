@@ -17,9 +17,9 @@ def test_vit_shapes(norm):
 
 def test_vit_pre_and_post_norm_differ_structurally():
     torch.manual_seed(0)
-    pre = vit.Block(16, 2, 32, 0.0, "pre")
+    pre = vit.Block(16, 2, 32, 0.0, "pre", causal=False)
     torch.manual_seed(0)
-    post = vit.Block(16, 2, 32, 0.0, "post")
+    post = vit.Block(16, 2, 32, 0.0, "post", causal=False)
     x = torch.randn(3, 7, 16) * 5 + 2
     y_post, y_pre = post(x), pre(x)
     # Post-norm ends with LayerNorm: every token is normalised. Pre-norm keeps the residual.

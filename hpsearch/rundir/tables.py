@@ -1,5 +1,5 @@
-"""Read a run directory (Ray Tune trial folders + hpsearch.json) into tidy pandas frames:
-`epochs` (one row per trial per epoch, DESIGN.md schema) and `trials` (one row per trial)."""
+"""A run's tables: `epochs` (one row per trial per epoch, DESIGN.md schema) read from Ray
+Tune's trial folders, and `trials` (one row per trial), as pandas frames."""
 
 from __future__ import annotations
 
@@ -12,27 +12,35 @@ import numpy as np
 import pandas as pd
 
 from hpsearch.errors import UserError
+from hpsearch.rundir.layout import PACKING, RunDir
 
-__all__ = ["RUN_FILE", "Run", "load_run", "summarize_trials", "read_run_meta", "SCHEMA"]
+__all__ = ["SCHEMA", "Run", "load_run", "summarize_trials"]
 
-RUN_FILE = "hpsearch.json"
 # Keys Ray Tune adds to every result; not ours to carry into the tidy frame.
 _TUNE_KEYS = {"timestamp", "checkpoint_dir_name", "done", "training_iteration", "trial_id",
               "date", "time_this_iter_s", "time_since_restore", "iterations_since_restore",
-              "pid", "config", "should_checkpoint"}
+              "pid", "config", "should_checkpoint", "time_total_s_tune"}
 SCHEMA = ["epoch", "train_loss", "val_loss", "train_metric", "val_metric", "gap",
           "epoch_time_s", "time_total_s", "gpu_mem_mb", "gpu_mem_device_mb", "status", "error"]
 
 
 @dataclass
 class Run:
-    """A loaded experiment."""
+    """A loaded experiment: its meta (hpsearch.json) and its tables.
+
+    Attributes:
+        path: the run directory.
+        meta: the search settings the run was started with.
+        epochs: one row per trial per epoch.
+        trials: one row per trial, best first in the run's direction.
+        params: the searched hyperparameters (columns of both frames).
+    """
 
     path: Path
     meta: dict
     epochs: pd.DataFrame
     trials: pd.DataFrame
-    params: list[str] = field(default_factory=list)  # searched hyperparameters
+    params: list[str] = field(default_factory=list)
 
     @property
     def mode(self) -> str:
@@ -42,18 +50,29 @@ class Run:
     def metric_name(self) -> str:
         return self.meta.get("metric_name", "val_metric")
 
+    @property
+    def rundir(self) -> RunDir:
+        return RunDir(self.path)
 
-def read_run_meta(path: Path) -> dict:
-    """The run's hpsearch.json, or a clear UserError."""
-    if not path.is_dir():
-        raise UserError(f"run directory not found: {path}")
-    meta_file = path / RUN_FILE
-    if not meta_file.exists():
-        raise UserError(f"{path} is not an hpsearch run (no {RUN_FILE})")
-    try:
-        return json.loads(meta_file.read_text())
-    except json.JSONDecodeError:
-        raise UserError(f"{meta_file} is not valid JSON") from None
+    def trials_dataframe(self) -> pd.DataFrame:
+        """One row per trial (Optuna's `Study.trials_dataframe` habit)."""
+        return self.trials.copy()
+
+    def best_config(self) -> dict:
+        """The best completed trial's hyperparameters (searched ones), as plain values."""
+        done = self.trials[self.trials["status"] == "completed"]
+        if done.empty:
+            raise UserError(f"{self.path}: no completed trial")
+        row = done.iloc[0]
+        return {p: _plain(row[p]) for p in self.params if p in row and _known(row[p])}
+
+
+def _plain(v):
+    return v.item() if hasattr(v, "item") else v
+
+
+def _known(v) -> bool:
+    return not (isinstance(v, float) and math.isnan(v))
 
 
 def _read_results(trial_dir: Path) -> list[dict]:
@@ -61,11 +80,13 @@ def _read_results(trial_dir: Path) -> list[dict]:
     result_file = trial_dir / "result.json"
     if not result_file.exists():
         return rows
-    for line in result_file.read_text().splitlines():
+    for line in result_file.read_text(errors="replace").splitlines():
         try:
-            rows.append(json.loads(line))
+            row = json.loads(line)
         except json.JSONDecodeError:
             continue  # a line cut short by a crash
+        if isinstance(row, dict):
+            rows.append(row)
     return rows
 
 
@@ -77,23 +98,29 @@ def _tune_error(trial_dir: Path) -> str | None:
     return lines[-1][:500] if lines else "error"
 
 
+def _params(trial_dir: Path) -> dict:
+    try:
+        config = json.loads((trial_dir / "params.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return config if isinstance(config, dict) else {}
+
+
 def _trial_rows(trial_dir: Path, finished: bool, config_keys: set) -> list[dict]:
     results = _read_results(trial_dir)
-    params_file = trial_dir / "params.json"
-    config = json.loads(params_file.read_text()) if params_file.exists() else {}
+    config = _params(trial_dir)
     config_keys.update(config)
     tid = results[0].get("trial_id") if results else trial_dir.name
     by_epoch: dict[int, dict] = {}
     for r in results:
-        if "epoch" in r:  # a retried epoch replaces the earlier attempt
+        if isinstance(r.get("epoch"), (int, float)):  # a retried epoch replaces the earlier
             by_epoch[int(r["epoch"])] = r
     rows = []
     for epoch in sorted(by_epoch):
         r = by_epoch[epoch]
         extra = {k: v for k, v in r.items() if k not in _TUNE_KEYS and k not in SCHEMA
                  and k not in config}  # e.g. node_ip, hostname, a user trainer's metrics
-        row = {"trial_id": tid, **{k: r.get(k) for k in SCHEMA}, **extra, **config}
-        rows.append(row)
+        rows.append({"trial_id": tid, **{k: r.get(k) for k in SCHEMA}, **extra, **config})
     error = _tune_error(trial_dir)
     if rows:
         last = rows[-1]
@@ -106,41 +133,40 @@ def _trial_rows(trial_dir: Path, finished: bool, config_keys: set) -> list[dict]
     return rows
 
 
-def load_run(path: str | Path, require_trials: bool = True) -> Run:
-    """Load a finished or partial run.
+def load_run(path: str | Path | RunDir, require_trials: bool = True) -> Run:
+    """Load a finished or partial run from its directory.
 
     Args:
-        path: runs/NAME.
+        path: runs/NAME (or its RunDir).
         require_trials: raise UserError when no trial has reported yet.
 
     Returns:
         A `Run` with `epochs` and `trials` frames.
     """
-    path = Path(path)
-    meta = read_run_meta(path)
+    rd = path if isinstance(path, RunDir) else RunDir(path)
+    meta = rd.read_meta()
     finished = bool(meta.get("finished"))
     rows: list[dict] = []
     config_keys: set[str] = set()
-    for trial_dir in sorted(p for p in path.iterdir() if p.is_dir()):
-        if (trial_dir / "params.json").exists():
-            rows.extend(_trial_rows(trial_dir, finished, config_keys))
+    for trial_dir in rd.trial_dirs():
+        rows.extend(_trial_rows(trial_dir, finished, config_keys))
     if not rows and require_trials:
-        raise UserError(f"{path}: no trial has reported a result yet")
+        raise UserError(f"{rd.path}: no trial has reported a result yet")
     epochs = pd.DataFrame(rows)
     for col in SCHEMA + ["trial_id"]:
         if col not in epochs:
             epochs[col] = None
-    fixed = set(meta.get("fixed", {})) | {"epochs"}
+    fixed = set(meta.get("fixed") or {}) | {"epochs"}
     params = [c for c in epochs.columns if c in config_keys and c not in fixed]
     params = [c for c in params if epochs[c].nunique(dropna=True) > 1] or params
-    trials = _with_packing(summarize_trials(epochs, params, meta.get("mode", "max")), path)
-    return Run(path, meta, epochs, trials, params)
+    trials = _with_packing(summarize_trials(epochs, params, meta.get("mode", "max")), rd)
+    return Run(rd.path, meta, epochs, trials, params)
 
 
-def _with_packing(trials: pd.DataFrame, path: Path) -> pd.DataFrame:
+def _with_packing(trials: pd.DataFrame, rd: RunDir) -> pd.DataFrame:
     """Join packing.csv (GPU share and memory estimate per trial, written as trials start;
     a resumed trial appears twice, its last row counts)."""
-    f = path / "packing.csv"
+    f = rd.file(PACKING)
     if not f.exists() or trials.empty:
         return trials
     try:
@@ -181,6 +207,7 @@ def summarize_trials(epochs: pd.DataFrame, params: list[str], mode: str) -> pd.D
         "final_gap": last["_gap"], "max_gap": agg["max_gap"],
         "time_total_s": agg["time_total_s"], "gpu_mem_mb": agg["gpu_mem_mb"],
         "gpu_mem_device_mb": agg["gpu_mem_device_mb"],
+        "n_params": last["n_params"] if "n_params" in last else None,
         "error": last["error"] if "error" in last else None,
     }).rename_axis("trial_id").reset_index()
     if len(trials):

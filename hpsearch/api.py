@@ -1,0 +1,276 @@
+"""The public Python API: what the CLI and notebooks call. Each function takes plain
+values, checks them (one `UserError` per mistake, before Ray starts) and returns data."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+import pandas as pd
+
+from hpsearch import config as _config
+from hpsearch.errors import UserError
+from hpsearch.rundir import Run, RunDir
+from hpsearch.rundir import load_run as _load_local
+
+__all__ = ["search_config", "run", "resume", "load_run", "analyze", "export", "train",
+           "estimate", "load_document", "Analysis", "Export"]
+
+
+def _prepare_ray(address: str | None) -> None:
+    """A local run's Ray listens on loopback only: Ray reads its single-machine switch when
+    it is first imported, so set it before that (a joined cluster keeps Ray's default)."""
+    if address is None and "ray" not in sys.modules:
+        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    # Tune warns on every snapshot when trials checkpoint each short epoch; that is by design.
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # no Tune banner; hpsearch reports
+
+
+def _fixed(cls: type, fixed: Mapping | Sequence[str] | None) -> dict:
+    if fixed is None:
+        return {}
+    if isinstance(fixed, Mapping):
+        return {k: _config.coerce_value(cls, k, v) for k, v in fixed.items()}
+    return _config.parse_sets(cls, fixed)
+
+
+def load_document(path: str | Path) -> Any:
+    """A YAML or JSON file (`yaml.safe_load`, aliases refused), or one clear UserError."""
+    from hpsearch.spaces.yaml_space import safe_load_file
+
+    return safe_load_file(path)
+
+
+def search_config(trainer: str | None = None, space: str | None = None, *,
+                  out: str | Path | None = None, samples: int = 16, max_epochs: int = 10,
+                  fixed: Mapping | Sequence[str] | None = None, scheduler: str = "asha",
+                  grace_period: int = 1, reduction_factor: float = 3.0, sampler: str = "tpe",
+                  seed: int = 0, metric: str = "val_metric", mode: str | None = None,
+                  points: Sequence[dict] | str | Path | None = None,
+                  cpus_per_trial: float = 1.0, gpus_per_trial: float | str = 0.0,
+                  gpu_memory_mb: float | None = None, gpu_overhead_mb: float = 512.0,
+                  memory_packing: bool = True, max_concurrent: int | None = None,
+                  address: str | None = None, storage: str | None = None,
+                  max_failures: int = 2) -> _config.SearchConfig:
+    """Build and check a `SearchConfig` from plain values (the defaults of `hpsearch run`).
+
+    Args:
+        trainer: "mlp" | "lm" | "vit" | "package.module:function" (default: the space's
+            trainer, else mlp).
+        space: a registered space or a .yaml file (default: the trainer's).
+        out: the run directory (default runs/TRAINER-SPACE-TIME).
+        fixed: trainer settings for every trial, a dict or `key=value` strings.
+        points: configs evaluated first: a list of dicts or a YAML/JSON file of one.
+        gpus_per_trial: a share of a GPU, or "auto" (the memory estimate alone).
+        Other arguments: as the `hpsearch run` flags of the same name.
+
+    Returns:
+        The frozen SearchConfig.
+    """
+    from hpsearch import spaces, trainers
+    from hpsearch.search import storage as _storage
+
+    trainer_name = trainer or (spaces.get(space).trainer if space else None) or "mlp"
+    resolved = trainers.get(trainer_name)
+    space = space or spaces.default_for(trainer_name)
+    if isinstance(points, (str, Path)):
+        doc = load_document(points)
+        if not isinstance(doc, list):
+            raise UserError(f"{points}: expected a list of configs")
+        points = doc
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    out = out or f"runs/{trainer_name.replace(':', '.')}-{Path(space).stem}-{stamp}"
+    if storage and not _storage.is_uri(storage):
+        out = str(Path(storage) / Path(out).name)
+    auto = gpus_per_trial == "auto"
+    try:
+        return _config.SearchConfig(
+            trainer=trainer_name, space=space, run_dir=str(Path(out).absolute()),
+            samples=samples, max_epochs=max_epochs, metric=metric,
+            mode=mode or resolved.mode, sampler=sampler, seed=seed,
+            scheduler=_config.SchedulerConfig(scheduler, grace_period, reduction_factor),
+            resources=_config.ResourcesConfig(
+                cpus_per_trial, 0.0 if auto else float(gpus_per_trial), max_concurrent,
+                gpu_auto=auto, memory_packing=memory_packing, gpu_memory_mb=gpu_memory_mb,
+                gpu_overhead_mb=gpu_overhead_mb),
+            fixed=_fixed(resolved.config_cls, fixed), points=tuple(points or ()),
+            address=address, storage=storage, max_failures=max_failures)
+    except (TypeError, ValueError) as exc:
+        raise UserError(str(exc)) from None
+
+
+def run(trainer: str | None = None, space: str | None = None, *, grid: bool = False,
+        num_cpus: int | None = None, num_gpus: int | None = None,
+        progress: str | None = "stdout", verbose: bool = False, **settings) -> Run:
+    """Run a search and return the loaded run (see `search_config` for `settings`).
+
+    Example:
+        >>> run = hpsearch.run("mlp", "mlp_optimizers", samples=8, max_epochs=3,
+        ...                    fixed={"data": "digits"}, out="runs/demo")
+        >>> run.trials_dataframe().head()
+    """
+    cfg = settings.pop("config", None) or search_config(trainer, space, **settings)
+    _prepare_ray(cfg.address)
+    from hpsearch.search import run_search
+
+    return run_search(cfg, stream=progress, grid=grid, num_cpus=num_cpus, num_gpus=num_gpus,
+                      verbose=verbose)
+
+
+def resume(run_dir: str | Path, *, num_cpus: int | None = None,
+           progress: str | None = "stdout", verbose: bool = False) -> Run:
+    """Finish an interrupted search (a trusted run directory: Ray Tune unpickles its state)."""
+    meta = RunDir(run_dir).read_meta()
+    _prepare_ray(meta.get("address"))
+    from hpsearch.search import resume_search
+
+    return resume_search(run_dir, stream=progress, num_cpus=num_cpus, verbose=verbose)
+
+
+def load_run(run_dir: str | Path, warn: Callable[[str], Any] | None = None) -> Run:
+    """Load a run as pandas frames (`run.trials`, `run.epochs`, `run.best_config()`). With
+    cloud storage the latest trial results are copied down first (falling back to the
+    local copy, with `warn` called)."""
+    meta = RunDir(run_dir).read_meta()
+    from hpsearch.search import storage
+
+    if storage.is_uri(meta.get("storage")):
+        try:
+            storage.pull_results(storage.recorded_experiment(meta), RunDir(run_dir))
+        except UserError as exc:
+            if warn:
+                warn(f"{exc}; analysing the local copy")
+    return _load_local(run_dir)
+
+
+@dataclass(frozen=True)
+class Analysis:
+    """What `analyze` wrote: the run, report.html and the summary table (markdown)."""
+
+    run: Run
+    report: Path
+    summary: str
+
+
+def analyze(run_dir: str | Path | Run, fmt: str = "md",
+            warn: Callable[[str], Any] | None = None) -> Analysis:
+    """Write runs/NAME/report/ (figures, CSV tables, summary, report.html)."""
+    from hpsearch.analysis.report import write_report
+    from hpsearch.analysis.summary import compute_summary, render
+
+    run_ = run_dir if isinstance(run_dir, Run) else load_run(run_dir, warn)
+    path = write_report(run_, fmt)
+    text = render(compute_summary(run_.trials, run_.meta.get("trainer", "?"), run_.mode), "md")
+    return Analysis(run_, path, text)
+
+
+@dataclass(frozen=True)
+class Export:
+    """What `export` wrote: (path, document) per config, and the seed confirmation."""
+
+    written: list
+    confirmed: pd.DataFrame | None = None
+
+
+def export(run_dir: str | Path, out: str | Path = "best", top: int = 3, fmt: str = "yaml",
+           confirm_seeds: int = 0, cpus_per_task: float = 1.0, gpus_per_task: float = 0.0,
+           address: str | None = None, warn: Callable[[str], Any] | None = None) -> Export:
+    """Write the top-k configs (`hpsearch train --config` re-runs them); with
+    `confirm_seeds` > 0 re-train each on that many fresh seeds (Ray tasks) and rank them."""
+    from hpsearch.analysis.export import export_best_configs, rank_confirmed
+
+    if confirm_seeds < 0:
+        raise UserError("--confirm-seeds must be >= 0")
+    run_ = load_run(run_dir, warn)
+    written = export_best_configs(run_, out, top, fmt)
+    if not confirm_seeds:
+        return Export(written)
+    _prepare_ray(address)
+    import ray
+
+    from hpsearch.search import cluster, confirm
+
+    started = not ray.is_initialized()
+    temp_dir = cluster.connect(address)
+    try:
+        raw = confirm.confirm_seeds([d for _, d in written], confirm_seeds, cpus_per_task,
+                                    gpus_per_task)
+    finally:
+        if started:
+            ray.shutdown()
+            cluster.remove_temp(temp_dir)
+    ranked = rank_confirmed(raw, run_.mode)
+    raw.to_csv(Path(out) / "confirm_runs.csv", index=False)
+    ranked.to_csv(Path(out) / "confirm.csv", index=False)
+    return Export(written, ranked)
+
+
+def _one_config(trainer: str | None, config: Mapping | str | Path | None,
+                overrides: Sequence[str] | Mapping):
+    from hpsearch import trainers
+
+    values, name = {}, trainer
+    if isinstance(config, (str, Path)):
+        doc = load_document(config)
+        if not isinstance(doc, dict):
+            raise UserError(f"{config}: expected a mapping")
+        values = doc.get("config", doc)
+        name = name or doc.get("trainer")
+        if not isinstance(values, dict):
+            raise UserError(f"{config}: 'config' must be a mapping")
+    elif config:
+        values = dict(config)
+    resolved = trainers.get(name or "mlp")
+    cfg = resolved.make_config(values)
+    changes = _fixed(resolved.config_cls, overrides)
+    try:
+        return resolved, dataclasses.replace(cfg, **changes)
+    except (TypeError, ValueError) as exc:
+        raise UserError(f"trainer {resolved.name!r}: {exc}") from None
+
+
+def train(trainer: str | None = None, config: Mapping | str | Path | None = None,
+          overrides: Sequence[str] | Mapping = (), report: Callable[[dict], Any] | None = None):
+    """Train one config without Ray (an exported file, a dict, or `key=value` overrides).
+
+    Returns:
+        (trainer, Config, the last epoch's row).
+    """
+    from hpsearch.trainers import check_runnable
+
+    resolved, cfg = _one_config(trainer, config, overrides)
+    check_runnable(cfg)
+    rows: list[dict] = []
+
+    def _report(row: dict) -> None:
+        rows.append(row)
+        if report:
+            report(row)
+
+    last = resolved.train(cfg, _report)
+    return resolved, cfg, last if isinstance(last, dict) else (rows[-1] if rows else {})
+
+
+def estimate(trainer: str | None = None, config: Mapping | str | Path | None = None,
+             overrides: Sequence[str] | Mapping = ()):
+    """One config's peak GPU memory estimate (no GPU needed).
+
+    Returns:
+        (trainer, Config, `trainers.memory.MemoryEstimate`).
+    """
+    from hpsearch.trainers import memory
+
+    resolved, cfg = _one_config(trainer, config, overrides)
+    if resolved.module is None or not memory.supports(resolved.module):
+        raise UserError(f"trainer {resolved.name!r} cannot be estimated: its module needs "
+                        "load_data(cfg), make_model(cfg, data) and LOSS")
+    try:
+        return resolved, cfg, memory.estimate(resolved.module, cfg)
+    except ValueError as exc:
+        raise UserError(f"trainer {resolved.name!r}: {exc}") from None

@@ -1,0 +1,49 @@
+"""Confirm exported configs on fresh seeds: each config re-trained `seeds` times, in
+parallel Ray tasks (orchestration, so it lives beside the search, not in the analysis)."""
+
+from __future__ import annotations
+
+import pandas as pd
+import ray
+
+from hpsearch import trainers
+
+__all__ = ["confirm_seeds", "CONFIRM_SEED_BASE"]
+
+# Confirmation seeds start here: never the search's seeds, so the check is independent.
+CONFIRM_SEED_BASE = 1000
+
+
+def _train_once(trainer_name: str, values: dict) -> dict:
+    trainer = trainers.get(trainer_name)
+    rows: list[dict] = []
+    trainer.train(trainer.make_config(values), rows.append)
+    return rows[-1] if rows else {"status": "error", "val_metric": None}
+
+
+def confirm_seeds(docs: list[dict], seeds: int, cpus_per_task: float = 1.0,
+                  gpus_per_task: float = 0.0) -> pd.DataFrame:
+    """Re-train each exported config on `seeds` fresh seeds. Ray must be initialised.
+
+    Args:
+        docs: exported documents (`analysis.export.export_best_configs`).
+        seeds: re-trainings per config.
+        cpus_per_task, gpus_per_task: resources of one re-training.
+
+    Returns:
+        One row per (rank, seed): rank, trial_id, seed, val_metric, status.
+    """
+    task = ray.remote(num_cpus=cpus_per_task, num_gpus=gpus_per_task)(_train_once)
+    jobs = []
+    for doc in docs:
+        for i in range(seeds):
+            seed = CONFIRM_SEED_BASE + i
+            values = {**doc["config"], "seed": seed}
+            jobs.append(((doc["rank"], doc["trial_id"], seed),
+                         task.remote(doc["trainer"], values)))
+    rows = []
+    for (rank, tid, seed), ref in jobs:
+        last = ray.get(ref)
+        rows.append({"rank": rank, "trial_id": tid, "seed": seed,
+                     "val_metric": last.get("val_metric"), "status": last.get("status")})
+    return pd.DataFrame(rows)

@@ -1,0 +1,129 @@
+"""Wiring the Tuner: hpsearch's Optuna searcher (define-by-run) + ASHA or FIFO + RunConfig,
+with metric and mode set once (SearchConfig -> TuneConfig and the searcher)."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from pathlib import Path
+
+import optuna
+from ray import tune
+from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+
+from hpsearch import spaces, trainers
+from hpsearch.config import SearchConfig
+from hpsearch.errors import UserError
+from hpsearch.rundir import RunDir
+from hpsearch.search import cluster, packing, storage
+from hpsearch.search.searcher import StudySearcher
+from hpsearch.search.trainable import run_trial
+
+__all__ = ["build_tuner", "validate", "experiment_path", "make_trainable", "grid_size"]
+
+
+def validate(cfg: SearchConfig, grid: bool = False):
+    """Resolve and cross-check trainer, space, fixed settings and points before Ray starts.
+
+    Returns:
+        (trainer, space).
+
+    Raises:
+        UserError: anything that would make every trial fail.
+    """
+    trainer = trainers.get(cfg.trainer)
+    space = spaces.get(cfg.space)
+    if space.trainer and ":" not in cfg.trainer and space.trainer != cfg.trainer:
+        raise UserError(f"space {space.name!r} is for trainer {space.trainer!r}, "
+                        f"not {cfg.trainer!r}")
+    trainer.make_config(dict(cfg.fixed))  # unknown keys and bad values fail here, not in Ray
+    samples = spaces.sample_configs(space.fn, n=16, seed=cfg.seed)
+    spaces.check_keys(space, trainer.config_cls, cfg.fixed, samples)
+    for sample in samples:  # e.g. a YAML range that reaches lr <= 0, a fixed depth "abc"
+        sampled = trainer.make_config({**cfg.fixed, **sample}, where=f"space {space.name!r}")
+        trainers.check_runnable(sampled, local=False)
+    if grid and not space.grid:
+        raise UserError(f"space {space.name!r} defines no grid for --grid")
+    for point in cfg.points:
+        if not isinstance(point, dict):
+            raise UserError("--points must be a list of mappings (one config each)")
+        trainer.make_config({**cfg.fixed, **point})
+    return trainer, space
+
+
+def _searcher(cfg: SearchConfig, space) -> StudySearcher:
+    sampler = (optuna.samplers.TPESampler(seed=cfg.seed) if cfg.sampler == "tpe"
+               else optuna.samplers.RandomSampler(seed=cfg.seed))
+    # A partial of a module-level function pickles by reference: Tuner.restore can reload it.
+    fn = functools.partial(spaces.with_fixed, space_fn=space.fn, fixed=dict(cfg.fixed))
+    return StudySearcher(fn, metric=cfg.metric, mode=cfg.mode, sampler=sampler,
+                         storage=RunDir(cfg.run_dir).study_url, study_name=cfg.study_name,
+                         points=[dict(p) for p in cfg.points])
+
+
+def _scheduler(cfg: SearchConfig):
+    s = cfg.scheduler
+    if s.kind == "fifo":
+        return FIFOScheduler()
+    return ASHAScheduler(time_attr="epoch", max_t=cfg.max_epochs, grace_period=s.grace_period,
+                         reduction_factor=s.reduction_factor)
+
+
+def make_trainable(cfg: SearchConfig):
+    """The Tune function trainable with the trial's resources (packed GPU shares)."""
+    fn = tune.with_parameters(run_trial, trainer_name=cfg.trainer, metric=cfg.metric,
+                              mode=cfg.mode)
+    res = cfg.resources
+    return tune.with_resources(fn, packing.resources_for(cfg.trainer, res, res.gpu_memory_mb,
+                                                         str(cfg.run_dir)))
+
+
+def experiment_path(cfg: SearchConfig) -> str:
+    """Where Ray Tune keeps the trials: the run directory, or STORAGE_URI/NAME."""
+    if storage.is_uri(cfg.storage):
+        return storage.experiment_uri(cfg.storage, Path(cfg.run_dir).name)
+    return str(cfg.run_dir)
+
+
+def _run_config(cfg: SearchConfig, callbacks: list) -> tune.RunConfig:
+    run_dir = Path(cfg.run_dir)
+    uri = storage.is_uri(cfg.storage)
+    return tune.RunConfig(
+        name=run_dir.name, storage_path=cfg.storage if uri else str(run_dir.parent),
+        # Upload the experiment state at most every 30 s rather than Ray's 300 s, so a
+        # driver killed hard loses little; the file is tens of KB.
+        sync_config=tune.SyncConfig(sync_period=30) if uri else None,
+        callbacks=callbacks, verbose=0,
+        checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+        failure_config=tune.FailureConfig(max_failures=cfg.max_failures))
+
+
+def grid_size(space) -> int:
+    n = 1
+    for values in (space.grid or {}).values():
+        n *= len(values)
+    return n
+
+
+def build_tuner(cfg: SearchConfig, space, callbacks: list | None = None,
+                grid: bool = False) -> tune.Tuner:
+    """The Tuner for a validated `cfg` (see `validate`). Ray must already be initialised
+    (see `search.cluster.connect`)."""
+    res = cfg.resources
+    slots = res.max_concurrent or cluster.concurrent_slots(
+        res.cpus_per_trial, 0.0 if res.gpu_auto else res.gpus_per_trial, res.gpu_auto)
+    callbacks = list(callbacks or [])
+    if res.uses_gpus:
+        callbacks.append(packing.PackingLog(cfg.run_dir, cfg.trainer))
+    fixed = {**cfg.fixed, "epochs": cfg.max_epochs}
+    if grid:
+        param_space = {**fixed, **{k: tune.grid_search(list(v)) for k, v in space.grid.items()}}
+        search_alg, samples = None, 1
+    else:
+        param_space = None
+        search_alg, samples = _searcher(dataclasses.replace(cfg, fixed=fixed), space), cfg.samples
+    tune_config = tune.TuneConfig(
+        metric=cfg.metric, mode=cfg.mode, search_alg=search_alg, scheduler=_scheduler(cfg),
+        num_samples=samples, max_concurrent_trials=slots, reuse_actors=True)
+    return tune.Tuner(make_trainable(cfg), param_space=param_space, tune_config=tune_config,
+                      run_config=_run_config(cfg, callbacks))
