@@ -203,8 +203,7 @@ def export(run_dir: str | Path, out: str | Path = "best", top: int = 3, fmt: str
                                     gpus_per_task)
     finally:
         if started:
-            ray.shutdown()
-            cluster.remove_temp(temp_dir)
+            cluster.shutdown(temp_dir)
     ranked = rank_confirmed(raw, run_.mode)
     raw.to_csv(Path(out) / "confirm_runs.csv", index=False)
     ranked.to_csv(Path(out) / "confirm.csv", index=False)
@@ -236,8 +235,12 @@ def _one_config(trainer: str | None, config: Mapping | str | Path | None,
 
 
 def train(trainer: str | None = None, config: Mapping | str | Path | None = None,
-          overrides: Sequence[str] | Mapping = (), report: Callable[[dict], Any] | None = None):
+          overrides: Sequence[str] | Mapping = (), report: Callable[[dict], Any] | None = None,
+          on_start: Callable[[Any, Any], Any] | None = None):
     """Train one config without Ray (an exported file, a dict, or `key=value` overrides).
+
+    `report(row)` sees each epoch's row; `on_start(trainer, cfg)` is called once the config
+    is checked, before training starts.
 
     Returns:
         (trainer, Config, the last epoch's row).
@@ -246,6 +249,8 @@ def train(trainer: str | None = None, config: Mapping | str | Path | None = None
 
     resolved, cfg = _one_config(trainer, config, overrides)
     check_runnable(cfg)
+    if on_start:
+        on_start(resolved, cfg)
     rows: list[dict] = []
 
     def _report(row: dict) -> None:

@@ -225,11 +225,13 @@ def cmd_train(args) -> int:
         else:
             print("  ".join(f"{_fmt(row.get(c)):>12}" for c in cols), flush=True)
 
-    if not args.json:
-        print("  ".join(f"{c:>12}" for c in cols))
-    trainer, cfg, last = api.train(args.trainer, args.config, args.overrides, report)
-    print(f"train {trainer.name}: " + " ".join(f"{k}={v}" for k, v in
-                                               dataclasses.asdict(cfg).items()), file=sys.stderr)
+    def start(trainer, cfg) -> None:
+        print(f"train {trainer.name}: " + " ".join(f"{k}={v}" for k, v in
+                                                   dataclasses.asdict(cfg).items()))
+        if not args.json:
+            print("  ".join(f"{c:>12}" for c in cols))
+
+    trainer, _, last = api.train(args.trainer, args.config, args.overrides, report, start)
     print(f"final val_metric ({trainer.metric}) = {_fmt(last.get('val_metric'))}, "
           f"status {last.get('status')}")
     return 0

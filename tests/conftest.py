@@ -18,9 +18,9 @@ def ray_local():
 
     from hpsearch.search import cluster
 
-    cluster.connect(num_cpus=2)
+    temp_dir = cluster.connect(num_cpus=2)
     yield ray
-    ray.shutdown()
+    cluster.shutdown(temp_dir)
 
 
 class MemoryCheckpointer:

@@ -110,7 +110,9 @@ def test_spaces_lists_and_shows(capsys):
         assert name in out
     assert main(["spaces", "vit_norm_depth"]) == 0
     out = capsys.readouterr().out
-    assert "norm" in out and "CategoricalDistribution(choices=('pre', 'post'))" in out
+    assert "norm           one of pre, post" in out
+    assert "lr             float from 0.0001 to 0.01, log scale" in out
+    assert "beta1" in out and "only when optimizer is adamw" in out
 
 
 @pytest.mark.slow

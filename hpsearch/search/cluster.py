@@ -52,10 +52,11 @@ def connect(address: str | None = None, num_cpus: int | None = None,
             raise UserError(f"--num-cpus must be >= 1, got {num_cpus}")
         if num_gpus is not None and num_gpus < 0:
             raise UserError(f"--num-gpus must be >= 0, got {num_gpus}")
-        temp_dir = tempfile.mkdtemp(prefix=TEMP_PREFIX)  # 0700
+        # Ray makes its temp dir world-writable (0777); a 0700 parent keeps it private.
+        temp_dir = tempfile.mkdtemp(prefix=TEMP_PREFIX)
         ray.init(address="local", num_cpus=num_cpus, num_gpus=num_gpus,
                  include_dashboard=dashboard, dashboard_host="127.0.0.1",
-                 _node_ip_address="127.0.0.1", _temp_dir=temp_dir,
+                 _node_ip_address="127.0.0.1", _temp_dir=os.path.join(temp_dir, "ray"),
                  log_to_driver=verbose, logging_level=level)
         _check_loopback()
         return temp_dir
@@ -208,27 +209,44 @@ def cleanup_stale(rundir: RunDir, timeout_s: float = 5.0) -> list[int]:
                            layout.PROCESSES, temp_dir)
         rundir.remove(layout.PROCESSES)
         return []
-    pids: set[int] = set()
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        alive = _instance_pids(temp_dir)
-        for pid in alive:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, sig)
-        pids.update(alive)
-        deadline = time.monotonic() + timeout_s
-        while alive and time.monotonic() < deadline:
-            time.sleep(0.1)
-            alive = _instance_pids(temp_dir)
-        if not alive:
-            break
+    pids = end_instance(temp_dir, timeout_s)
     if pids:
         logger.warning("ended %d Ray processes left by the interrupted run", len(pids))
-    shutil.rmtree(temp_dir, ignore_errors=True)
     rundir.remove(layout.PROCESSES)
+    return pids
+
+
+def end_instance(temp_dir: str, timeout_s: float = 5.0) -> list[int]:
+    """End every process of the local Ray whose private temp dir is `temp_dir` (SIGTERM,
+    then SIGKILL for what remains or was started meanwhile), then delete the directory.
+    Returns the pids signalled."""
+    if not _is_private_temp(temp_dir):
+        return []
+    pids: set[int] = set()
+    alive = _instance_pids(temp_dir)
+    for pid in alive:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+    pids.update(alive)
+    deadline = time.monotonic() + timeout_s
+    while alive and time.monotonic() < deadline:
+        time.sleep(0.1)
+        alive = _instance_pids(temp_dir)
+    deadline = time.monotonic() + 2 * timeout_s
+    while alive and time.monotonic() < deadline:  # a raylet may respawn an agent once
+        for pid in alive:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        pids.update(alive)
+        time.sleep(0.2)
+        alive = _instance_pids(temp_dir)
+    shutil.rmtree(temp_dir, ignore_errors=True)
     return sorted(pids)
 
 
-def remove_temp(temp_dir: str | None) -> None:
-    """Delete a local Ray's private temp directory once Ray has shut down."""
-    if temp_dir and _is_private_temp(temp_dir):
-        shutil.rmtree(temp_dir, ignore_errors=True)
+def shutdown(temp_dir: str | None) -> None:
+    """Shut down the local Ray `connect` started (its `temp_dir`): Ray's own shutdown, then
+    whatever of it outlives that (Ray's agents linger for a minute), then its temp dir."""
+    ray.shutdown()
+    if temp_dir:
+        end_instance(temp_dir)

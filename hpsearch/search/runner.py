@@ -135,8 +135,7 @@ def _locked_run(rd, cfg, trainer, space, grid, total, stream, num_cpus, num_gpus
             return _finish(rd, meta, results, total)
         finally:
             if started_here and temp_dir:
-                ray.shutdown()
-                cluster.remove_temp(temp_dir)
+                cluster.shutdown(temp_dir)
                 rd.remove(layout.PROCESSES)
 
 
@@ -226,6 +225,5 @@ def resume_search(run_dir: str | Path, stream: str | None = "stdout",
             return _finish(rd, meta, results, total)
         finally:
             if started_here and temp_dir:
-                ray.shutdown()
-                cluster.remove_temp(temp_dir)
+                cluster.shutdown(temp_dir)
                 rd.remove(layout.PROCESSES)

@@ -1,8 +1,10 @@
 """Crashes: a killed trial worker resumes from its checkpoint; a killed driver is resumed by
 `hpsearch resume` with the right trial count, no duplicates and a consistent Optuna study."""
 
+import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -85,10 +87,88 @@ def test_killed_driver_is_resumed(tmp_path):
                               storage=f"sqlite:///{run_dir}/optuna.db")
     assert not [t for t in study.trials if t.state == optuna.trial.TrialState.RUNNING]
     assert sum(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials) == 5
-    # The killed run's Ray daemons are gone (by pid, only if it is still a Ray process).
-    for pid in [p for group in record["pids"].values() for p in group]:
-        cmd = Path(f"/proc/{pid}/cmdline")
-        assert not cmd.exists() or b"ray" not in cmd.read_bytes()
+    # The killed run's Ray processes are gone: none names its private temp dir any more.
+    from hpsearch.search import cluster
+
+    assert record["temp_dir"].startswith("/tmp/hpsearch-ray-")
+    assert cluster._instance_pids(record["temp_dir"]) == []  # noqa: SLF001
+    assert not Path(record["temp_dir"]).exists()
     epochs = pd.read_csv(run_dir / "epochs.csv")
     for _, g in epochs.groupby("trial_id"):
         assert list(g["epoch"]) == list(range(1, len(g) + 1))
+
+
+def test_second_run_on_a_locked_directory_is_refused(tmp_path):
+    from hpsearch.rundir import RunDir
+
+    rd = RunDir(tmp_path / "locked")
+    rd.create()
+    with rd.lock():
+        res = subprocess.run(_cli("run", "--trainer", "mlp", "--set", "data=digits",
+                                  "--samples", "1", "--max-epochs", "1", "--out", str(rd.path)),
+                             capture_output=True, text=True, timeout=120)
+        assert res.returncode == 2, res.stderr
+        assert f"in use by another hpsearch process (pid {os.getpid()})" in res.stderr
+        assert len(res.stderr.strip().splitlines()) == 1
+        res = subprocess.run(_cli("resume", str(rd.path)), capture_output=True, text=True,
+                             timeout=120)
+        assert res.returncode == 2 and "Traceback" not in res.stderr
+
+
+def test_crafted_process_record_kills_nothing(tmp_path):
+    from hpsearch.rundir import RunDir, layout
+    from hpsearch.search import cluster
+
+    victim = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)",
+                               "--role=ray-array-job"])
+    try:
+        rd = RunDir(tmp_path / "run")
+        rd.create()
+        for temp_dir in ("/", "/tmp", str(tmp_path)):
+            rd.write_json(layout.PROCESSES, {"temp_dir": temp_dir, "pids": [victim.pid]})
+            assert cluster.cleanup_stale(rd) == []
+        assert victim.poll() is None  # still alive
+    finally:
+        victim.kill()
+
+
+def test_local_run_ignores_an_advertised_cluster_and_leaves_it_alone(tmp_path):
+    """A cluster started beforehand (ray start --head on loopback, named by RAY_ADDRESS) is
+    neither joined by `hpsearch run` nor touched by a driver kill + `hpsearch resume`."""
+    env = {**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+    ray_bin = str(Path(sys.executable).with_name("ray"))
+    temp = f"/tmp/foreign-{os.getpid()}"
+    subprocess.run([ray_bin, "start", "--head", "--port=6390", "--num-cpus=1",
+                    "--node-ip-address=127.0.0.1", "--include-dashboard=false",
+                    f"--temp-dir={temp}", "--resources={\"foreign\": 1}"],
+                   env=env, check=True, capture_output=True, timeout=120)
+    try:
+        from hpsearch.search import cluster
+
+        foreign = set(cluster._instance_pids(temp))  # noqa: SLF001
+        assert foreign
+        run_dir = tmp_path / "private"
+        env["RAY_ADDRESS"] = "127.0.0.1:6390"
+        proc = subprocess.Popen(_cli("run", "--trainer", "mlp", "--set", "data=digits",
+                                     "--samples", "3", "--max-epochs", "3", "--scheduler",
+                                     "fifo", "--num-cpus", "2", "--out", str(run_dir)),
+                                env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        assert _wait(lambda: bool(_result_lines(run_dir)), 180)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        res = subprocess.run(_cli("resume", str(run_dir), "--num-cpus", "2"), env=env,
+                             capture_output=True, text=True, timeout=300)
+        assert res.returncode == 0, res.stderr[-2000:]
+        assert foreign <= set(cluster._instance_pids(temp))  # noqa: SLF001  untouched
+        # The trials ran on the run's own Ray: 2 CPUs, no "foreign" resource.
+        rows = [r for v in _result_lines(run_dir).values() for r in v]
+        assert rows and all(r.get("pid") not in foreign for r in rows)
+    finally:  # not `ray stop`: it ends every Ray on the machine, the tests' own included
+        from hpsearch.search import cluster
+
+        for _ in range(3):
+            for pid in cluster._instance_pids(temp):  # noqa: SLF001
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            time.sleep(0.5)
+        shutil.rmtree(temp, ignore_errors=True)

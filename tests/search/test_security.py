@@ -1,29 +1,56 @@
-"""A private local Ray listens on loopback only, keeps token auth and runs no dashboard UI."""
+"""A private local Ray listens on loopback only, refuses clients without its token, runs no
+dashboard, and is a new instance even when another cluster is advertised."""
 
 import os
+import subprocess
+import sys
 
 import pytest
 
-from hpsearch.search import cluster
-
 pytestmark = pytest.mark.slow
+
+_CONNECT = ("import ray, sys\n"
+            "try:\n"
+            "    ray.init(address=sys.argv[1], log_to_driver=False)\n"
+            "    print('CONNECTED', ray.cluster_resources().get('CPU'))\n"
+            "except Exception as exc:\n"
+            "    print('REFUSED', type(exc).__name__)\n")
 
 
 def test_local_ray_binds_loopback_only(ray_local):
     import psutil  # vendored by Ray
 
     ray = ray_local
+    assert {n["NodeManagerAddress"] for n in ray.nodes()} == {"127.0.0.1"}
     ray.get(ray.remote(lambda: 1).remote())  # start a worker too
-    node = ray._private.worker._global_node
-    assert node.node_ip_address == "127.0.0.1"
-    pids = set(cluster._session_pids(node.get_session_dir_path())) | {os.getpid()}
+    tmp = [p for p in os.listdir("/tmp") if p.startswith("hpsearch-ray-")]
+    assert tmp, "the local Ray runs in a private hpsearch temp dir"
+    from hpsearch.search import cluster
+
+    pids = {os.getpid()}
+    for name in tmp:
+        pids |= set(cluster._instance_pids(f"/tmp/{name}"))  # noqa: SLF001
     listening = [c.laddr.ip for c in psutil.net_connections(kind="inet")
                  if c.status == psutil.CONN_LISTEN and c.pid in pids]
     assert listening
     assert all(ip in ("127.0.0.1", "::1", "::ffff:127.0.0.1") for ip in listening), listening
 
 
-def test_token_auth_on_and_no_dashboard_ui(ray_local):
-    assert os.environ.get("RAY_AUTH_MODE", "token") != "disabled"
-    ctx = ray_local._private.worker.global_worker.node.address_info
-    assert not ctx.get("webui_url")
+def test_client_without_token_is_refused_and_with_token_admitted(ray_local, tmp_path):
+    gcs = ray_local.get_runtime_context().gcs_address
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_AUTH_TOKEN")}
+    ok = subprocess.run([sys.executable, "-c", _CONNECT, gcs], env=env, capture_output=True,
+                        text=True, timeout=120)
+    assert "CONNECTED" in ok.stdout, ok.stdout + ok.stderr[-2000:]  # the owner's token works
+    stranger = {**env, "HOME": str(tmp_path), "RAY_AUTH_MODE": "token"}
+    bad = subprocess.run([sys.executable, "-c", _CONNECT, gcs], env=stranger,
+                         capture_output=True, text=True, timeout=120)
+    assert "REFUSED" in bad.stdout, bad.stdout + bad.stderr[-2000:]
+
+
+def test_no_dashboard(ray_local):
+    import urllib.request
+
+    for port in (8265,):
+        with pytest.raises(OSError):
+            urllib.request.urlopen(f"http://127.0.0.1:{port}", timeout=2)
