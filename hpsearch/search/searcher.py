@@ -48,7 +48,7 @@ class StudySearcher(Searcher):
             storage=storage, study_name=study_name, sampler=sampler, load_if_exists=True,
             direction="maximize" if mode == "max" else "minimize")
         for point in points or []:
-            self._study.enqueue_trial(point, skip_if_exists=True)
+            self._study.enqueue_trial(point)
         self._trials: dict[str, optuna.Trial] = {}
         self._steps: dict[str, set[int]] = {}  # epochs already reported per Tune trial
         self._done: set[str] = set()

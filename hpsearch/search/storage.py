@@ -71,13 +71,14 @@ def recorded_experiment(meta: dict) -> str:
     return meta.get("experiment") or experiment_uri(meta["storage"], Path(meta["run_dir"]).name)
 
 
-def pull_results(uri: str, rd: RunDir) -> int:
+def pull_results(uri: str, rd: RunDir | str | Path) -> int:
     """Copy every trial's result files from the experiment at `uri` into the run directory
     (same layout as a local run, so the analysis reads it unchanged).
 
     Returns:
         How many files were copied (files already here at the same size are skipped).
     """
+    rd = rd if isinstance(rd, RunDir) else RunDir(rd)
     fs, root = _resolve(uri)
     root = root.rstrip("/")
     try:
