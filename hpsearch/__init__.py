@@ -13,8 +13,18 @@ The public Python API (what the CLI calls too)::
 
 __version__ = "0.2.0"
 
-from hpsearch.api import (Analysis, Export, analyze, estimate, export, load_run,  # noqa: E402
-                          resume, run, search_config, train)
+from hpsearch.api import (  # noqa: E402
+                          Analysis,
+                          Export,
+                          analyze,
+                          estimate,
+                          export,
+                          load_run,
+                          resume,
+                          run,
+                          search_config,
+                          train,
+)
 from hpsearch.errors import UserError  # noqa: E402
 from hpsearch.rundir import Run  # noqa: E402
 

@@ -25,8 +25,8 @@ __all__ = ["search_config", "run", "resume", "load_run", "analyze", "export", "t
 def _prepare_ray(address: str | None) -> None:
     """A local run's Ray listens on loopback only: Ray reads its single-machine switch when
     it is first imported, so set it before that (a joined cluster keeps Ray's default)."""
-    if address is None and "ray" not in sys.modules:
-        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    if "ray" not in sys.modules:
+        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0" if address is None else "1")
     # Tune warns on every snapshot when trials checkpoint each short epoch; that is by design.
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # no Tune banner; hpsearch reports
@@ -90,13 +90,18 @@ def search_config(trainer: str | None = None, space: str | None = None, *,
         out = str(Path(storage) / Path(out).name)
     auto = gpus_per_trial == "auto"
     try:
+        share = 0.0 if auto else float(gpus_per_trial)
+    except (TypeError, ValueError):
+        raise UserError(f"--gpus-per-trial: expected a number or 'auto', got "
+                        f"{gpus_per_trial!r}") from None
+    try:
         return _config.SearchConfig(
             trainer=trainer_name, space=space, run_dir=str(Path(out).absolute()),
             samples=samples, max_epochs=max_epochs, metric=metric,
             mode=mode or resolved.mode, sampler=sampler, seed=seed,
             scheduler=_config.SchedulerConfig(scheduler, grace_period, reduction_factor),
             resources=_config.ResourcesConfig(
-                cpus_per_trial, 0.0 if auto else float(gpus_per_trial), max_concurrent,
+                cpus_per_trial, share, max_concurrent,
                 gpu_auto=auto, memory_packing=memory_packing, gpu_memory_mb=gpu_memory_mb,
                 gpu_overhead_mb=gpu_overhead_mb),
             fixed=_fixed(resolved.config_cls, fixed), points=tuple(points or ()),

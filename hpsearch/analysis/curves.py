@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 
 from hpsearch.analysis._common import finite
+from hpsearch.analysis._html import img, save, table
+from hpsearch.rundir import Run
 
-__all__ = ["compute_curves", "compute_memory", "config_label", "plot"]
+__all__ = ["compute_curves", "compute_memory", "config_label", "plot", "section"]
 
 
 def config_label(row: pd.Series, params: list[str]) -> str:
@@ -82,3 +86,30 @@ def plot(curves: pd.DataFrame, x: str = "epoch", ax=None, metric_name: str = "me
     ax.legend(fontsize=6, loc="best")
     ax.set_title(f"learning curves over {'epochs' if x == 'epoch' else 'wall-clock'}")
     return ax
+
+
+def section(run: Run, out: Path) -> str:
+    """The report section: figures written to `out`, returned as HTML."""
+    cur = compute_curves(run.epochs, run.trials, run.params)
+    figs = [save(plot(cur, "epoch", metric_name=run.metric_name), out / "curves_epoch.png"),
+            save(plot(cur, "time_total_s", metric_name=run.metric_name),
+                  out / "curves_time.png")]
+    mem = compute_memory(run.trials, run.params)
+    mem.to_csv(out / "memory.csv", index=False)
+    note = ("" if mem["gpu_mem_mb"].notna().any()
+            else "<p>GPU memory: not measured (trials ran on CPU).</p>")
+    if "gpu_mem_mb_estimate" in mem:
+        ratio = mem["actual_over_estimate"].dropna()
+        note += ("<p>gpu_mem_mb_estimate: peak predicted before the trial ran (its model and "
+                 "a training step on fake tensors, plus its data); gpu_share: the part "
+                 "of a device the trial got, sized from the estimate or, once a trial of "
+                 "the same shape had measured its peak, from that (share_from); "
+                 "gpu_mem_mb: measured peak "
+                 "(torch.cuda.max_memory_allocated); gpu_mem_device_mb: the whole device "
+                 "(NVML).")
+        if len(ratio):
+            note += (f" Measured/estimated over {len(ratio)} trials: median "
+                     f"{ratio.median():.2f}, max {ratio.max():.2f}.")
+        note += "</p>"
+    return "".join(img(f) for f in figs) + "<h3>GPU memory per config (MB)</h3>" + note + \
+        table(mem, 30)

@@ -6,16 +6,18 @@ from __future__ import annotations
 
 import logging
 import warnings
+from pathlib import Path
 
 import numpy as np
 import optuna
 import pandas as pd
 
 from hpsearch.analysis._common import finite, is_categorical, use_log
+from hpsearch.analysis._html import img, save, table
 from hpsearch.rundir import Run, layout
 
 logger = logging.getLogger(__name__)
-__all__ = ["EVALUATORS", "compute_importance", "stored_distributions", "plot"]
+__all__ = ["EVALUATORS", "compute_importance", "stored_distributions", "plot", "section"]
 
 
 def stored_distributions(run: Run) -> dict:
@@ -132,3 +134,15 @@ def plot(result: pd.DataFrame, ax=None):
     sns.barplot(result, y="param", x="importance", hue="evaluator", ax=ax)
     ax.set_title("hyperparameter importance")
     return ax
+
+
+def section(run: Run, out: Path) -> str:
+    """The report section: figures written to `out`, returned as HTML."""
+    completed = (run.trials["status"] == "completed").sum()
+    statuses = ("completed",) if completed >= 3 else ("completed", "stopped_early")
+    imp = compute_importance(run.trials, run.params, run.mode, statuses=statuses,
+                                        distributions=stored_distributions(run))
+    imp.to_csv(out / "importance.csv", index=False)
+    note = (f"<p>Optuna fANOVA and PED-ANOVA on {', '.join(statuses)} trials; parameters "
+            "that only some trials have (conditional ones) are left out.</p>")
+    return note + img(save(plot(imp), out / "importance.png")) + table(imp)

@@ -3,12 +3,16 @@ val loss turns up while train loss keeps falling, and the gap per depth/norm/opt
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 
 from hpsearch.analysis._common import finite
+from hpsearch.analysis._html import img, save, table
+from hpsearch.rundir import Run
 
-__all__ = ["compute_overfitting", "gap_by", "plot"]
+__all__ = ["compute_overfitting", "gap_by", "plot", "section"]
 GROUP_PARAMS = ("depth", "layers", "norm", "optimizer", "model")
 
 
@@ -90,3 +94,15 @@ def plot(epochs: pd.DataFrame, result: pd.DataFrame, ax=None, top: int = 8):
     ax.axhline(0, color="grey", lw=0.8)
     ax.set_title("generalisation gap (val - train loss)")
     return ax
+
+
+def section(run: Run, out: Path) -> str:
+    """The report section: figures written to `out`, returned as HTML."""
+    res = compute_overfitting(run.epochs, run.params)
+    res.to_csv(out / "overfitting.csv", index=False)
+    by = gap_by(res, run.params)
+    by.to_csv(out / "gap_by_param.csv", index=False)
+    flagged = res[res["flagged"]]
+    head = f"<p>{len(flagged)} of {len(res)} trials flagged.</p>"
+    return (head + img(save(plot(run.epochs, res), out / "overfitting.png"))
+            + table(by) + table(flagged if len(flagged) else res.head(10)))

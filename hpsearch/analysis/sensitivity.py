@@ -4,13 +4,16 @@ trials in each cell, with trial counts and diverged/errored trials marked."""
 from __future__ import annotations
 
 import itertools
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from hpsearch.analysis._common import ENDED_BAD, bin_param, finite
+from hpsearch.analysis._html import escape, img, save
+from hpsearch.rundir import Run
 
-__all__ = ["compute_sensitivity", "compute_marginal", "pairs", "plot", "plot_marginal"]
+__all__ = ["compute_sensitivity", "compute_marginal", "pairs", "plot", "plot_marginal", "section"]
 # Pairs users always ask for first, when both are searched.
 PRIORITY_PAIRS = [("beta1", "beta2"), ("lr", "batch_size")]
 
@@ -93,3 +96,27 @@ def plot_marginal(marg: pd.DataFrame, param: str, ax=None, label: str = ""):
     ax.set_ylabel(label or "best val metric")
     ax.set_title(f"marginal: {param}")
     return ax
+
+
+MAX_PAIRS = 15
+
+
+def section(run: Run, out: Path) -> str:
+    """The report section: figures written to `out`, returned as HTML."""
+    label = f"median best val {run.metric_name}"
+    parts = []
+    for x, y in pairs(run.params)[:MAX_PAIRS]:
+        cells = compute_sensitivity(run.trials, x, y)
+        if cells.empty:
+            continue
+        ax = plot(cells, x, y, mode=run.mode, label=label)
+        parts.append(img(save(ax, out / f"sensitivity_{y}_x_{x}.png")))
+    marg = []
+    for p in run.params:
+        m = compute_marginal(run.trials, p)
+        if not m.empty:
+            ax = plot_marginal(m, p, label=f"best val {run.metric_name}")
+            marg.append(img(save(ax, out / f"marginal_{p}.png")))
+    note = ("<p>Cell: median over trials of each trial's best validation "
+            f"{escape(run.metric_name)}; n = trials; ✕k = diverged or errored trials.</p>")
+    return note + '<div class="grid">' + "".join(parts + marg) + "</div>"

@@ -13,7 +13,7 @@ import math
 from pathlib import Path
 
 from ray import tune
-from ray.tune.execution.placement_groups import PlacementGroupFactory
+from ray.tune import PlacementGroupFactory
 
 from hpsearch import trainers
 from hpsearch.config import ResourcesConfig

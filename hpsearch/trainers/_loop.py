@@ -290,6 +290,15 @@ def fit(cfg: TrainConfig, model: nn.Module, data: Data, loss_fn: LossFn, metric:
     return row
 
 
+def fit_module(module, cfg: TrainConfig, report: Report,
+               checkpointer: Checkpointer | None = None) -> dict:
+    """Train a built-in trainer module: its `load_data`, `make_model`, `LOSS` and `METRIC`
+    through `fit` (the same three the memory estimate uses)."""
+    data = module.load_data(cfg)
+    return fit(cfg, module.make_model(cfg, data), data, module.LOSS, module.METRIC, report,
+               checkpointer)
+
+
 def count_params(model: nn.Module) -> int:
     """Trainable parameter count, reported with every epoch row (`n_params`)."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad)

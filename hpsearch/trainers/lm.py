@@ -4,13 +4,15 @@ Scored by perplexity on held-out text (Shakespeare: a play not seen in training)
 from __future__ import annotations
 
 import math
+import sys
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hpsearch.trainers import _loop, data as datasets
+from hpsearch.trainers import _loop
+from hpsearch.trainers import data as datasets
 from hpsearch.trainers._blocks import Block
 
 METRIC, MODE = "perplexity", "min"
@@ -116,15 +118,5 @@ def build(cfg: Config):
 
 
 def train(cfg: Config, report: _loop.Report, checkpointer=None) -> dict:
-    """Train an LSTM or GPT language model (metric: validation perplexity, lower is better).
-
-    Args:
-        cfg: hyperparameters (`model` picks lstm or gpt).
-        report: called once per epoch with a metrics dict.
-        checkpointer: optional state store for resuming.
-
-    Returns:
-        The last epoch's metrics.
-    """
-    model, data = build(cfg)
-    return _loop.fit(cfg, model, data, lm_loss, METRIC, report, checkpointer)
+    """Train an LSTM or GPT language model (metric: validation perplexity, lower is better). See `base.TrainerModule`."""
+    return _loop.fit_module(sys.modules[__name__], cfg, report, checkpointer)

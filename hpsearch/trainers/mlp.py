@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hpsearch.trainers import _loop, data as datasets
+from hpsearch.trainers import _loop
+from hpsearch.trainers import data as datasets
 
 METRIC, MODE = "accuracy", "max"
 ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "tanh": nn.Tanh, "silu": nn.SiLU}
@@ -81,15 +83,5 @@ def build(cfg: Config):
 
 
 def train(cfg: Config, report: _loop.Report, checkpointer=None) -> dict:
-    """Train an MLP, reporting the metrics schema every epoch (metric: accuracy).
-
-    Args:
-        cfg: hyperparameters.
-        report: called once per epoch with a metrics dict.
-        checkpointer: optional state store for resuming (see `_loop.Checkpointer`).
-
-    Returns:
-        The last epoch's metrics.
-    """
-    model, data = build(cfg)
-    return _loop.fit(cfg, model, data, classification_loss, METRIC, report, checkpointer)
+    """Train an MLP classifier (metric: accuracy). See `base.TrainerModule`."""
+    return _loop.fit_module(sys.modules[__name__], cfg, report, checkpointer)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-from hpsearch.trainers import _loop, data as datasets
+from hpsearch.trainers import _loop
+from hpsearch.trainers import data as datasets
 from hpsearch.trainers._blocks import Block
 from hpsearch.trainers.mlp import classification_loss
 
@@ -88,15 +90,5 @@ def build(cfg: Config):
 
 
 def train(cfg: Config, report: _loop.Report, checkpointer=None) -> dict:
-    """Train a ViT, reporting the metrics schema every epoch (metric: accuracy).
-
-    Args:
-        cfg: hyperparameters (`norm` picks pre- or post-LayerNorm blocks).
-        report: called once per epoch with a metrics dict.
-        checkpointer: optional state store for resuming.
-
-    Returns:
-        The last epoch's metrics.
-    """
-    model, data = build(cfg)
-    return _loop.fit(cfg, model, data, classification_loss, METRIC, report, checkpointer)
+    """Train a ViT classifier with pre- or post-norm blocks (metric: accuracy). See `base.TrainerModule`."""
+    return _loop.fit_module(sys.modules[__name__], cfg, report, checkpointer)
