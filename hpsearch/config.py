@@ -114,13 +114,14 @@ class SearchConfig:
             raise ValueError(f"max failures must be >= 0, got {self.max_failures}")
 
 
-def coerce_value(cls: type, name: str, value: Any) -> Any:
+def coerce_value(cls: type, name: str, value: Any, where: str = "") -> Any:
     """Check `value` against dataclass field `name` of `cls`; return it converted.
 
     Args:
         cls: a dataclass type (a trainer's Config).
         name: field name.
         value: a Python value (already parsed).
+        where: what the value came from, prefixed to the error message.
 
     Returns:
         The value, with int widened to float for float fields.
@@ -129,8 +130,9 @@ def coerce_value(cls: type, name: str, value: Any) -> Any:
         UserError: unknown field or a value of the wrong type.
     """
     fields = {f.name: f for f in dataclasses.fields(cls)}
+    prefix = f"{where}: " if where else ""
     if name not in fields:
-        raise UserError(f"unknown setting {name!r}; valid: {', '.join(sorted(fields))}")
+        raise UserError(f"{prefix}unknown setting {name!r}; valid: {', '.join(sorted(fields))}")
     hints = typing.get_type_hints(cls)
     expected = hints.get(name, type(None))
     allowed = typing.get_args(expected) or (expected,)
@@ -142,7 +144,8 @@ def coerce_value(cls: type, name: str, value: Any) -> Any:
            if isinstance(t, type)):
         return value
     names = "|".join(getattr(t, "__name__", str(t)) for t in allowed)
-    raise UserError(f"setting {name}={value!r}: expected {names}, got {type(value).__name__}")
+    raise UserError(f"{prefix}setting {name}={value!r}: expected {names}, "
+                    f"got {type(value).__name__}")
 
 
 def parse_sets(cls: type, items) -> dict:

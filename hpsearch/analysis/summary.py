@@ -33,12 +33,13 @@ def compute_summary(trials: pd.DataFrame, trainer: str, mode: str = "max") -> pd
     rows = []
     for key, g in df.groupby(keys, dropna=False, sort=True):
         v = g["_v"]
-        idx = v.idxmax() if mode == "max" else v.idxmin()
+        idx = None if v.isna().all() else (v.idxmax() if mode == "max" else v.idxmin())
         rows.append({**dict(zip(keys, key)), "trials": len(g),
                      "completed": int((g["status"] == "completed").sum()),
                      "diverged": int((g["status"] == "diverged").sum()),
                      "best": v.max() if mode == "max" else v.min(), "median": v.median(),
-                     "best_trial": g.loc[idx, "trial_id"] if pd.notna(idx) else None})
+                     "errored": int((g["status"] == "error").sum()),
+                     "best_trial": g.loc[idx, "trial_id"] if idx is not None else None})
     out = pd.DataFrame(rows)
     if out.empty:
         return out

@@ -137,6 +137,14 @@ class RunDir:
         finally:
             os.close(fd)  # closing releases the flock
 
+    def check_trusted(self) -> None:
+        """Refuse a directory another user owns or others may write: resuming unpickles
+        its state (Ray Tune's and the searcher's), which is code as much as data."""
+        st = self.path.stat()
+        if st.st_uid != os.getuid() or st.st_mode & 0o022:
+            raise UserError(f"{self.path} is not owned by you or is writable by others; "
+                            "resume unpickles its state, so it only resumes your own runs")
+
     # -- meta ----------------------------------------------------------------------------
     def read_meta(self) -> dict:
         """The run's hpsearch.json, or one clear UserError."""

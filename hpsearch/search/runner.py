@@ -197,6 +197,7 @@ def resume_search(run_dir: str | Path, stream: str | None = "stdout",
     """
     rd = RunDir(run_dir)
     meta = rd.read_meta()
+    rd.check_trusted()
     cfg = config_from_dict(meta)
     # Restore only into the directory the user named, never a path from inside the file.
     cfg = dataclasses.replace(cfg, run_dir=str(rd.path))

@@ -12,7 +12,7 @@ from ray import tune
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
 from hpsearch import spaces, trainers
-from hpsearch.config import SearchConfig
+from hpsearch.config import SearchConfig, coerce_value
 from hpsearch.errors import UserError
 from hpsearch.rundir import RunDir
 from hpsearch.search import cluster, packing, storage
@@ -20,6 +20,9 @@ from hpsearch.search.searcher import StudySearcher
 from hpsearch.search.trainable import run_trial
 
 __all__ = ["build_tuner", "validate", "experiment_path", "make_trainable", "grid_size"]
+
+# What the built-in trainers report that a search can optimise (DESIGN.md schema).
+BUILTIN_METRICS = ("val_metric", "val_loss", "train_loss", "train_metric", "gap")
 
 
 def validate(cfg: SearchConfig, grid: bool = False):
@@ -39,9 +42,15 @@ def validate(cfg: SearchConfig, grid: bool = False):
     trainer.make_config(dict(cfg.fixed))  # unknown keys and bad values fail here, not in Ray
     samples = spaces.sample_configs(space.fn, n=16, seed=cfg.seed)
     spaces.check_keys(space, trainer.config_cls, cfg.fixed, samples)
+    where = f"space {space.name!r}"
     for sample in samples:  # e.g. a YAML range that reaches lr <= 0, a fixed depth "abc"
-        sampled = trainer.make_config({**cfg.fixed, **sample}, where=f"space {space.name!r}")
+        for key, value in sample.items():
+            coerce_value(trainer.config_cls, key, value, where)
+        sampled = trainer.make_config({**cfg.fixed, **sample}, where=where)
         trainers.check_runnable(sampled, local=False)
+    if ":" not in cfg.trainer and cfg.metric not in BUILTIN_METRICS:
+        raise UserError(f"--metric {cfg.metric!r} is not reported by trainer {cfg.trainer!r}; "
+                        f"valid: {', '.join(BUILTIN_METRICS)}")
     if grid and not space.grid:
         raise UserError(f"space {space.name!r} defines no grid for --grid")
     for point in cfg.points:

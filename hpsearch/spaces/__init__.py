@@ -75,11 +75,14 @@ def with_fixed(trial: optuna.Trial, space_fn: Callable, fixed: dict) -> dict:
 
 
 def sample_configs(space_fn: Callable, n: int = 8, seed: int = 0) -> list[dict]:
-    """`n` random samples of a space (conditional branches included), as dicts."""
+    """`n` random samples of a space (conditional branches included), then one sample with
+    each numeric parameter at its low and at its high bound, as dicts."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
-    out = []
-    for _ in range(n):
+    out: list[dict] = []
+    dists: dict = {}
+
+    def draw() -> None:
         trial = study.ask()
         try:
             config = space_fn(trial)
@@ -87,8 +90,17 @@ def sample_configs(space_fn: Callable, n: int = 8, seed: int = 0) -> list[dict]:
             raise UserError(f"the space cannot be sampled: {exc}") from None
         if not isinstance(config, dict):
             raise UserError("a space function must return a dict of Config fields")
+        dists.update(trial.distributions)
         out.append(config)
         study.tell(trial, 0.0)
+
+    for _ in range(n):
+        draw()
+    for name, d in list(dists.items()):
+        if not isinstance(d, optuna.distributions.CategoricalDistribution):
+            for bound in (d.low, d.high):
+                study.enqueue_trial({name: bound})
+                draw()
     return out
 
 

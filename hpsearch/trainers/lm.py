@@ -35,6 +35,7 @@ class Config(_loop.TrainConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        datasets.check_name(self.data, datasets.TEXT_SETS)
         if self.model not in ("lstm", "gpt"):
             raise ValueError(f"model must be 'lstm' or 'gpt', got {self.model!r}")
         if self.norm not in ("pre", "post"):

@@ -28,6 +28,7 @@ class Config(_loop.TrainConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        datasets.check_name(self.data, datasets.IMAGE_SETS)
         if self.depth < 0 or self.width < 1:
             raise ValueError("depth must be >= 0 and width >= 1")
         if self.activation not in ACTIVATIONS:

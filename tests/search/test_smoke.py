@@ -97,3 +97,18 @@ def test_grid_mode_runs_the_hand_grid(ray_local, tmp_path):
                      "grid: {depth: [1, 3], batch_size: [64]}\n")
     run = run_search(_cfg(tmp_path, "grid", space=str(space), max_epochs=1), grid=True)
     assert sorted(run.trials["depth"]) == [1, 3]
+
+
+@pytest.mark.slow
+def test_nan_metric_is_diverged_whatever_the_trainer_says(ray_local, tmp_path):
+    points = ({"x": 0.9}, {"x": 0.2})
+    run = run_search(_cfg(tmp_path, "nan", trainer="tests.search.nan_trainer:train",
+                          space="tests/search/probe_space.yaml", samples=2, max_epochs=3,
+                          scheduler=SchedulerConfig(kind="fifo"), points=points, fixed={}))
+    status = dict(zip(run.trials["x"].round(2), run.trials["status"]))
+    assert status == {0.9: "diverged", 0.2: "completed"}
+    study = optuna.load_study(study_name=run.meta["study_name"],
+                              storage=f"sqlite:///{run.path}/optuna.db")
+    states = {round(t.params["x"], 2): t.state for t in study.trials}
+    assert states[0.9] == optuna.trial.TrialState.PRUNED  # never COMPLETE with -inf
+    assert states[0.2] == optuna.trial.TrialState.COMPLETE

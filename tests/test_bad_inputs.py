@@ -1,0 +1,116 @@
+"""Bad inputs of every kind: one line on stderr, exit 2, no traceback, nothing left behind,
+and nothing already written lost (the reliability probe's list)."""
+
+import json
+
+import pytest
+
+from hpsearch.cli import main
+
+BOMB = "a: &a [x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a]\n" \
+       "c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b]\nd: [*c, *c, *c, *c, *c, *c, *c, *c, *c]\n"
+
+FILES = {
+    "mapping_choice.yaml": "trainer: mlp\nparams:\n  optimizer: {type: categorical, "
+                           "choices: [{a: 1}, adam]}\n",
+    "fixed_abc.yaml": "trainer: mlp\nparams:\n  lr: {type: float, low: 0.001, high: 0.1}\n"
+                      "fixed: {depth: abc, data: digits}\n",
+    "negative_lr.yaml": "trainer: mlp\nparams:\n  lr: {type: float, low: -1.0, high: 0.1}\n"
+                        "fixed: {data: digits}\n",
+    "bomb.yaml": BOMB,
+    "points_bomb.yaml": BOMB,
+    "syntax_trainer.py": "def train(cfg, report:\n    pass\n",
+    "a_file": "not a directory\n",
+}
+
+
+@pytest.fixture
+def files(tmp_path, monkeypatch):
+    for name, text in FILES.items():
+        (tmp_path / name).write_text(text)
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+RUN = ["run", "--trainer", "mlp", "--set", "data=digits", "--samples", "1", "--max-epochs", "1"]
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["run", "--space", "mapping_choice.yaml"], "choices must be numbers"),
+    (["run", "--space", "fixed_abc.yaml"], "setting depth='abc': expected int"),
+    (["run", "--space", "negative_lr.yaml"], "lr must be > 0"),
+    (["run", "--space", "bomb.yaml"], "aliases"),
+    (RUN + ["--points", "points_bomb.yaml"], "aliases"),
+    (["run", "--trainer", "mlp", "--set", "data=nosuch"], "data must be one of"),
+    (["run", "--trainer", "lm", "--set", "data=digits"], "data must be one of"),
+    (["run", "--trainer", "mlp", "--set", "data=cifar10:/no/such/dir"], "directory not found"),
+    (RUN + ["--metric", "nosuch"], "--metric 'nosuch' is not reported"),
+    (RUN + ["--num-cpus", "0"], "--num-cpus must be >= 1"),
+    (RUN + ["--num-cpus", "-2"], "--num-cpus must be >= 1"),
+    (RUN + ["--seed", "-1"], "seed must be in"),
+    (RUN + ["--cpus-per-trial", "0"], "cpus per trial must be > 0"),
+    (RUN + ["--gpus-per-trial", "lots"], "expected a number or 'auto'"),
+    (["run", "--trainer", "syntax_trainer:train", "--space", "fixed_abc.yaml"], "syntax error"),
+    (["train", "--trainer", "mlp", "--set", "device=cuda"], "no such CUDA device"),
+    (["train", "--trainer", "mlp", "--set", "device=bogus"], "device must be"),
+    (["train", "--trainer", "mlp", "--set", "fault=xyz@abc"], "fault must be"),
+    (["train", "--config", "bomb.yaml"], "aliases"),
+])
+def test_bad_input_is_one_line_exit_2(files, args, needle, capsys):
+    out = files / "runs" / "r"
+    argv = [*args, "--out", str(out)] if args[0] == "run" else args
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("hpsearch: error: "), err
+    assert needle in lines[0], lines[0]
+    assert not out.exists()  # nothing left behind
+
+
+@pytest.mark.parametrize("out,needle", [("a_file", "not a directory"),
+                                        ("/proc/hpsearch-run", "cannot create"),
+                                        ("full", "non-empty directory that holds no run")])
+def test_bad_output_directory(files, out, needle, capsys):
+    (files / "full").mkdir()
+    (files / "full" / "thesis.tex").write_text("keep me")
+    assert main(RUN + ["--out", out]) == 2
+    assert needle in capsys.readouterr().err
+    assert (files / "full" / "thesis.tex").read_text() == "keep me"
+    assert sorted(p.name for p in (files / "full").iterdir()) == ["thesis.tex"]
+
+
+@pytest.mark.parametrize("meta", ["[1, 2]", "{}", '{"trainer": "mlp", "scheduler": 7}', "{"])
+def test_tampered_run_file(files, meta, capsys):
+    run = files / "runs" / "bad"
+    run.mkdir(parents=True)
+    (run / "hpsearch.json").write_text(meta)
+    for cmd in (["resume", str(run)], ["analyze", str(run)], ["export", str(run)]):
+        assert main(cmd) == 2, cmd
+        err = capsys.readouterr().err
+        assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    assert (run / "hpsearch.json").read_text() == meta  # nothing already written is lost
+
+
+def test_export_out_is_a_file_and_tampered_params(files, capsys):
+    run = files / "runs" / "r"
+    run.mkdir(parents=True)
+    (run / "hpsearch.json").write_text(json.dumps({"trainer": "mlp", "mode": "max",
+                                                   "finished": True}))
+    trial = run / "run_trial_t1_1_x"
+    trial.mkdir()
+    (trial / "params.json").write_text("[1, 2]")
+    (trial / "result.json").write_text(json.dumps(
+        {"trial_id": "t1", "epoch": 1, "val_metric": 0.5, "status": "completed"}) + "\n")
+    assert main(["export", str(run), "--out", "a_file"]) == 2
+    assert "not a directory" in capsys.readouterr().err
+    assert main(["export", str(run), "--out", "best"]) == 2
+    assert "is not a mapping of settings" in capsys.readouterr().err
+
+
+def test_resume_refuses_a_directory_others_can_write(files, capsys):
+    run = files / "runs" / "shared"
+    run.mkdir(parents=True)
+    (run / "hpsearch.json").write_text(json.dumps({"trainer": "mlp"}))
+    run.chmod(0o777)
+    assert main(["resume", str(run)]) == 2
+    assert "writable by others" in capsys.readouterr().err
