@@ -59,6 +59,7 @@ def connect(address: str | None = None, num_cpus: int | None = None,
                  _node_ip_address="127.0.0.1", _temp_dir=os.path.join(temp_dir, "ray"),
                  log_to_driver=verbose, logging_level=level)
         _check_loopback()
+        _private_token()
         return temp_dir
     for attempt in range(3):
         try:
@@ -85,6 +86,15 @@ def _check_loopback() -> None:
         raise UserError("the local Ray would listen on a routable address: set "
                         f"{LOOPBACK_ENV}=0 before Python imports ray (the hpsearch CLI and "
                         "hpsearch.run do so when they import it first)")
+
+
+def _private_token() -> None:
+    """Ray writes ~/.ray/auth_token readable by everyone (0644); the token is the key to the
+    cluster, so make it the owner's alone."""
+    token = Path.home() / ".ray" / "auth_token"
+    with contextlib.suppress(OSError):
+        if token.stat().st_uid == os.getuid():
+            token.chmod(0o600)
 
 
 def _reason(exc: Exception) -> str:

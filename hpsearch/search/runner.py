@@ -130,7 +130,9 @@ def _locked_run(rd, cfg, trainer, space, grid, total, stream, num_cpus, num_gpus
             rd.write_meta(meta)
             cluster.record_processes(rd, temp_dir)
             callbacks = [ProgressLine(total, cfg.metric, cfg.mode, stream)] if stream else []
-            results = build_tuner(cfg, space, callbacks, grid).fit()
+            tuner = build_tuner(cfg, space, callbacks, grid)
+            with storage.credentials_hidden():
+                results = tuner.fit()
             pull_results(cfg)
             return _finish(rd, meta, results, total)
         finally:
@@ -217,7 +219,8 @@ def resume_search(run_dir: str | Path, stream: str | None = "stdout",
             cluster.record_processes(rd, temp_dir)
             tuner = tune.Tuner.restore(source, trainable=make_trainable(cfg),
                                        resume_errored=True, param_space=None)
-            results = tuner.fit()
+            with storage.credentials_hidden():
+                results = tuner.fit()
             pull_results(cfg, source)
             if before:
                 _fail_orphans(rd, cfg.study_name, before)

@@ -5,7 +5,11 @@ down from the URI for the analysis; checkpoints stay in the bucket."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import shutil
+import tempfile
 import uuid
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -18,7 +22,47 @@ from hpsearch.rundir import RESULT_FILES, RunDir
 
 logger = logging.getLogger(__name__)
 __all__ = ["is_uri", "check_uri", "experiment_uri", "pull_results", "recorded_experiment",
-           "redact"]
+           "redact", "credentials_hidden"]
+
+# Ray Tune copies these from the driver's environment into every trial actor's runtime env,
+# which Ray's runtime-env agent then logs in plain text. Trial processes inherit them from
+# their node's environment anyway (the local Ray was started with them).
+_SECRET_ENV = {"AWS_ACCESS_KEY_ID": "aws_access_key_id",
+               "AWS_SECRET_ACCESS_KEY": "aws_secret_access_key",
+               "AWS_SESSION_TOKEN": "aws_session_token", "AWS_SECURITY_TOKEN": None}
+
+
+@contextlib.contextmanager
+def credentials_hidden():
+    """While Tune runs: cloud credentials move from the driver's environment into a private
+    (0600) AWS shared-credentials file the driver's S3 client reads instead, so Tune has
+    none to copy into Ray's runtime env and logs. Everything is put back afterwards."""
+    found = {k: os.environ[k] for k in _SECRET_ENV if k in os.environ}
+    if not {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"} <= set(found):
+        yield
+        return
+    keep = ("AWS_SHARED_CREDENTIALS_FILE", "AWS_PROFILE")
+    saved = {k: os.environ.get(k) for k in keep}
+    folder = tempfile.mkdtemp(prefix="hpsearch-cred-")  # 0700
+    path = os.path.join(folder, "credentials")
+    lines = ["[default]"] + [f"{_SECRET_ENV[k]} = {v}" for k, v in found.items()
+                             if _SECRET_ENV[k]]
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    for k in found:
+        del os.environ[k]
+    os.environ.update(AWS_SHARED_CREDENTIALS_FILE=path, AWS_PROFILE="default")
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        os.environ.update(found)
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def is_uri(storage: str | None) -> bool:

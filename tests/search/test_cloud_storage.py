@@ -108,3 +108,28 @@ def test_bad_storage_uri_is_one_line_and_writes_nothing(s3, tmp_path, uri, messa
     assert last.startswith("hpsearch: error: ") and message in last
     assert "Traceback" not in res.stderr and "secret" not in res.stderr
     assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.slow
+def test_cloud_credentials_stay_out_of_ray_logs(s3, ray_local, tmp_path, monkeypatch):
+    import glob
+    import uuid
+
+    from hpsearch import api
+    from hpsearch.search import run_search
+
+    uri, _ = s3
+    secret = f"hpsearch-secret-{uuid.uuid4().hex}"
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", secret)  # moto accepts any key
+    cfg = api.search_config("mlp", fixed={"data": "digits"}, samples=2, max_epochs=1,
+                            scheduler="fifo", storage=uri, out=str(tmp_path / "secret"))
+    run = run_search(cfg, stream=None)
+    assert set(run.trials["status"]) == {"completed"}  # the trials reached the bucket
+    assert os.environ["AWS_SECRET_ACCESS_KEY"] == secret  # put back after the search
+    logs = glob.glob("/tmp/hpsearch-ray-*/ray/session_*/logs/*")
+    assert logs
+    leaked = [f for f in logs if os.path.isfile(f) and secret in open(f, errors="replace").read()]
+    assert not leaked, leaked
+    token = Path.home() / ".ray" / "auth_token"
+    if token.exists():
+        assert token.stat().st_mode & 0o077 == 0
