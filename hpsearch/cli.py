@@ -118,6 +118,10 @@ def _print_best(run) -> None:
         return
     counts = trials["status"].value_counts().to_dict()
     print("trials: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
+    failed = trials[trials["status"] == "error"]
+    if len(failed):
+        print(f"{len(failed)} of {len(trials)} trials failed: {failed['error'].iloc[0]}",
+              file=sys.stderr)
     best = trials.iloc[0]
     print(f"best trial {best['trial_id']}: val_metric ({run.metric_name}) = "
           f"{_fmt(best['best_val_metric'])} after {best['epochs']} epochs, "

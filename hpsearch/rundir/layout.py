@@ -27,6 +27,9 @@ MEASURED = "memory_measured.json"  # {config shape key: peak gpu_mem_mb measured
 PROCESSES = "ray_processes.json"  # what a local run started, for `resume` after a crash
 LOCK = ".hpsearch.lock"
 REPORT = "report"
+# Ray Tune's experiment state: rewritten in place, so a full disk can truncate it.
+TUNE_STATE_GLOB = "experiment_state-*.json"
+TUNE_STATE_BACKUP = ".tune-state-backup"
 # What the analysis reads from each Ray Tune trial folder (checkpoints are not among them).
 RESULT_FILES = frozenset({"result.json", "params.json", "error.txt", "progress.csv"})
 _PRIVATE_DIR, _PRIVATE_FILE = 0o700, 0o600
@@ -194,6 +197,41 @@ class RunDir:
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, _PRIVATE_FILE)
         with os.fdopen(fd, "a", newline="") as f:
             f.write(buf.getvalue())
+
+    # -- Ray Tune's experiment state -------------------------------------------------------
+    def backup_tune_state(self) -> int:
+        """Copy each Tune experiment-state file that parses as JSON to a backup (atomically):
+        the last good state survives a write that a full disk cut short. Returns copies made."""
+        folder = self.path / TUNE_STATE_BACKUP
+        made = 0
+        for live in self.path.glob(TUNE_STATE_GLOB):
+            try:
+                data = live.read_bytes()
+                json.loads(data)
+            except (OSError, ValueError):
+                continue  # mid-write or truncated: keep the previous backup
+            backup = folder / live.name
+            if backup.is_file() and backup.stat().st_size == len(data) and \
+                    backup.read_bytes() == data:
+                continue
+            folder.mkdir(exist_ok=True, mode=_PRIVATE_DIR)
+            atomic_write(backup, data)
+            made += 1
+        return made
+
+    def repair_tune_state(self) -> list[str]:
+        """Put back the last good copy of any Tune state file that is missing or truncated.
+        Returns the names repaired."""
+        repaired = []
+        for backup in sorted((self.path / TUNE_STATE_BACKUP).glob(TUNE_STATE_GLOB)):
+            live = self.path / backup.name
+            try:
+                json.loads(live.read_bytes())
+                continue
+            except (OSError, ValueError):
+                atomic_write(live, backup.read_bytes())
+                repaired.append(backup.name)
+        return repaired
 
     # -- trial folders (written by Ray Tune, or copied down from cloud storage) ------------
     def trial_dirs(self) -> list[Path]:

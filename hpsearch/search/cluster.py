@@ -39,14 +39,16 @@ def connect(address: str | None = None, num_cpus: int | None = None,
         address: None for a private local instance; "auto" or "ray://HOST:PORT" to join.
         num_cpus, num_gpus: local instance only (tests fake GPUs with num_gpus).
         dashboard: start Ray's dashboard (local only; it binds to 127.0.0.1).
-        verbose: let Ray log at INFO (default: errors only).
+        verbose: let Ray log at INFO (default: nothing below CRITICAL).
 
     Returns:
         The private temp directory of a local Ray started here, else None.
     """
     if ray.is_initialized():
         return None
-    level = logging.INFO if verbose else logging.ERROR
+    # Quiet unless verbose: Ray's start-up lines, and Tune's tracebacks of trial failures
+    # (hpsearch reports each failed trial's own error line instead).
+    level = logging.INFO if verbose else logging.CRITICAL
     if address is None:
         if num_cpus is not None and num_cpus < 1:
             raise UserError(f"--num-cpus must be >= 1, got {num_cpus}")

@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import errno
 import logging
 import time
 import uuid
@@ -20,8 +22,10 @@ from hpsearch.config import SearchConfig, config_from_dict, config_to_dict
 from hpsearch.errors import UserError
 from hpsearch.rundir import Run, RunDir, layout, load_run
 from hpsearch.search import cluster, storage
+from hpsearch.search.guard import DiskGuard, check_free, min_free_mb
 from hpsearch.search.progress import ProgressLine
-from hpsearch.search.tuner import build_tuner, experiment_path, grid_size, make_trainable, validate
+from hpsearch.search.tuner import (build_tuner, experiment_path, grid_size, make_trainable,
+                                   quiet_loggers, validate)
 
 logger = logging.getLogger(__name__)
 __all__ = ["run_search", "resume_search", "pull_results"]
@@ -58,7 +62,8 @@ def _meta(cfg: SearchConfig, trainer, grid: bool, total: int) -> dict:
 def _finish(rd: RunDir, meta: dict, results, expected: int) -> Run:
     """Write epochs.csv/trials.csv; mark the run finished unless Ctrl-C cut it short (Tune
     then returns with trials still pending or paused), so `hpsearch resume` can complete it."""
-    finished = results.num_terminated + results.num_errors >= expected
+    finished = (results.num_terminated + results.num_errors >= expected
+                and DiskGuard.tripped(rd.path) is None)
     meta["finished"] = finished
     rd.write_meta(meta)
     if not finished:
@@ -68,6 +73,37 @@ def _finish(rd: RunDir, meta: dict, results, expected: int) -> Run:
     rd.write_table(layout.EPOCHS, run.epochs)
     rd.write_table(layout.TRIALS, run.trials)
     return run
+
+
+@contextlib.contextmanager
+def _disk_errors(rd: RunDir):
+    """A write that fails for lack of space (the disk filled faster than DiskGuard could
+    react): one line that says what to do, not a traceback."""
+    try:
+        yield
+    except Exception as exc:
+        if not _is_disk_full(exc):
+            raise
+        raise UserError(f"the disk of {rd.path} is full: free space, then "
+                        f"'hpsearch resume {rd.path}'") from None
+
+
+def _is_disk_full(exc: BaseException | None) -> bool:
+    while exc is not None:
+        if (isinstance(exc, OSError) and exc.errno == errno.ENOSPC) or \
+                "database or disk is full" in str(exc) or "No space left" in str(exc):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+def _stop_if_full(rd: RunDir, run: Run) -> Run:
+    free = DiskGuard.tripped(rd.path)
+    if free is None:
+        return run
+    raise UserError(f"stopped: only {free:.0f} MiB left on the disk of {rd.path} (a search "
+                    f"keeps {min_free_mb():.0f} MiB free); free space, then "
+                    f"'hpsearch resume {rd.path}'")
 
 
 def _check_storage(cfg: SearchConfig) -> None:
@@ -108,6 +144,7 @@ def run_search(cfg: SearchConfig, stream: str | None = "stdout", grid: bool = Fa
     created = not rd.path.exists()
     rd.create()
     try:
+        check_free(rd.path)
         return _locked_run(rd, cfg, trainer, space, grid, total, stream, num_cpus, num_gpus,
                            verbose)
     except BaseException:
@@ -129,12 +166,13 @@ def _locked_run(rd, cfg, trainer, space, grid, total, stream, num_cpus, num_gpus
             meta = _meta(cfg, trainer, grid, total)
             rd.write_meta(meta)
             cluster.record_processes(rd, temp_dir)
+            guard = DiskGuard(rd.path, local=not storage.is_uri(cfg.storage))
             callbacks = [ProgressLine(total, cfg.metric, cfg.mode, stream)] if stream else []
-            tuner = build_tuner(cfg, space, callbacks, grid)
-            with storage.credentials_hidden():
+            tuner = build_tuner(cfg, space, callbacks + [guard], grid)
+            with storage.credentials_hidden(), quiet_loggers(), _disk_errors(rd):
                 results = tuner.fit()
             pull_results(cfg)
-            return _finish(rd, meta, results, total)
+            return _stop_if_full(rd, _finish(rd, meta, results, total))
         finally:
             if started_here and temp_dir:
                 cluster.shutdown(temp_dir)
@@ -207,9 +245,15 @@ def resume_search(run_dir: str | Path, stream: str | None = "stdout",
     if storage.is_uri(cfg.storage):
         storage.check_uri(cfg.storage)
         source = storage.recorded_experiment(meta)
-    if not tune.Tuner.can_restore(source):
-        raise UserError(f"{storage.redact(source)}: no Ray Tune experiment state to resume from")
     with rd.lock():
+        check_free(rd.path, f"hpsearch resume {rd.path}")
+        if not storage.is_uri(cfg.storage):
+            for name in rd.repair_tune_state():
+                logger.warning("%s was cut short (full disk?); restored its last good copy",
+                               name)
+        if not tune.Tuner.can_restore(source):
+            raise UserError(f"{storage.redact(source)}: no Ray Tune experiment state to "
+                            "resume from")
         if not ray.is_initialized():
             cluster.cleanup_stale(rd)
         before = _running_numbers(rd, cfg.study_name)
@@ -217,16 +261,17 @@ def resume_search(run_dir: str | Path, stream: str | None = "stdout",
         temp_dir = cluster.connect(cfg.address, num_cpus=num_cpus, verbose=verbose)
         try:
             cluster.record_processes(rd, temp_dir)
+            DiskGuard.TRIPPED.pop(str(rd.path), None)
             tuner = tune.Tuner.restore(source, trainable=make_trainable(cfg),
                                        resume_errored=True, param_space=None)
-            with storage.credentials_hidden():
+            with storage.credentials_hidden(), _disk_errors(rd):
                 results = tuner.fit()
             pull_results(cfg, source)
             if before:
                 _fail_orphans(rd, cfg.study_name, before)
             total = meta.get("trials_planned") or (len(results) if meta.get("grid")
                                                    else cfg.samples)
-            return _finish(rd, meta, results, total)
+            return _stop_if_full(rd, _finish(rd, meta, results, total))
         finally:
             if started_here and temp_dir:
                 cluster.shutdown(temp_dir)

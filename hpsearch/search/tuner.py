@@ -3,12 +3,15 @@ with metric and mode set once (SearchConfig -> TuneConfig and the searcher)."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
+import os
 from pathlib import Path
 
 import optuna
 from ray import tune
+from ray.tune.logger import JsonLoggerCallback
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
 from hpsearch import spaces, trainers
@@ -19,8 +22,10 @@ from hpsearch.search import cluster, packing, storage
 from hpsearch.search.searcher import StudySearcher
 from hpsearch.search.trainable import run_trial
 
-__all__ = ["build_tuner", "validate", "experiment_path", "make_trainable", "grid_size"]
+__all__ = ["build_tuner", "validate", "experiment_path", "make_trainable", "grid_size",
+           "quiet_loggers"]
 
+_NO_AUTO_LOGGERS = "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"
 # What the built-in trainers report that a search can optimise (DESIGN.md schema).
 BUILTIN_METRICS = ("val_metric", "val_loss", "train_loss", "train_metric", "gap")
 
@@ -107,6 +112,20 @@ def _run_config(cfg: SearchConfig, callbacks: list) -> tune.RunConfig:
         failure_config=tune.FailureConfig(max_failures=cfg.max_failures))
 
 
+@contextlib.contextmanager
+def quiet_loggers():
+    """While a Tuner fits: no default CSV/TensorBoard loggers (build_tuner adds the JSON one)."""
+    old = os.environ.get(_NO_AUTO_LOGGERS)
+    os.environ[_NO_AUTO_LOGGERS] = "1"
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop(_NO_AUTO_LOGGERS, None)
+        else:
+            os.environ[_NO_AUTO_LOGGERS] = old
+
+
 def grid_size(space) -> int:
     n = 1
     for values in (space.grid or {}).values():
@@ -121,7 +140,9 @@ def build_tuner(cfg: SearchConfig, space, callbacks: list | None = None,
     res = cfg.resources
     slots = res.max_concurrent or cluster.concurrent_slots(
         res.cpus_per_trial, 0.0 if res.gpu_auto else res.gpus_per_trial, res.gpu_auto)
-    callbacks = list(callbacks or [])
+    # result.json/params.json are what the run's tables read; Tune's CSV and TensorBoard
+    # loggers (added unless told not to, see `quiet_loggers`) would only cost time.
+    callbacks = [JsonLoggerCallback(), *(callbacks or [])]
     if res.uses_gpus:
         callbacks.append(packing.PackingLog(cfg.run_dir, cfg.trainer))
     fixed = {**cfg.fixed, "epochs": cfg.max_epochs}

@@ -19,6 +19,8 @@ import pytest
 from hpsearch.config import SchedulerConfig, SearchConfig
 from hpsearch.search import run_search
 
+ROOT = Path(__file__).resolve().parents[2]
+
 pytestmark = pytest.mark.slow
 VIT = {"data": "digits", "dim": 32, "heads": 2}
 
@@ -172,3 +174,52 @@ def test_local_run_ignores_an_advertised_cluster_and_leaves_it_alone(tmp_path):
                     os.kill(pid, signal.SIGKILL)
             time.sleep(0.5)
         shutil.rmtree(temp, ignore_errors=True)
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 48 MiB filesystem of its own (tmpfs; needs root, else the test is skipped)."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    res = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=48m", "tmpfs", str(disk)],
+                         capture_output=True, text=True)
+    if res.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {res.stderr.strip()}")
+    yield disk
+    subprocess.run(["umount", "-l", str(disk)], capture_output=True)
+
+
+def test_disk_filling_up_stops_cleanly_and_resumes(small_disk):
+    ballast = small_disk / "ballast"
+    ballast.mkdir()
+    run_dir = small_disk / "run"
+    env = {**os.environ, "HPSEARCH_MIN_FREE_MB": "30", "PYTHONPATH": str(ROOT)}
+    res = subprocess.run(_cli("run", "--trainer", "tests.search.disk_trainer:train",
+                              "--space", "tests/search/probe_space.yaml", "--samples", "4",
+                              "--max-epochs", "4", "--scheduler", "fifo", "--num-cpus", "2",
+                              "--set", f"ballast_dir={ballast}", "--out", str(run_dir)),
+                         env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 2, res.stderr[-3000:]
+    err = res.stderr.strip().splitlines()
+    assert err[-1].startswith("hpsearch: error: stopped: only") and "hpsearch resume" in err[-1]
+    assert "Traceback" not in res.stderr
+    assert json.loads((run_dir / "hpsearch.json").read_text())["finished"] is False, \
+        (run_dir / "trials.csv").read_text()
+    for f in ballast.iterdir():  # the user frees space
+        f.unlink()
+    env["HPSEARCH_MIN_FREE_MB"] = "1"
+    res = subprocess.run(_cli("resume", str(run_dir), "--num-cpus", "2"), env=env, cwd=ROOT,
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    trials = pd.read_csv(run_dir / "trials.csv")
+    assert len(trials) == 4 and set(trials["status"]) == {"completed"}
+    assert json.loads((run_dir / "hpsearch.json").read_text())["finished"] is True
+
+
+def test_run_refuses_to_start_on_a_full_disk(small_disk):
+    env = {**os.environ, "HPSEARCH_MIN_FREE_MB": "100"}
+    res = subprocess.run(_cli("run", "--trainer", "mlp", "--set", "data=digits",
+                              "--out", str(small_disk / "run")), env=env, capture_output=True,
+                         text=True, timeout=120)
+    assert res.returncode == 2 and "MiB free on the disk" in res.stderr
+    assert not (small_disk / "run").exists()

@@ -1,0 +1,97 @@
+"""Stop a search cleanly before its run directory's disk fills up, and keep a copy of Ray
+Tune's last good experiment state: a full disk mid-write truncates Tune's state file (Tune
+rewrites it in place); `hpsearch resume` puts the copy back once space is freed."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import signal
+import time
+from pathlib import Path
+
+from ray.tune import Callback
+
+from hpsearch.errors import UserError
+from hpsearch.rundir import RunDir
+
+logger = logging.getLogger(__name__)
+__all__ = ["DiskGuard", "min_free_mb", "check_free"]
+
+MIN_FREE_ENV = "HPSEARCH_MIN_FREE_MB"
+DEFAULT_MIN_FREE_MB = 100.0
+
+
+def min_free_mb() -> float:
+    """The free space a search keeps on its run directory's disk (MiB; HPSEARCH_MIN_FREE_MB)."""
+    raw = os.environ.get(MIN_FREE_ENV, "")
+    try:
+        return float(raw) if raw else DEFAULT_MIN_FREE_MB
+    except ValueError:
+        raise UserError(f"{MIN_FREE_ENV} must be a number of MiB, got {raw!r}") from None
+
+
+def _free_mb(path: Path) -> float:
+    return shutil.disk_usage(path).free / 2**20
+
+
+def check_free(path: Path, resume_hint: str | None = None) -> None:
+    """UserError when `path`'s disk has less than the minimum free space."""
+    free, need = _free_mb(path), min_free_mb()
+    if free < need:
+        tail = f"; free space, then '{resume_hint}'" if resume_hint else "; free space first"
+        raise UserError(f"only {free:.0f} MiB free on the disk of {path} (a search keeps "
+                        f"{need:.0f} MiB free, {MIN_FREE_ENV}){tail}")
+
+
+class DiskGuard(Callback):
+    """Interrupts the search the way Ctrl-C does (Tune saves its state and returns, trials
+    resumable) when the run directory's disk falls below the minimum free space.
+
+    Args:
+        path: the run directory.
+        every_s: check at most this often.
+    """
+
+    # Free MiB when a guard stopped the search of a run directory, by path: a restored
+    # Tuner runs a copy of the guard unpickled from Tune's state, not this object.
+    TRIPPED: dict[str, float] = {}
+
+    def __init__(self, path: str | Path, every_s: float = 1.0, backup_every_s: float = 5.0,
+                 local: bool = True) -> None:
+        self.path, self.every_s = Path(path), every_s
+        self.backup_every_s, self.local = backup_every_s, local
+        self.need = min_free_mb()
+        self._last = self._last_backup = 0.0
+        DiskGuard.TRIPPED.pop(str(self.path), None)
+
+    def on_step_end(self, iteration, trials, **info) -> None:
+        # Tune saves its state between steps in this thread: no write is in flight here.
+        now = time.monotonic()
+        if self.local and now - self._last_backup >= self.backup_every_s:
+            self._last_backup = now
+            try:
+                RunDir(self.path).backup_tune_state()
+            except OSError as exc:  # a full disk: the previous backup stays
+                logger.warning("could not back up Tune's state: %s", exc)
+
+    @classmethod
+    def tripped(cls, path: str | Path) -> float | None:
+        """Free MiB at the moment the guard of `path` stopped its search, else None."""
+        return cls.TRIPPED.get(str(Path(path)))
+
+    def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
+        now = time.monotonic()
+        if str(self.path) in DiskGuard.TRIPPED or now - self._last < self.every_s:
+            return
+        self._last = now
+        free = _free_mb(self.path)
+        if free >= self.need:
+            return
+        DiskGuard.TRIPPED[str(self.path)] = free
+        logger.warning("only %.0f MiB free on the disk of %s: stopping the search", free,
+                       self.path)
+        # Tune's own interrupt (SIGUSR1, like Ctrl-C): state saved, trials left resumable.
+        if callable(signal.getsignal(signal.SIGUSR1)):
+            os.kill(os.getpid(), signal.SIGUSR1)
