@@ -24,8 +24,14 @@ from hpsearch.rundir import Run, RunDir, layout, load_run
 from hpsearch.search import cluster, storage
 from hpsearch.search.guard import DiskGuard, check_free, min_free_mb
 from hpsearch.search.progress import ProgressLine
-from hpsearch.search.tuner import (build_tuner, experiment_path, grid_size, make_trainable,
-                                   quiet_loggers, validate)
+from hpsearch.search.tuner import (
+    build_tuner,
+    experiment_path,
+    grid_size,
+    make_trainable,
+    quiet_loggers,
+    validate,
+)
 
 logger = logging.getLogger(__name__)
 __all__ = ["run_search", "resume_search", "pull_results"]

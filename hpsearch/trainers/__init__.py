@@ -103,12 +103,12 @@ def check_runnable(cfg: Any, local: bool = True) -> None:
     Raises:
         UserError: one line naming the fix.
     """
-    from hpsearch.trainers import _loop, data
+    from hpsearch.trainers import _device, data
 
     if isinstance(getattr(cfg, "data", None), str):
         data.check_available(cfg.data)
     if local and isinstance(getattr(cfg, "device", None), str):
         try:
-            _loop.check_device(cfg.device)
+            _device.check_device(cfg.device)
         except ValueError as exc:
             raise UserError(str(exc)) from None

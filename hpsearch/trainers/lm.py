@@ -119,5 +119,5 @@ def build(cfg: Config):
 
 
 def train(cfg: Config, report: _loop.Report, checkpointer=None) -> dict:
-    """Train an LSTM or GPT language model (metric: validation perplexity, lower is better). See `base.TrainerModule`."""
+    """Train an LSTM or GPT language model (metric: validation perplexity, lower is better)."""
     return _loop.fit_module(sys.modules[__name__], cfg, report, checkpointer)

@@ -84,5 +84,5 @@ def build(cfg: Config):
 
 
 def train(cfg: Config, report: _loop.Report, checkpointer=None) -> dict:
-    """Train an MLP classifier (metric: accuracy). See `base.TrainerModule`."""
+    """Train an MLP classifier (metric: accuracy)."""
     return _loop.fit_module(sys.modules[__name__], cfg, report, checkpointer)

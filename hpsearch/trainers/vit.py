@@ -91,5 +91,5 @@ def build(cfg: Config):
 
 
 def train(cfg: Config, report: _loop.Report, checkpointer=None) -> dict:
-    """Train a ViT classifier with pre- or post-norm blocks (metric: accuracy). See `base.TrainerModule`."""
+    """Train a ViT classifier with pre- or post-norm blocks (metric: accuracy)."""
     return _loop.fit_module(sys.modules[__name__], cfg, report, checkpointer)
