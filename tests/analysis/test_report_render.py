@@ -83,3 +83,34 @@ def test_partial_run_is_analyzed(tmp_path):
     row = run.trials.set_index("trial_id").loc["t0000000"]
     assert row["status"] == "running" and row["epochs"] == 2
     assert "partial run" in write_report(tmp_path).read_text()
+
+
+def _failed_run(path, kind):
+    import json
+
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "hpsearch.json").write_text(json.dumps({"trainer": "mlp", "mode": "max",
+                                                    "metric_name": "accuracy",
+                                                    "finished": True}))
+    for i in range(6):
+        tid = f"t{i:07d}"
+        d = path / f"run_trial_{tid}_{i}_x"
+        d.mkdir()
+        cfg = {"depth": [1, 2, 4][i % 3], "lr": 10.0 ** (-i), "optimizer": ["sgd", "adam"][i % 2]}
+        (d / "params.json").write_text(json.dumps(cfg))
+        bad = kind == "errors" or cfg["depth"] == 4
+        rows = [{"trial_id": tid, "epoch": 1, "val_metric": None if bad else 0.6,
+                 "train_loss": None if bad else 0.5, "val_loss": None if bad else 0.6,
+                 "gap": None if bad else 0.1, "epoch_time_s": 0.1, "time_total_s": 0.1,
+                 "status": ("error" if kind == "errors" else "diverged") if bad else "completed",
+                 "error": "RuntimeError: boom" if kind == "errors" else None}]
+        (d / "result.json").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+
+
+@pytest.mark.parametrize("kind", ["errors", "one_group_diverged"])
+def test_report_of_failed_runs(tmp_path, kind):
+    from hpsearch.cli import main
+
+    _failed_run(tmp_path / "run", kind)
+    assert main(["analyze", str(tmp_path / "run")]) == 0
+    assert (tmp_path / "run" / "report" / "report.html").is_file()

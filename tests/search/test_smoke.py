@@ -30,6 +30,10 @@ def _study(run_dir):
 
 def test_four_trial_search_end_to_end(ray_local, tmp_path):
     run = run_search(_cfg(tmp_path, "smoke", samples=4, max_epochs=2))
+    # The run directory is its owner's alone; hpsearch's files too.
+    assert (tmp_path / "smoke").stat().st_mode & 0o777 == 0o700
+    for name in ("hpsearch.json", "epochs.csv", "trials.csv"):
+        assert (tmp_path / "smoke" / name).stat().st_mode & 0o077 == 0, name
     epochs = pd.read_csv(tmp_path / "smoke" / "epochs.csv")
     trials = pd.read_csv(tmp_path / "smoke" / "trials.csv")
     assert len(trials) == 4 and epochs["trial_id"].nunique() == 4
