@@ -32,6 +32,15 @@ def _prepare_ray(address: str | None) -> None:
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # no Tune banner; hpsearch reports
 
 
+def _check_local(address: str | None, num_cpus: int | None, num_gpus: int | None) -> None:
+    if num_cpus is not None and num_cpus < 1:
+        raise UserError(f"--num-cpus must be >= 1, got {num_cpus}")
+    if num_gpus is not None and num_gpus < 0:
+        raise UserError(f"--num-gpus must be >= 0, got {num_gpus}")
+    if address and (num_cpus is not None or num_gpus is not None):
+        raise UserError("--num-cpus/--num-gpus size a local Ray; a joined cluster has its own")
+
+
 def _fixed(cls: type, fixed: Mapping | Sequence[str] | None) -> dict:
     if fixed is None:
         return {}
@@ -121,6 +130,7 @@ def run(trainer: str | None = None, space: str | None = None, *, grid: bool = Fa
         >>> run.trials_dataframe().head()
     """
     cfg = settings.pop("config", None) or search_config(trainer, space, **settings)
+    _check_local(cfg.address, num_cpus, num_gpus)
     _prepare_ray(cfg.address)
     from hpsearch.search import run_search
 
@@ -132,6 +142,7 @@ def resume(run_dir: str | Path, *, num_cpus: int | None = None,
            progress: str | None = "stdout", verbose: bool = False) -> Run:
     """Finish an interrupted search (a trusted run directory: Ray Tune unpickles its state)."""
     meta = RunDir(run_dir).read_meta()
+    _check_local(meta.get("address"), num_cpus, None)
     _prepare_ray(meta.get("address"))
     from hpsearch.search import resume_search
 

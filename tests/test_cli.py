@@ -32,7 +32,7 @@ def _cli(*args, cwd=None):
     (["train", "--trainer", "nomodule:fn"], "cannot import trainer module"),
     (["train", "--config", "/nonexistent.yaml"], "file not found"),
     (["estimate", "--trainer", "vit", "--set", "layers=0"], "layers must be"),
-    (["estimate", "--trainer", "vit", "--set", "data=nope"], "unknown"),
+    (["estimate", "--trainer", "vit", "--set", "data=nope"], "data must be one of"),
     (["run", "--gpu-memory-mb", "0"], "GPU memory must be > 0"),
     (["run", "--gpus-per-trial", "1.5"], "whole number"),
     (["run", "--address", "ray://127.0.0.1:9"], "through ray:// Tune runs on the head node"),

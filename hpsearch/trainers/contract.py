@@ -1,0 +1,86 @@
+"""The report side of the trainer contract: what a trainer may send and what hpsearch fills
+in, checked at the first epoch, so a mistake stops a search at once with one line that names
+the fix instead of failing every trial."""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any, Callable
+
+__all__ = ["ContractError", "Reporter"]
+
+
+class ContractError(Exception):
+    """A trainer broke the contract (see `base.TrainerModule`); the message names the fix."""
+
+
+def _number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+class Reporter:
+    """The `report` a trainer calls: `report(row_dict)` or `report(key=value, ...)`.
+
+    hpsearch fills in what the trainer leaves out: `epoch` (counting calls), `epoch_time_s`
+    (time since the previous call), `time_total_s`, `gap` (val_loss - train_loss), `status`
+    ("running", or "completed" at the last epoch), and marks a NaN/inf metric `diverged`.
+
+    Args:
+        sink: where complete rows go (`ray.tune.report` wrapper, or `list.append`).
+        metric: the key the search optimises; the first row must have it.
+        epochs: the trial's epoch budget (its Config's `epochs`), if known.
+    """
+
+    def __init__(self, sink: Callable[[dict], Any], metric: str = "val_metric",
+                 epochs: int | None = None) -> None:
+        self.sink, self.metric, self.epochs = sink, metric, epochs
+        self.rows = 0
+        self.last: dict | None = None
+        self._clock = time.perf_counter()
+        self._total = 0.0
+
+    def __call__(self, row: dict | None = None, /, **values: Any) -> None:
+        if row is not None and not isinstance(row, dict):
+            raise ContractError(f"report() takes a dict or keywords, got {type(row).__name__}: "
+                                f"call report({{'{self.metric}': value}}) or "
+                                f"report({self.metric}=value)")
+        row = {**(row or {}), **values}
+        if self.rows == 0 and self.metric not in row:
+            got = ", ".join(sorted(row)) or "nothing"
+            raise ContractError(f"the first report has no {self.metric!r} (it has {got}): "
+                                f"report({self.metric}=...) every epoch, or pass --metric KEY")
+        self.rows += 1
+        now = time.perf_counter()
+        row.setdefault("epoch", self.rows)
+        if not _number(row.get("epoch_time_s")):
+            row["epoch_time_s"] = now - self._clock
+        self._clock = now
+        self._total += row["epoch_time_s"]
+        if not _number(row.get("time_total_s")):
+            row["time_total_s"] = self._total
+        if not _number(row.get("gap")) and _number(row.get("train_loss")) \
+                and _number(row.get("val_loss")):
+            row["gap"] = row["val_loss"] - row["train_loss"]
+        if row.get("status") is None:
+            last = self.epochs is not None and row["epoch"] >= self.epochs
+            row["status"] = "completed" if last else "running"
+        value = row.get(self.metric)
+        if row["status"] != "error" and not (_number(value) and math.isfinite(value)):
+            row["status"] = "diverged"  # NaN/inf (or a non-number) is divergence
+        self.last = row
+        self.sink(row)
+
+    def finish(self, returned: Any) -> dict:
+        """After `train` returned: check what it returned; a run that ended normally but
+        never said so gets a final "completed" row. Returns the last row."""
+        if self.last is None:
+            raise ContractError("train returned without calling report: call report(...) "
+                                "once per epoch")
+        if returned is not None and not isinstance(returned, dict):
+            raise ContractError("train must return the last row (a dict) or None, got "
+                                f"{type(returned).__name__}")
+        if self.last.get("status") == "running":
+            self.last = {**self.last, "status": "completed"}
+            self.sink(self.last)
+        return self.last
