@@ -3,7 +3,6 @@ values, checks them (one `UserError` per mistake, before Ray starts) and returns
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import sys
 import time
@@ -47,6 +46,14 @@ def _fixed(cls: type, fixed: Mapping | Sequence[str] | None) -> dict:
     if isinstance(fixed, Mapping):
         return {k: _config.coerce_value(cls, k, v) for k, v in fixed.items()}
     return _config.parse_sets(cls, fixed)
+
+
+def _user_modules(meta: dict) -> None:
+    """A run of a `module:function` trainer imports it from where the run started."""
+    if isinstance(meta.get("import_path"), str):
+        from hpsearch.trainers import add_import_path
+
+        add_import_path(meta["import_path"])
 
 
 def load_document(path: str | Path) -> Any:
@@ -142,6 +149,7 @@ def resume(run_dir: str | Path, *, num_cpus: int | None = None,
            progress: str | None = "stdout", verbose: bool = False) -> Run:
     """Finish an interrupted search (a trusted run directory: Ray Tune unpickles its state)."""
     meta = RunDir(run_dir).read_meta()
+    _user_modules(meta)
     _check_local(meta.get("address"), num_cpus, None)
     _prepare_ray(meta.get("address"))
     from hpsearch.search import resume_search
@@ -154,6 +162,7 @@ def load_run(run_dir: str | Path, warn: Callable[[str], Any] | None = None) -> R
     cloud storage the latest trial results are copied down first (falling back to the
     local copy, with `warn` called)."""
     meta = RunDir(run_dir).read_meta()
+    _user_modules(meta)
     from hpsearch.search import storage
 
     if storage.is_uri(meta.get("storage")):
@@ -168,7 +177,6 @@ def load_run(run_dir: str | Path, warn: Callable[[str], Any] | None = None) -> R
 @dataclass(frozen=True)
 class Analysis:
     """What `analyze` wrote: the run, report.html and the summary table (markdown)."""
-
     run: Run
     report: Path
     summary: str
@@ -189,7 +197,6 @@ def analyze(run_dir: str | Path | Run, fmt: str = "md",
 @dataclass(frozen=True)
 class Export:
     """What `export` wrote: (path, document) per config, and the seed confirmation."""
-
     written: list
     confirmed: pd.DataFrame | None = None
 
@@ -226,72 +233,4 @@ def export(run_dir: str | Path, out: str | Path = "best", top: int = 3, fmt: str
     return Export(written, ranked)
 
 
-def _one_config(trainer: str | None, config: Mapping | str | Path | None,
-                overrides: Sequence[str] | Mapping):
-    from hpsearch import trainers
-
-    values, name = {}, trainer
-    if isinstance(config, (str, Path)):
-        doc = load_document(config)
-        if not isinstance(doc, dict):
-            raise UserError(f"{config}: expected a mapping")
-        values = doc.get("config", doc)
-        name = name or doc.get("trainer")
-        if not isinstance(values, dict):
-            raise UserError(f"{config}: 'config' must be a mapping")
-    elif config:
-        values = dict(config)
-    resolved = trainers.get(name or "mlp")
-    cfg = resolved.make_config(values)
-    changes = _fixed(resolved.config_cls, overrides)
-    try:
-        return resolved, dataclasses.replace(cfg, **changes)
-    except (TypeError, ValueError) as exc:
-        raise UserError(f"trainer {resolved.name!r}: {exc}") from None
-
-
-def train(trainer: str | None = None, config: Mapping | str | Path | None = None,
-          overrides: Sequence[str] | Mapping = (), report: Callable[[dict], Any] | None = None,
-          on_start: Callable[[Any, Any], Any] | None = None):
-    """Train one config without Ray (an exported file, a dict, or `key=value` overrides).
-
-    `report(row)` sees each epoch's row; `on_start(trainer, cfg)` is called once the config
-    is checked, before training starts.
-
-    Returns:
-        (trainer, Config, the last epoch's row).
-    """
-    from hpsearch.trainers import check_runnable
-
-    resolved, cfg = _one_config(trainer, config, overrides)
-    check_runnable(cfg)
-    if on_start:
-        on_start(resolved, cfg)
-    rows: list[dict] = []
-
-    def _report(row: dict) -> None:
-        rows.append(row)
-        if report:
-            report(row)
-
-    last = resolved.train(cfg, _report)
-    return resolved, cfg, last if isinstance(last, dict) else (rows[-1] if rows else {})
-
-
-def estimate(trainer: str | None = None, config: Mapping | str | Path | None = None,
-             overrides: Sequence[str] | Mapping = ()):
-    """One config's peak GPU memory estimate (no GPU needed).
-
-    Returns:
-        (trainer, Config, `trainers.memory.MemoryEstimate`).
-    """
-    from hpsearch.trainers import memory
-
-    resolved, cfg = _one_config(trainer, config, overrides)
-    if resolved.module is None or not memory.supports(resolved.module):
-        raise UserError(f"trainer {resolved.name!r} cannot be estimated: its module needs "
-                        "load_data(cfg), make_model(cfg, data) and LOSS")
-    try:
-        return resolved, cfg, memory.estimate(resolved.module, cfg)
-    except ValueError as exc:
-        raise UserError(f"trainer {resolved.name!r}: {exc}") from None
+from hpsearch.single import estimate, train  # noqa: E402  (re-exported)

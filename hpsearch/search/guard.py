@@ -17,7 +17,7 @@ from hpsearch.errors import UserError
 from hpsearch.rundir import RunDir
 
 logger = logging.getLogger(__name__)
-__all__ = ["DiskGuard", "min_free_mb", "check_free"]
+__all__ = ["DiskGuard", "ContractGuard", "min_free_mb", "check_free"]
 
 MIN_FREE_ENV = "HPSEARCH_MIN_FREE_MB"
 DEFAULT_MIN_FREE_MB = 100.0
@@ -92,6 +92,36 @@ class DiskGuard(Callback):
         DiskGuard.TRIPPED[str(self.path)] = free
         logger.warning("only %.0f MiB free on the disk of %s: stopping the search", free,
                        self.path)
-        # Tune's own interrupt (SIGUSR1, like Ctrl-C): state saved, trials left resumable.
-        if callable(signal.getsignal(signal.SIGUSR1)):
-            os.kill(os.getpid(), signal.SIGUSR1)
+        _interrupt()
+
+
+def _interrupt() -> None:
+    """Tune's own interrupt (SIGUSR1, like Ctrl-C): state saved, trials left resumable.
+    Tune handles it only when it runs in the main thread."""
+    if callable(signal.getsignal(signal.SIGUSR1)):
+        os.kill(os.getpid(), signal.SIGUSR1)
+
+
+class ContractGuard(Callback):
+    """Stops the search at the first result that shows the trainer breaks the contract
+    (`trainers.contract`): every other trial would fail the same way.
+
+    Args:
+        path: the run directory (the key under which the message is kept).
+    """
+
+    MESSAGES: dict[str, str] = {}
+
+    def __init__(self, path: str | Path) -> None:
+        self.key = str(Path(path))
+        ContractGuard.MESSAGES.pop(self.key, None)
+
+    @classmethod
+    def message(cls, path: str | Path) -> str | None:
+        return cls.MESSAGES.get(str(Path(path)))
+
+    def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
+        msg = result.get("contract_error")
+        if msg and self.key not in ContractGuard.MESSAGES:
+            ContractGuard.MESSAGES[self.key] = str(msg)
+            _interrupt()

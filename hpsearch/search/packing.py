@@ -19,12 +19,12 @@ from hpsearch import trainers
 from hpsearch.config import ResourcesConfig
 from hpsearch.rundir import RunDir, layout
 from hpsearch.trainers import memory
+from hpsearch.trainers.memory import per_trial_mb
 
 logger = logging.getLogger(__name__)
 __all__ = ["PackingLog", "gpu_share", "estimate_mb", "per_trial_mb", "resources_for",
            "trial_resources", "read_measured"]
 
-MARGIN = 0.10  # allocator fragmentation and kernels' scratch space the fake step cannot see
 _STEP = 0.01  # shares are whole hundredths of a GPU
 
 
@@ -71,11 +71,6 @@ def memory_need_mb(trainer_name: str, config: dict,
         if measured is not None:
             return float(measured), "measured"
     return estimate_mb(trainer_name, config), "estimate"
-
-
-def per_trial_mb(estimate: float, overhead_mb: float) -> float:
-    """What one trial process holds on its GPU: the estimate with MARGIN, plus overhead."""
-    return estimate * (1 + MARGIN) + overhead_mb
 
 
 def gpu_share(estimate: float | None, res: ResourcesConfig, gpu_memory_mb: float | None) -> float:

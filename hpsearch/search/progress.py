@@ -1,4 +1,7 @@
-"""A Tune callback that prints one live progress line: trials done/running/stopped, best so far."""
+"""Live progress of a search (a Tune callback): trials running / done / stopped / failed, each
+running trial's epoch, the best so far, elapsed time and an estimate of the time left. On a
+terminal it is a tqdm bar over the epoch budget, redrawn every half second; otherwise one
+plain line every few seconds and whenever a trial ends."""
 
 from __future__ import annotations
 
@@ -8,26 +11,46 @@ import time
 
 from ray.tune import Callback
 
+__all__ = ["Progress", "ProgressLine"]
 
-class ProgressLine(Callback):
-    """Writes `[12s] 5/16 done (3 completed, 1 stopped early, 1 diverged) | 2 running | best ...`.
+
+class Progress(Callback):
+    """Progress over `total` trials of at most `max_epochs` epochs each.
 
     Args:
-        total: requested number of trials.
+        total: planned trials.
         metric, mode: what "best" means.
         stream: "stdout" or "stderr" (a name, so the callback pickles into Tune's state).
-        every_s: at most one line per this many seconds, except when a trial ends.
+        max_epochs: each trial's epoch budget (the bar's total is total x max_epochs; early
+            stopping ends trials sooner, so the time left is an upper estimate).
+        every_s: plain-line mode: at most one line per this many seconds, except when a trial
+            ends.
     """
 
     def __init__(self, total: int, metric: str, mode: str, stream: str = "stdout",
-                 every_s: float = 5.0):
+                 max_epochs: int = 1, every_s: float = 5.0):
         self.total, self.metric, self.mode, self.stream = total, metric, mode, stream
-        self.every_s = every_s
+        self.max_epochs, self.every_s = max(1, max_epochs), every_s
         self.start = time.monotonic()
         self._last = 0.0
         self.ended: dict[str, str] = {}  # trial id -> completed | stopped_early | diverged | error
-        self.best: tuple[float, str, dict] | None = None
+        self.epoch: dict[str, int] = {}  # trial id -> last epoch reported
+        self.best: tuple[float, str] | None = None
         self.last_status: dict[str, str] = {}
+        self._bar = None
+
+    def __getstate__(self):  # the bar holds a stream: it is not part of Tune's saved state
+        return {**self.__dict__, "_bar": None}
+
+    def __setstate__(self, state):  # runs saved before these fields existed
+        self.__dict__.update({"max_epochs": 1, "epoch": {}, "_bar": None, **state})
+
+    def _out(self):
+        return getattr(sys, self.stream)
+
+    def _tty(self) -> bool:
+        out = self._out()
+        return bool(getattr(out, "isatty", lambda: False)())
 
     def _better(self, value: float) -> bool:
         if self.best is None:
@@ -36,34 +59,70 @@ class ProgressLine(Callback):
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
         self.last_status[trial.trial_id] = result.get("status", "running")
+        if isinstance(result.get("epoch"), int):
+            self.epoch[trial.trial_id] = result["epoch"]
         value = result.get(self.metric)
         if isinstance(value, (int, float)) and math.isfinite(value) and self._better(value):
-            self.best = (value, trial.trial_id, dict(trial.config))
-        if time.monotonic() - self._last > self.every_s:
-            self._emit(trials)
+            self.best = (value, trial.trial_id)
+        self._maybe_emit(trials)
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         status = self.last_status.get(trial.trial_id, "running")
         self.ended[trial.trial_id] = "stopped_early" if status == "running" else status
-        self._emit(trials)
+        self._emit(trials, force=True)
 
     def on_trial_error(self, iteration, trials, trial, **info):
         self.ended[trial.trial_id] = "error"
-        self._emit(trials)
+        self._emit(trials, force=True)
 
-    def _emit(self, trials) -> None:
-        self._last = time.monotonic()
+    def on_step_end(self, iteration, trials, **info):
+        self._maybe_emit(trials)
+
+    def on_experiment_end(self, trials, **info):
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+    def _maybe_emit(self, trials) -> None:
+        every = 0.5 if self._tty() else self.every_s
+        if time.monotonic() - self._last >= every:
+            self._emit(trials)
+
+    def summary(self, trials) -> str:
+        """`5/16 done (3 completed, 1 stopped early, 1 error) | 2 running: a@3 b@1 | best ...`"""
         counts: dict[str, int] = {}
         for status in self.ended.values():
             counts[status] = counts.get(status, 0) + 1
-        running = sum(1 for t in trials if t.status == "RUNNING" and t.trial_id not in self.ended)
+        running = [t.trial_id for t in trials if t.status == "RUNNING"
+                   and t.trial_id not in self.ended]
         parts = ", ".join(f"{n} {s.replace('_', ' ')}" for s, n in sorted(counts.items()))
+        at = " ".join(f"{tid}@{self.epoch.get(tid, 0)}" for tid in running[:4])
         best = (f"best {self.metric}={self.best[0]:.4g} ({self.best[1]})" if self.best
                 else "best -")
-        self._write(f"[{self._last - self.start:5.0f}s] {len(self.ended)}/{self.total} done"
-                   f"{f' ({parts})' if parts else ''} | {running} running | {best}")
+        return (f"{len(self.ended)}/{self.total} done{f' ({parts})' if parts else ''} | "
+                f"{len(running)} running{f': {at}' if at else ''} | {best}")
 
-    def _write(self, line: str) -> None:
-        out = getattr(sys, self.stream)
-        out.write(line + "\n")
-        out.flush()
+    def _emit(self, trials, force: bool = False) -> None:
+        self._last = time.monotonic()
+        if self._tty():
+            self._draw(trials)
+            return
+        elapsed = self._last - self.start
+        self._out().write(f"[{elapsed:5.0f}s] {self.summary(trials)}\n")
+        self._out().flush()
+
+    def _draw(self, trials) -> None:
+        from tqdm import tqdm
+
+        budget = self.total * self.max_epochs
+        done = sum(self.max_epochs if tid in self.ended else e for tid, e in self.epoch.items())
+        if self._bar is None:
+            self._bar = tqdm(total=budget, unit="epoch", file=self._out(), dynamic_ncols=True,
+                             bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} epochs "
+                                        "[{elapsed}<{remaining}] {postfix}")
+        self._bar.n = min(done, budget)
+        self._bar.set_postfix_str(self.summary(trials), refresh=False)
+        self._bar.refresh()
+
+
+ProgressLine = Progress  # the name runs saved by hpsearch 0.1 pickled

@@ -7,6 +7,7 @@ import contextlib
 import dataclasses
 import errno
 import logging
+import os
 import time
 import uuid
 from pathlib import Path
@@ -22,8 +23,8 @@ from hpsearch.config import SearchConfig, config_from_dict, config_to_dict
 from hpsearch.errors import UserError
 from hpsearch.rundir import Run, RunDir, layout, load_run
 from hpsearch.search import cluster, storage
-from hpsearch.search.guard import DiskGuard, check_free, min_free_mb
-from hpsearch.search.progress import ProgressLine
+from hpsearch.search.guard import ContractGuard, DiskGuard, check_free, min_free_mb
+from hpsearch.search.progress import Progress
 from hpsearch.search.tuner import (
     build_tuner,
     experiment_path,
@@ -61,6 +62,8 @@ def _meta(cfg: SearchConfig, trainer, grid: bool, total: int) -> dict:
     """What hpsearch.json records: the full SearchConfig plus facts analysis needs."""
     return {**config_to_dict(cfg), "grid": grid, "trials_planned": total,
             "metric_name": trainer.metric, "hpsearch_version": __version__,
+            # Where `module:function` trainers were imported from, for resume and export.
+            "import_path": os.getcwd() if ":" in cfg.trainer else None,
             "experiment": experiment_path(cfg),
             "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "finished": False}
 
@@ -69,7 +72,7 @@ def _finish(rd: RunDir, meta: dict, results, expected: int) -> Run:
     """Write epochs.csv/trials.csv; mark the run finished unless Ctrl-C cut it short (Tune
     then returns with trials still pending or paused), so `hpsearch resume` can complete it."""
     finished = (results.num_terminated + results.num_errors >= expected
-                and DiskGuard.tripped(rd.path) is None)
+                and DiskGuard.tripped(rd.path) is None and not ContractGuard.message(rd.path))
     meta["finished"] = finished
     rd.write_meta(meta)
     if not finished:
@@ -104,6 +107,11 @@ def _is_disk_full(exc: BaseException | None) -> bool:
 
 
 def _stop_if_full(rd: RunDir, run: Run) -> Run:
+    """Raise the one line that says why a guard stopped the search (else return `run`)."""
+    broken = ContractGuard.message(rd.path)
+    if broken:
+        raise UserError(f"trainer {run.meta.get('trainer')!r}: {broken} (the search stopped "
+                        f"at its first result; {rd.path} keeps what was written)")
     free = DiskGuard.tripped(rd.path)
     if free is None:
         return run
@@ -173,8 +181,9 @@ def _locked_run(rd, cfg, trainer, space, grid, total, stream, num_cpus, num_gpus
             rd.write_meta(meta)
             cluster.record_processes(rd, temp_dir)
             guard = DiskGuard(rd.path, local=not storage.is_uri(cfg.storage))
-            callbacks = [ProgressLine(total, cfg.metric, cfg.mode, stream)] if stream else []
-            tuner = build_tuner(cfg, space, callbacks + [guard], grid)
+            callbacks = ([Progress(total, cfg.metric, cfg.mode, stream, cfg.max_epochs)]
+                         if stream else [])
+            tuner = build_tuner(cfg, space, callbacks + [guard, ContractGuard(rd.path)], grid)
             with storage.credentials_hidden(), quiet_loggers(), _disk_errors(rd):
                 results = tuner.fit()
             pull_results(cfg)
@@ -268,7 +277,9 @@ def resume_search(run_dir: str | Path, stream: str | None = "stdout",
         try:
             cluster.record_processes(rd, temp_dir)
             DiskGuard.TRIPPED.pop(str(rd.path), None)
-            tuner = tune.Tuner.restore(source, trainable=make_trainable(cfg),
+            ContractGuard.MESSAGES.pop(str(rd.path), None)
+            tuner = tune.Tuner.restore(source,
+                                       trainable=make_trainable(cfg, meta.get("import_path")),
                                        resume_errored=True, param_space=None)
             with storage.credentials_hidden(), _disk_errors(rd):
                 results = tuner.fit()

@@ -1,5 +1,6 @@
 """The Ray Tune function trainable: builds the trainer's Config from the trial config, hands
-the trainer `tune.report` plus a checkpointer, and turns exceptions into an `error` row."""
+the trainer a `Reporter` over `tune.report` plus a checkpointer, and turns exceptions into an
+`error` row (a contract mistake into one the driver stops the search on)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ import torch
 from ray import tune
 
 from hpsearch import trainers
+from hpsearch.errors import UserError
+from hpsearch.trainers.contract import ContractError, Reporter, user_frame
 
 logger = logging.getLogger(__name__)
 _STATE_FILE = "state.pt"
@@ -59,24 +62,32 @@ def _reporter(metric: str, mode: str, checkpointer: TuneCheckpointer):
     return report
 
 
-def run_trial(config: dict, trainer_name: str, metric: str, mode: str) -> None:
-    """Tune entry point. `config` holds Config fields (searched and fixed)."""
-    trainer = trainers.get(trainer_name)
-    cfg = trainer.make_config(dict(config))
+def run_trial(config: dict, trainer_name: str, metric: str, mode: str,
+              import_path: str | None = None) -> None:
+    """Tune entry point. `config` holds Config fields (searched and fixed); `import_path`
+    is where a `module:function` trainer was imported from in the driver."""
     checkpointer = TuneCheckpointer()
-    report = _reporter(metric, mode, checkpointer)
-    last_epoch = 0
-
-    def counting_report(row: dict) -> None:
-        nonlocal last_epoch
-        last_epoch = row.get("epoch", last_epoch)
-        report(row)
-
+    sink = _reporter(metric, mode, checkpointer)
+    report = Reporter(sink, metric)
+    failure = contract = None
     try:
-        trainer.train(cfg, counting_report, checkpointer)
+        if import_path:
+            trainers.add_import_path(import_path)
+        try:
+            trainer = trainers.get(trainer_name)
+            cfg = trainer.make_config(dict(config))
+        except UserError as exc:  # every trial would fail the same way: stop the search
+            raise ContractError(f"in the Ray worker: {exc}") from None
+        report.epochs = getattr(cfg, "epochs", None)
+        report.finish(trainer.train(cfg, report, checkpointer))
+    except ContractError as exc:  # the trainer's mistake: the driver stops the search
+        contract = str(exc)
+        failure = f"contract: {contract}"
     except Exception as exc:  # a trainer bug or CUDA OOM ends this trial, not the search
         logger.warning("trial failed: %s", traceback.format_exc(limit=3))
         oom = isinstance(exc, torch.cuda.OutOfMemoryError)
-        report({"epoch": last_epoch + 1, "status": "error",
-                "error": f"{'CUDA OOM: ' if oom else ''}{type(exc).__name__}: {exc}"[:500],
-                "epoch_time_s": 0.0, metric: math.nan})
+        failure = f"{'CUDA OOM: ' if oom else ''}{user_frame(exc)}"
+    if failure:
+        row = {"epoch": (report.last or {}).get("epoch", 0) + 1, "status": "error",
+               "error": failure[:500], "epoch_time_s": 0.0, metric: math.nan}
+        sink({**row, "contract_error": contract} if contract else row)

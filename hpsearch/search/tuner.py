@@ -83,10 +83,14 @@ def _scheduler(cfg: SearchConfig):
                          reduction_factor=s.reduction_factor)
 
 
-def make_trainable(cfg: SearchConfig):
-    """The Tune function trainable with the trial's resources (packed GPU shares)."""
+def make_trainable(cfg: SearchConfig, import_path: str | None = None):
+    """The Tune function trainable with the trial's resources (packed GPU shares).
+    `import_path`: where the workers import a `module:function` trainer from (default: the
+    current directory, as the driver did)."""
+    if ":" in cfg.trainer and import_path is None:
+        import_path = os.getcwd()
     fn = tune.with_parameters(run_trial, trainer_name=cfg.trainer, metric=cfg.metric,
-                              mode=cfg.mode)
+                              mode=cfg.mode, import_path=import_path)
     res = cfg.resources
     return tune.with_resources(fn, packing.resources_for(cfg.trainer, res, res.gpu_memory_mb,
                                                          str(cfg.run_dir)))

@@ -18,7 +18,7 @@ from hpsearch.trainers._loop import TrainConfig
 from hpsearch.trainers.base import Checkpointer, TrainerModule, check_module
 
 __all__ = ["TRAINERS", "Trainer", "get", "Checkpointer", "TrainConfig", "TrainerModule",
-           "check_runnable"]
+           "check_runnable", "add_import_path"]
 
 TRAINERS: dict[str, ModuleType] = {"mlp": mlp, "lm": lm, "vit": vit}
 
@@ -56,10 +56,19 @@ class Trainer:
         return self.train_fn(cfg, report)
 
 
+def add_import_path(path: str) -> None:
+    """Make user trainer modules under `path` importable here and in the Ray workers this
+    process starts (they inherit PYTHONPATH)."""
+    if path not in sys.path:
+        sys.path.insert(0, path)
+    parts = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    if path not in parts:
+        os.environ["PYTHONPATH"] = os.pathsep.join([path, *parts])
+
+
 def _import_user(mod_name: str) -> ModuleType:
     # Like `python -m`: a module in the current directory is importable.
-    if os.getcwd() not in sys.path and "" not in sys.path:
-        sys.path.insert(0, os.getcwd())
+    add_import_path(os.getcwd())
     try:
         return importlib.import_module(mod_name)
     except ImportError as exc:

@@ -5,10 +5,22 @@ the fix instead of failing every trial."""
 from __future__ import annotations
 
 import math
+import os
 import time
+import traceback
 from typing import Any, Callable
 
-__all__ = ["ContractError", "Reporter"]
+__all__ = ["ContractError", "Reporter", "user_frame"]
+
+
+def user_frame(exc: BaseException) -> str:
+    """`file.py:LINE Type: message` at the deepest frame of the trainer's own code (not
+    hpsearch's, Ray's or a library's), so the user sees where their code failed."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    lib = ("site-packages", "dist-packages", os.sep + "hpsearch" + os.sep, "<frozen")
+    own = [f for f in frames if not any(p in f.filename for p in lib)] or frames
+    where = f"{os.path.basename(own[-1].filename)}:{own[-1].lineno} " if own else ""
+    return f"{where}{type(exc).__name__}: {exc}"
 
 
 class ContractError(Exception):
@@ -40,9 +52,12 @@ class Reporter:
         self._clock = time.perf_counter()
         self._total = 0.0
 
-    def __call__(self, row: dict | None = None, /, **values: Any) -> None:
-        if row is not None and not isinstance(row, dict):
-            raise ContractError(f"report() takes a dict or keywords, got {type(row).__name__}: "
+    def __call__(self, *args: Any, **values: Any) -> None:
+        row = args[0] if len(args) == 1 else None
+        if len(args) > 1 or (row is not None and not isinstance(row, dict)):
+            row = args
+            raise ContractError(f"report() takes one dict or keywords, got {len(args)} "
+                                "positional value(s): "
                                 f"call report({{'{self.metric}': value}}) or "
                                 f"report({self.metric}=value)")
         row = {**(row or {}), **values}

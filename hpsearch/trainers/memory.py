@@ -35,6 +35,14 @@ class MemoryEstimate:
     activations_mb: float  # activations and temporaries
 
 
+MARGIN = 0.10  # allocator fragmentation and kernels' scratch space the fake step cannot see
+
+
+def per_trial_mb(estimate: float, overhead_mb: float) -> float:
+    """What one trial process holds on its GPU: the estimate with MARGIN, plus overhead."""
+    return estimate * (1 + MARGIN) + overhead_mb
+
+
 def supports(module: ModuleType) -> bool:
     """A trainer module can be estimated when it splits data, model and loss
     (`load_data(cfg)`, `make_model(cfg, data)`, `LOSS`), as the built-in ones do."""

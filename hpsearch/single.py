@@ -1,0 +1,100 @@
+"""One config without a search: train it (and keep its weights) or estimate its GPU memory.
+Part of the public API (`hpsearch.train`, `hpsearch.estimate`)."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+from hpsearch import config as _config
+from hpsearch.errors import UserError
+
+__all__ = ["train", "estimate"]
+
+
+def _fixed(cls: type, fixed) -> dict:
+    if isinstance(fixed, Mapping):
+        return {k: _config.coerce_value(cls, k, v) for k, v in fixed.items()}
+    return _config.parse_sets(cls, fixed or ())
+
+
+def _one_config(trainer: str | None, config: Mapping | str | Path | None,
+                overrides: Sequence[str] | Mapping):
+    from hpsearch import trainers
+
+    values, name = {}, trainer
+    if isinstance(config, (str, Path)):
+        from hpsearch.spaces.yaml_space import safe_load_file
+
+        doc = safe_load_file(config)
+        if not isinstance(doc, dict):
+            raise UserError(f"{config}: expected a mapping")
+        values = doc.get("config", doc)
+        name = name or doc.get("trainer")
+        if not isinstance(values, dict):
+            raise UserError(f"{config}: 'config' must be a mapping")
+    elif config:
+        values = dict(config)
+    resolved = trainers.get(name or "mlp")
+    cfg = resolved.make_config(values)
+    changes = _fixed(resolved.config_cls, overrides)
+    try:
+        return resolved, dataclasses.replace(cfg, **changes)
+    except (TypeError, ValueError) as exc:
+        raise UserError(f"trainer {resolved.name!r}: {exc}") from None
+
+
+def train(trainer: str | None = None, config: Mapping | str | Path | None = None,
+          overrides: Sequence[str] | Mapping = (), report: Callable[[dict], Any] | None = None,
+          on_start: Callable[[Any, Any], Any] | None = None,
+          save_model: str | Path | None = None):
+    """Train one config without Ray (an exported file, a dict, or `key=value` overrides).
+
+    `report(row)` sees each epoch's row; `on_start(trainer, cfg)` is called once the config
+    is checked, before training starts; `save_model` keeps the trained weights there
+    (`torch.load(path, weights_only=True)` reads them).
+
+    Returns:
+        (trainer, Config, the last epoch's row).
+    """
+    from hpsearch.trainers import check_runnable
+    from hpsearch.trainers.contract import ContractError, Reporter, user_frame
+    from hpsearch.trainers.saving import ModelKeeper
+
+    resolved, cfg = _one_config(trainer, config, overrides)
+    check_runnable(cfg)
+    keeper = ModelKeeper.for_trainer(resolved, save_model)
+    if on_start:
+        on_start(resolved, cfg)
+    reporter = Reporter(report or (lambda row: None), "val_metric", getattr(cfg, "epochs", None))
+    try:
+        last = reporter.finish(resolved.train(cfg, reporter, keeper))
+    except ContractError as exc:
+        raise UserError(f"trainer {resolved.name!r}: {exc}") from None
+    except (KeyboardInterrupt, UserError):
+        raise
+    except Exception as exc:  # the trainer's own failure: where in its code, in one line
+        raise UserError(f"trainer {resolved.name!r} failed: {user_frame(exc)}") from None
+    if keeper:
+        keeper.write()
+    return resolved, cfg, last
+
+
+def estimate(trainer: str | None = None, config: Mapping | str | Path | None = None,
+             overrides: Sequence[str] | Mapping = ()):
+    """One config's peak GPU memory estimate (no GPU needed).
+
+    Returns:
+        (trainer, Config, `trainers.memory.MemoryEstimate`).
+    """
+    from hpsearch.trainers import memory
+
+    resolved, cfg = _one_config(trainer, config, overrides)
+    if resolved.module is None or not memory.supports(resolved.module):
+        raise UserError(f"trainer {resolved.name!r} cannot be estimated: its module needs "
+                        "load_data(cfg), make_model(cfg, data) and LOSS")
+    try:
+        return resolved, cfg, memory.estimate(resolved.module, cfg)
+    except ValueError as exc:
+        raise UserError(f"trainer {resolved.name!r}: {exc}") from None

@@ -1,0 +1,88 @@
+"""The report side of the trainer contract: what hpsearch fills in, and each mistake caught
+at the first report with one line naming the fix."""
+
+import math
+import textwrap
+
+import pytest
+
+from hpsearch.cli import main
+from hpsearch.trainers.contract import ContractError, Reporter
+
+
+def test_dict_or_keywords_and_what_is_filled_in():
+    rows = []
+    rep = Reporter(rows.append, "val_metric", epochs=3)
+    rep({"val_metric": 0.5, "train_loss": 1.0, "val_loss": 1.5})
+    rep(val_metric=0.6)
+    rep(val_metric=0.7)
+    assert [r["epoch"] for r in rows] == [1, 2, 3]
+    assert rows[0]["gap"] == pytest.approx(0.5) and "gap" not in rows[1]
+    assert [r["status"] for r in rows] == ["running", "running", "completed"]
+    assert rows[2]["time_total_s"] == pytest.approx(sum(r["epoch_time_s"] for r in rows))
+    assert rep.finish(None) == rows[-1] and len(rows) == 3
+
+
+def test_nan_is_diverged_and_an_unfinished_last_row_is_completed():
+    rows = []
+    rep = Reporter(rows.append, "score")
+    rep(score=1.0, status="running")
+    rep(score=math.nan, status="running")
+    assert rows[-1]["status"] == "diverged"
+    rows2 = []
+    rep2 = Reporter(rows2.append, "score")
+    rep2(score=1.0)
+    rep2.finish({"score": 1.0})
+    assert [r["status"] for r in rows2] == ["running", "completed"]
+
+
+@pytest.mark.parametrize("call,needle", [
+    (lambda r: r({"loss": 1.0}), "first report has no 'val_metric'"),
+    (lambda r: r(3.0), "report() takes one dict or keywords"),
+    (lambda r: r(1, 2), "got 2 positional"),
+    (lambda r: r.finish(None), "returned without calling report"),
+    (lambda r: (r(val_metric=1.0), r.finish(0.9)), "must return the last row"),
+])
+def test_mistakes(call, needle):
+    with pytest.raises(ContractError) as exc:
+        call(Reporter(lambda row: None))
+    assert needle in str(exc.value)
+
+
+MISTAKES = {
+    "no_metric": "def train(cfg, report):\n    report(loss=1.0)\n",
+    "positional": "def train(cfg, report):\n    report(1, 2)\n",
+    "no_report": "def train(cfg, report):\n    return {'val_metric': 1.0}\n",
+    "bad_return": "def train(cfg, report):\n    report(val_metric=1.0)\n    return 0.5\n",
+}
+HEADER = "from dataclasses import dataclass\n\n@dataclass\nclass Config:\n    x: float = 0.5\n" \
+         "    epochs: int = 2\n\n"
+
+
+@pytest.mark.parametrize("name", sorted(MISTAKES))
+def test_train_command_names_the_fix(name, tmp_path, monkeypatch, capsys):
+    (tmp_path / f"bad_{name}.py").write_text(HEADER + MISTAKES[name])
+    monkeypatch.chdir(tmp_path)
+    assert main(["train", "--trainer", f"bad_{name}:train"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("hpsearch: error: trainer"), err
+
+
+def test_save_model_keeps_loadable_weights(tmp_path, capsys):
+    import torch
+
+    path = tmp_path / "w" / "mlp.pt"
+    assert main(["train", "--trainer", "mlp", "--set", "data=digits", "--set", "epochs=1",
+                 "--save-model", str(path)]) == 0
+    state = torch.load(path, weights_only=True)
+    assert state and all(isinstance(v, torch.Tensor) for v in state.values())
+
+
+def test_save_model_needs_a_checkpointer(tmp_path, monkeypatch, capsys):
+    (tmp_path / "plain.py").write_text(HEADER + textwrap.dedent("""
+        def train(cfg, report):
+            report(val_metric=cfg.x)
+    """))
+    monkeypatch.chdir(tmp_path)
+    assert main(["train", "--trainer", "plain:train", "--save-model", "w.pt"]) == 2
+    assert "takes no checkpointer" in capsys.readouterr().err
