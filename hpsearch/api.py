@@ -203,17 +203,26 @@ class Export:
 
 def export(run_dir: str | Path, out: str | Path = "best", top: int = 3, fmt: str = "yaml",
            confirm_seeds: int = 0, cpus_per_task: float = 1.0, gpus_per_task: float = 0.0,
-           address: str | None = None, warn: Callable[[str], Any] | None = None) -> Export:
+           address: str | None = None, warn: Callable[[str], Any] | None = None,
+           save_models: str | Path | None = None) -> Export:
     """Write the top-k configs (`hpsearch train --config` re-runs them); with
     `confirm_seeds` > 0 re-train each on that many fresh seeds (Ray tasks) and rank them."""
     from hpsearch.analysis.export import export_best_configs, rank_confirmed
 
     if confirm_seeds < 0:
         raise UserError("--confirm-seeds must be >= 0")
+    if save_models and not confirm_seeds:
+        raise UserError("--save-models keeps the weights of --confirm-seeds re-trainings; "
+                        "pass --confirm-seeds N")
     run_ = load_run(run_dir, warn)
     written = export_best_configs(run_, out, top, fmt)
     if not confirm_seeds:
         return Export(written)
+    if save_models:
+        from hpsearch import trainers
+        from hpsearch.trainers.saving import ModelKeeper
+
+        ModelKeeper.for_trainer(trainers.get(run_.meta["trainer"]), Path(save_models) / "x.pt")
     _prepare_ray(address)
     import ray
 
@@ -223,7 +232,7 @@ def export(run_dir: str | Path, out: str | Path = "best", top: int = 3, fmt: str
     temp_dir = cluster.connect(address)
     try:
         raw = confirm.confirm_seeds([d for _, d in written], confirm_seeds, cpus_per_task,
-                                    gpus_per_task)
+                                    gpus_per_task, str(save_models) if save_models else None)
     finally:
         if started:
             cluster.shutdown(temp_dir)

@@ -86,7 +86,8 @@ def cmd_analyze(args) -> int:
 
 def cmd_export(args) -> int:
     result = api.export(args.run_dir, args.out, args.top, args.format, args.confirm_seeds,
-                        args.cpus_per_task, args.gpus_per_task, args.address, warn=_warn)
+                        args.cpus_per_task, args.gpus_per_task, args.address, warn=_warn,
+                        save_models=args.save_models)
     for p, d in result.written:
         m = d["metrics"]
         print(f"{p}: trial {d['trial_id']} best_val_metric={_fmt(m['best_val_metric'])} "

@@ -91,6 +91,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--cpus-per-task", type=float, default=1.0)
     p.add_argument("--gpus-per-task", type=float, default=0.0)
     p.add_argument("--address", help="Ray cluster for --confirm-seeds (default: local)")
+    p.add_argument("--save-models", metavar="DIR", help="keep each confirmation's weights")
     sub.add_parser("spaces", help="list spaces, or show one's parameters").add_argument(
         "name", nargs="?")
     sub.add_parser("trainers", help="list trainers (or one, e.g. mymod:train) and settings"

@@ -131,8 +131,18 @@ def test_run_analyze_export_train_round_trip(tmp_path):
     imgs = re.findall(r'src="([^"]+)"', html)
     assert imgs and all((report / i).exists() for i in imgs)
     assert "sensitivity_" in html and (report / "summary.html").exists()
-    res = _cli("export", str(run), "--top", "2", "--out", str(tmp_path / "best"))
+    res = _cli("export", str(run), "--top", "2", "--out", str(tmp_path / "best"),
+               "--confirm-seeds", "1", "--save-models", str(tmp_path / "weights"))
     assert res.returncode == 0, res.stderr[-2000:]
+    assert "confirmation on 1 fresh seeds" in res.stdout
+    confirmed = (tmp_path / "best" / "confirm.csv").read_text().splitlines()
+    assert len(confirmed) == 3  # header + the two exported configs
+    import torch
+
+    weights = sorted((tmp_path / "weights").glob("*.pt"))
+    assert [w.name for w in weights] == ["1-seed1000.pt", "2-seed1000.pt"]
+    assert all(isinstance(v, torch.Tensor)
+               for v in torch.load(weights[0], weights_only=True).values())
     doc = yaml.safe_load((tmp_path / "best" / "1.yaml").read_text())
     assert doc["config"]["data"] == "digits" and doc["config"]["epochs"] == 2
     assert doc["hpsearch_version"] and doc["trial_id"]

@@ -42,6 +42,8 @@ def test_own_trainer_example_runs_from_the_current_directory(tmp_path):
                           "--num-cpus", "2", "--out", "runs/mine"], cwd=tmp_path, env=_env(),
                          capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stderr[-3000:]
-    assert "trials: 8 " in res.stdout or "8 completed" in res.stdout, res.stdout
+    counts = re.search(r"^trials: (.*)$", res.stdout, re.M).group(1)
+    assert sum(int(n) for n in re.findall(r"(\d+) ", counts)) == 8, counts
+    assert "error" not in counts and "completed" in counts, counts
     best = re.search(r"lr = ([0-9.e-]+)", res.stdout)
     assert best and 0.001 <= float(best.group(1)) <= 0.3

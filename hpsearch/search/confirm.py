@@ -3,10 +3,13 @@ parallel Ray tasks (orchestration, so it lives beside the search, not in the ana
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pandas as pd
 import ray
 
 from hpsearch import trainers
+from hpsearch.trainers.saving import ModelKeeper
 
 __all__ = ["confirm_seeds", "CONFIRM_SEED_BASE"]
 
@@ -14,21 +17,25 @@ __all__ = ["confirm_seeds", "CONFIRM_SEED_BASE"]
 CONFIRM_SEED_BASE = 1000
 
 
-def _train_once(trainer_name: str, values: dict) -> dict:
+def _train_once(trainer_name: str, values: dict, save_to: str | None = None) -> dict:
     trainer = trainers.get(trainer_name)
     rows: list[dict] = []
-    trainer.train(trainer.make_config(values), rows.append)
+    keeper = ModelKeeper.for_trainer(trainer, save_to)
+    trainer.train(trainer.make_config(values), rows.append, keeper)
+    if keeper:
+        keeper.write()
     return rows[-1] if rows else {"status": "error", "val_metric": None}
 
 
 def confirm_seeds(docs: list[dict], seeds: int, cpus_per_task: float = 1.0,
-                  gpus_per_task: float = 0.0) -> pd.DataFrame:
+                  gpus_per_task: float = 0.0, save_models: str | None = None) -> pd.DataFrame:
     """Re-train each exported config on `seeds` fresh seeds. Ray must be initialised.
 
     Args:
         docs: exported documents (`analysis.export.export_best_configs`).
         seeds: re-trainings per config.
         cpus_per_task, gpus_per_task: resources of one re-training.
+        save_models: a directory: each re-training's weights go to `RANK-seedSEED.pt`.
 
     Returns:
         One row per (rank, seed): rank, trial_id, seed, val_metric, status.
@@ -39,8 +46,10 @@ def confirm_seeds(docs: list[dict], seeds: int, cpus_per_task: float = 1.0,
         for i in range(seeds):
             seed = CONFIRM_SEED_BASE + i
             values = {**doc["config"], "seed": seed}
+            path = (str(Path(save_models).absolute() / f"{doc['rank']}-seed{seed}.pt")
+                    if save_models else None)
             jobs.append(((doc["rank"], doc["trial_id"], seed),
-                         task.remote(doc["trainer"], values)))
+                         task.remote(doc["trainer"], values, path)))
     rows = []
     for (rank, tid, seed), ref in jobs:
         last = ray.get(ref)

@@ -1,0 +1,50 @@
+"""The live progress display: on a terminal a bar over the epoch budget redrawn at least
+once a second with the time left; elsewhere plain lines."""
+
+import io
+import types
+
+from hpsearch.search import progress
+
+
+class _Tty(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def _trial(tid, status="RUNNING"):
+    return types.SimpleNamespace(trial_id=tid, status=status)
+
+
+def test_terminal_bar_redraws_every_half_second_with_time_left(monkeypatch):
+    out = _Tty()
+    monkeypatch.setattr(progress.sys, "stdout", out)
+    clock = [100.0]
+    monkeypatch.setattr(progress.time, "monotonic", lambda: clock[0])
+    p = progress.Progress(total=4, metric="val_metric", mode="max", max_epochs=5)
+    a, b = _trial("a"), _trial("b")
+    p.on_trial_result(0, [a, b], a, {"epoch": 1, "val_metric": 0.5, "status": "running"})
+    drawn = out.getvalue()
+    assert "epochs" in drawn and "2 running: a@1 b@0" in drawn and "best val_metric=0.5" in drawn
+    for step in range(1, 5):  # no result for two seconds: the bar still moves on
+        clock[0] += 0.5
+        before = len(out.getvalue())
+        p.on_step_end(0, [a, b])
+        assert len(out.getvalue()) > before, f"no redraw at step {step}"
+    p.on_trial_result(0, [a, b], a, {"epoch": 2, "val_metric": 0.7, "status": "running"})
+    clock[0] += 0.6
+    p.on_step_end(0, [a, b])
+    assert "<" in out.getvalue().splitlines()[-1] or "<" in out.getvalue()  # [elapsed<left]
+    p.on_experiment_end([a, b])
+
+
+def test_plain_lines_when_not_a_terminal(monkeypatch):
+    out = io.StringIO()
+    monkeypatch.setattr(progress.sys, "stdout", out)
+    p = progress.Progress(total=2, metric="loss", mode="min", max_epochs=3)
+    a = _trial("a")
+    p.on_trial_result(0, [a], a, {"epoch": 3, "loss": 0.2, "status": "completed"})
+    p.on_trial_complete(0, [_trial("a", "TERMINATED")], a)
+    lines = out.getvalue().splitlines()
+    assert lines[-1].endswith("1/2 done (1 completed) | 0 running | best loss=0.2 (a)")
+    assert "\r" not in out.getvalue()
