@@ -70,10 +70,9 @@ def test_interrupted_search_resumes_from_the_bucket(s3, tmp_path):
     uri, _ = s3
     run_dir = tmp_path / "s3int"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "hpsearch", "run", "--trainer", "vit", "--space",
-         "vit_norm_depth", "--samples", "5", "--max-epochs", "3", "--scheduler", "fifo",
-         "--set", "dim=32", "--set", "heads=2", "--num-cpus", "2", "--storage", uri,
-         "--out", str(run_dir)],
+        [sys.executable, "-m", "hpsearch", "run", "--trainer", "mlp", "--samples", "5",
+         "--max-epochs", "3", "--scheduler", "fifo", "--set", "data=digits",
+         "--set", "width=16", "--num-cpus", "2", "--storage", uri, "--out", str(run_dir)],
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=ROOT,
         env={**os.environ, **CREDS})
     seen = threading.Event()

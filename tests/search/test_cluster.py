@@ -62,7 +62,7 @@ def _run(tmp_path, spec, env=None):
     return out
 
 
-@pytest.mark.parametrize("gpus_per_trial", [1.0, 0.5])
+@pytest.mark.parametrize("gpus_per_trial", [0.5])  # whole GPUs: test_packing, Ray itself
 def test_trials_spread_over_two_nodes_with_their_gpus(tmp_path, gpus_per_trial):
     _run(tmp_path, {"trainer": "tests.search.gpu_probe_trainer:train",
                     "space": "tests/search/probe_space.yaml", "fixed": {"sleep_s": 2.0},

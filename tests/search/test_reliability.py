@@ -64,12 +64,42 @@ def _cli(*args):
     return [sys.executable, "-m", "hpsearch", *args]
 
 
-def test_killed_driver_is_resumed(tmp_path):
+@pytest.fixture
+def foreign_cluster():
+    """A Ray cluster someone else started beforehand (ray start --head on loopback), named by
+    RAY_ADDRESS: yields (env advertising it, its temp dir)."""
+    from hpsearch.search import cluster
+
+    env = {**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+    temp = f"/tmp/foreign-{os.getpid()}"
+    subprocess.run([str(Path(sys.executable).with_name("ray")), "start", "--head",
+                    "--port=6390", "--num-cpus=1", "--node-ip-address=127.0.0.1",
+                    "--include-dashboard=false", f"--temp-dir={temp}"],
+                   env=env, check=True, capture_output=True, timeout=120)
+    try:
+        yield {**env, "RAY_ADDRESS": "127.0.0.1:6390"}, temp
+    finally:  # not `ray stop`: it ends every Ray on the machine, the tests' own included
+        for _ in range(3):
+            for pid in cluster._instance_pids(temp):  # noqa: SLF001
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            time.sleep(0.5)
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+def test_killed_driver_is_resumed_on_its_own_ray(tmp_path, foreign_cluster):
+    """Driver SIGKILL, then `hpsearch resume`: nothing lost or repeated, the killed run's Ray
+    processes ended, and a cluster advertised by RAY_ADDRESS neither joined nor touched."""
+    from hpsearch.search import cluster
+
+    env, temp = foreign_cluster
+    foreign = set(cluster._instance_pids(temp))  # noqa: SLF001
+    assert foreign
     run_dir = tmp_path / "driver"
     proc = subprocess.Popen(_cli("run", "--trainer", "vit", "--space", "vit_norm_depth",
                                  "--samples", "5", "--max-epochs", "3", "--scheduler", "fifo",
                                  "--set", "dim=32", "--set", "heads=2", "--num-cpus", "2",
-                                 "--out", str(run_dir)),
+                                 "--out", str(run_dir)), env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     done = lambda: sum(any(r.get("status") == "completed" for r in v)  # noqa: E731
                        for v in _result_lines(run_dir).values()) >= 1
@@ -78,7 +108,7 @@ def test_killed_driver_is_resumed(tmp_path):
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     res = subprocess.run(_cli("resume", str(run_dir), "--num-cpus", "2"), capture_output=True,
-                         text=True, timeout=400)
+                         text=True, timeout=400, env=env)
     assert res.returncode == 0, res.stderr[-3000:]
     trials = pd.read_csv(run_dir / "trials.csv")
     assert len(trials) == 5 and set(trials["status"]) <= {"completed", "diverged"}
@@ -90,11 +120,13 @@ def test_killed_driver_is_resumed(tmp_path):
     assert not [t for t in study.trials if t.state == optuna.trial.TrialState.RUNNING]
     assert sum(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials) == 5
     # The killed run's Ray processes are gone: none names its private temp dir any more.
-    from hpsearch.search import cluster
-
     assert record["temp_dir"].startswith("/tmp/hpsearch-ray-")
     assert cluster._instance_pids(record["temp_dir"]) == []  # noqa: SLF001
     assert not Path(record["temp_dir"]).exists()
+    # The advertised cluster: all its processes alive, none of them ran a trial.
+    assert foreign <= set(cluster._instance_pids(temp))  # noqa: SLF001
+    rows = [r for v in _result_lines(run_dir).values() for r in v]
+    assert rows and all(r.get("pid") not in foreign for r in rows)
     epochs = pd.read_csv(run_dir / "epochs.csv")
     for _, g in epochs.groupby("trial_id"):
         assert list(g["epoch"]) == list(range(1, len(g) + 1))
@@ -132,48 +164,6 @@ def test_crafted_process_record_kills_nothing(tmp_path):
         assert victim.poll() is None  # still alive
     finally:
         victim.kill()
-
-
-def test_local_run_ignores_an_advertised_cluster_and_leaves_it_alone(tmp_path):
-    """A cluster started beforehand (ray start --head on loopback, named by RAY_ADDRESS) is
-    neither joined by `hpsearch run` nor touched by a driver kill + `hpsearch resume`."""
-    env = {**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
-    ray_bin = str(Path(sys.executable).with_name("ray"))
-    temp = f"/tmp/foreign-{os.getpid()}"
-    subprocess.run([ray_bin, "start", "--head", "--port=6390", "--num-cpus=1",
-                    "--node-ip-address=127.0.0.1", "--include-dashboard=false",
-                    f"--temp-dir={temp}", "--resources={\"foreign\": 1}"],
-                   env=env, check=True, capture_output=True, timeout=120)
-    try:
-        from hpsearch.search import cluster
-
-        foreign = set(cluster._instance_pids(temp))  # noqa: SLF001
-        assert foreign
-        run_dir = tmp_path / "private"
-        env["RAY_ADDRESS"] = "127.0.0.1:6390"
-        proc = subprocess.Popen(_cli("run", "--trainer", "mlp", "--set", "data=digits",
-                                     "--samples", "3", "--max-epochs", "3", "--scheduler",
-                                     "fifo", "--num-cpus", "2", "--out", str(run_dir)),
-                                env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        assert _wait(lambda: bool(_result_lines(run_dir)), 180)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-        res = subprocess.run(_cli("resume", str(run_dir), "--num-cpus", "2"), env=env,
-                             capture_output=True, text=True, timeout=300)
-        assert res.returncode == 0, res.stderr[-2000:]
-        assert foreign <= set(cluster._instance_pids(temp))  # noqa: SLF001  untouched
-        # The trials ran on the run's own Ray: 2 CPUs, no "foreign" resource.
-        rows = [r for v in _result_lines(run_dir).values() for r in v]
-        assert rows and all(r.get("pid") not in foreign for r in rows)
-    finally:  # not `ray stop`: it ends every Ray on the machine, the tests' own included
-        from hpsearch.search import cluster
-
-        for _ in range(3):
-            for pid in cluster._instance_pids(temp):  # noqa: SLF001
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
-            time.sleep(0.5)
-        shutil.rmtree(temp, ignore_errors=True)
 
 
 @pytest.fixture
