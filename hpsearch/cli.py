@@ -13,6 +13,7 @@ import sys
 from hpsearch import api
 from hpsearch.cli_args import parser as _parser
 from hpsearch.errors import UserError
+from hpsearch.rundir import layout
 
 
 def _fmt(v) -> str:
@@ -21,6 +22,11 @@ def _fmt(v) -> str:
     if isinstance(v, float):
         return f"{v:.4g}" if math.isfinite(v) else str(v)
     return str(v)
+
+
+def _given(args, *skip: str) -> dict:
+    """The flags the user gave (others are absent: the API's defaults apply)."""
+    return {k: v for k, v in vars(args).items() if k not in skip}
 
 
 def _warn(text: str) -> None:
@@ -46,7 +52,7 @@ def _print_best(run) -> None:
         value = best.get(p)
         if not (isinstance(value, float) and math.isnan(value)):  # nan: not used by this branch
             print(f"  {p} = {value}")
-    print(f"results: {run.path}  (epochs.csv, trials.csv, optuna.db)")
+    print(f"results: {run.path}  ({layout.EPOCHS}, {layout.TRIALS}, {layout.STUDY_DB})")
     print(f"next: hpsearch analyze {run.path}")
 
 
@@ -76,7 +82,7 @@ def cmd_resume(args) -> int:
 
 
 def cmd_analyze(args) -> int:
-    result = api.analyze(args.run_dir, args.format, warn=_warn)
+    result = api.analyze(**_given(args, "command", "verbose"), warn=_warn)
     if _all_failed(result.run):
         _warn(f"every trial of this run failed: {result.run.trials['error'].iloc[0]}")
     print(result.summary)
@@ -85,16 +91,15 @@ def cmd_analyze(args) -> int:
 
 
 def cmd_export(args) -> int:
-    result = api.export(args.run_dir, args.out, args.top, args.format, args.confirm_seeds,
-                        args.cpus_per_task, args.gpus_per_task, args.address, warn=_warn,
-                        save_models=args.save_models)
+    result = api.export(**_given(args, "command", "verbose"), warn=_warn)
     for p, d in result.written:
         m = d["metrics"]
         print(f"{p}: trial {d['trial_id']} best_val_metric={_fmt(m['best_val_metric'])} "
               f"final_val_metric={_fmt(m['final_val_metric'])}")
     ranked = result.confirmed
     if ranked is not None:
-        print(f"confirmation on {args.confirm_seeds} fresh seeds (mean ± std of val_metric):")
+        print(f"confirmation on {ranked['seeds'].iloc[0]} fresh seeds (mean ± std of "
+              "val_metric):")
         for r in ranked.itertuples():
             print(f"  #{r.confirmed_rank} (search #{r.search_rank}) trial {r.trial_id}: "
                   f"{_fmt(r.mean)} ± {_fmt(r.std)}")
@@ -138,8 +143,8 @@ def cmd_train(args) -> int:
             print("  ".join(f"{_fmt(row.get(c)):>12}" for c in cols), flush=True)
 
     def start(trainer, cfg) -> None:
-        print(f"train {trainer.name}: " + " ".join(f"{k}={v}" for k, v in
-                                                   dataclasses.asdict(cfg).items()))
+        values = cfg if isinstance(cfg, dict) else dataclasses.asdict(cfg)
+        print(f"train {trainer.name}: " + " ".join(f"{k}={v}" for k, v in values.items()))
         if not args.json:
             print("  ".join(f"{c:>12}" for c in cols))
 
@@ -174,7 +179,8 @@ def cmd_trainers(args) -> int:
 
     for name in [args.name] if args.name else sorted(trainers.TRAINERS):
         t = trainers.get(name)
-        fields = ", ".join(f"{f.name}={f.default!r}" for f in dataclasses.fields(t.config_cls))
+        fields = (", ".join(f"{f.name}={f.default!r}" for f in dataclasses.fields(t.config_cls))
+                  if t.config_cls else "no Config: train gets a dict of the space's values")
         print(f"{name}: metric {t.metric} ({t.mode})\n  {fields}")
     return 0
 

@@ -79,19 +79,20 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--gpu-overhead-mb", type=float, default=512.0, metavar="MB")
     p = sub.add_parser("analyze", help="write runs/NAME/report/ (figures, tables, report.html)")
     p.add_argument("run_dir")
-    p.add_argument("--format", choices=["md", "html", "csv"], default="md",
-                   help="format of the summary table file")
+    p.add_argument("--format", dest="fmt", choices=["md", "html", "csv"], default=S,
+                   help="format of the summary table file (md)")
     p = sub.add_parser("export", help="write the top-k configs for `hpsearch train --config`")
     p.add_argument("run_dir")
-    p.add_argument("--top", type=int, default=3)
-    p.add_argument("--format", choices=["yaml", "json"], default="yaml")
-    p.add_argument("--out", default="best", help="output directory (default best/)")
-    p.add_argument("--confirm-seeds", type=int, default=0, metavar="N",
+    p.add_argument("--top", type=int, default=S, help="how many (3)")
+    p.add_argument("--format", dest="fmt", choices=["yaml", "json"], default=S)
+    p.add_argument("--out", default=S, help="output directory (best/)")
+    p.add_argument("--confirm-seeds", type=int, default=S, metavar="N",
                    help="re-train each config on N fresh seeds (Ray, in parallel)")
-    p.add_argument("--cpus-per-task", type=float, default=1.0)
-    p.add_argument("--gpus-per-task", type=float, default=0.0)
-    p.add_argument("--address", help="Ray cluster for --confirm-seeds (default: local)")
-    p.add_argument("--save-models", metavar="DIR", help="keep each confirmation's weights")
+    p.add_argument("--cpus-per-task", type=float, default=S)
+    p.add_argument("--gpus-per-task", type=float, default=S)
+    p.add_argument("--address", default=S, help="Ray cluster for --confirm-seeds (local)")
+    p.add_argument("--save-models", default=S, metavar="DIR",
+                   help="keep each confirmation's weights")
     sub.add_parser("spaces", help="list spaces, or show one's parameters").add_argument(
         "name", nargs="?")
     sub.add_parser("trainers", help="list trainers (or one, e.g. mymod:train) and settings"

@@ -1,4 +1,4 @@
-"""Search settings as frozen dataclasses, plus `parse_overrides` for `--set key=value`."""
+"""Search settings as frozen dataclasses, plus `parse_sets` for `--set key=value`."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Any
 
 from hpsearch.errors import UserError
 
-__all__ = ["SchedulerConfig", "ResourcesConfig", "SearchConfig", "parse_overrides", "parse_sets",
+__all__ = ["SchedulerConfig", "ResourcesConfig", "SearchConfig", "parse_sets",
            "coerce_value", "config_to_dict", "config_from_dict"]
 
 
@@ -129,6 +129,8 @@ def coerce_value(cls: type, name: str, value: Any, where: str = "") -> Any:
     Raises:
         UserError: unknown field or a value of the wrong type.
     """
+    if cls is None:  # a plain-dict config: any value goes
+        return value
     fields = {f.name: f for f in dataclasses.fields(cls)}
     prefix = f"{where}: " if where else ""
     if name not in fields:
@@ -148,7 +150,7 @@ def coerce_value(cls: type, name: str, value: Any, where: str = "") -> Any:
                     f"got {type(value).__name__}")
 
 
-def parse_sets(cls: type, items) -> dict:
+def parse_sets(cls: type | None, items) -> dict:
     """`key=value` strings (`--set`) as a dict of values checked against dataclass `cls`.
 
     Raises:
@@ -186,29 +188,6 @@ def config_from_dict(values: dict) -> SearchConfig:
         return SearchConfig(**kw)
     except (TypeError, ValueError) as exc:
         raise UserError(f"the run's search settings are invalid: {exc}") from None
-
-
-def parse_overrides(cfg: Any, items: list[str] | tuple[str, ...]) -> Any:
-    """Apply nanoGPT-style `key=value` overrides to a dataclass, returning a new one.
-
-    Values are parsed with `ast.literal_eval` (so `3e-4`, `4`, `True`, `'adam'`); a value that
-    is not a Python literal is taken as a string (`optimizer=adam`).
-
-    Args:
-        cfg: a dataclass instance.
-        items: strings of the form `key=value`.
-
-    Returns:
-        A new instance of the same dataclass.
-
-    Raises:
-        UserError: a malformed item, an unknown key or a wrongly typed value.
-    """
-    changes = parse_sets(type(cfg), items)
-    try:
-        return dataclasses.replace(cfg, **changes)
-    except ValueError as exc:
-        raise UserError(str(exc)) from None
 
 
 def parse_literal(raw: str) -> Any:

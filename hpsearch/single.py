@@ -39,6 +39,8 @@ def _one_config(trainer: str | None, config: Mapping | str | Path | None,
     resolved = trainers.get(name or "mlp")
     cfg = resolved.make_config(values)
     changes = _fixed(resolved.config_cls, overrides)
+    if isinstance(cfg, dict):
+        return resolved, {**cfg, **changes}
     try:
         return resolved, dataclasses.replace(cfg, **changes)
     except (TypeError, ValueError) as exc:
@@ -67,7 +69,8 @@ def train(trainer: str | None = None, config: Mapping | str | Path | None = None
     keeper = ModelKeeper.for_trainer(resolved, save_model)
     if on_start:
         on_start(resolved, cfg)
-    reporter = Reporter(report or (lambda row: None), "val_metric", getattr(cfg, "epochs", None))
+    epochs = cfg.get("epochs") if isinstance(cfg, dict) else getattr(cfg, "epochs", None)
+    reporter = Reporter(report or (lambda row: None), "val_metric", epochs)
     try:
         last = reporter.finish(resolved.train(cfg, reporter, keeper))
     except ContractError as exc:

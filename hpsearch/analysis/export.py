@@ -80,8 +80,7 @@ def export_best_configs(run: Run | str | Path, out_dir: str | Path, top: int = 3
     written = []
     for rank, row in enumerate(chosen.itertuples(index=False), start=1):
         values = _params_of(run, row.trial_id)
-        known = {f.name for f in dataclasses.fields(trainer.config_cls)}
-        cfg = trainer.make_config({k: v for k, v in values.items() if k in known},
+        cfg = trainer.make_config({k: v for k, v in values.items() if trainer.has_field(k)},
                                   where=f"trial {row.trial_id}")
         doc = {
             "trainer": run.meta["trainer"], "rank": rank, "trial_id": row.trial_id,
@@ -92,7 +91,7 @@ def export_best_configs(run: Run | str | Path, out_dir: str | Path, top: int = 3
                         "final_val_loss": _to_builtin(row.final_val_loss),
                         "final_train_loss": _to_builtin(row.final_train_loss),
                         "epochs": _to_builtin(row.epochs)},
-            "config": dataclasses.asdict(cfg),
+            "config": dict(cfg) if isinstance(cfg, dict) else dataclasses.asdict(cfg),
         }
         path = out / f"{rank}.{fmt}"
         text = (yaml.safe_dump(doc, sort_keys=False) if fmt == "yaml"

@@ -62,7 +62,6 @@ class DiskGuard(Callback):
                  local: bool = True) -> None:
         self.path, self.every_s = Path(path), every_s
         self.backup_every_s, self.local = backup_every_s, local
-        self.need = min_free_mb()
         self._last = self._last_backup = 0.0
         DiskGuard.TRIPPED.pop(str(self.path), None)
 
@@ -87,7 +86,7 @@ class DiskGuard(Callback):
             return
         self._last = now
         free = _free_mb(self.path)
-        if free >= self.need:
+        if free >= min_free_mb():  # read now: a resumed run's guard was unpickled
             return
         DiskGuard.TRIPPED[str(self.path)] = free
         logger.warning("only %.0f MiB free on the disk of %s: stopping the search", free,

@@ -6,7 +6,6 @@ same shape has measured its peak on a GPU; from then on (resumes included) the m
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import logging
 import math
@@ -31,8 +30,8 @@ _STEP = 0.01  # shares are whole hundredths of a GPU
 def _trainer_config(trainer_name: str, config: dict):
     """(trainer, its Config) from a Tune trial config (extra keys dropped)."""
     trainer = trainers.get(trainer_name)
-    known = {f.name for f in dataclasses.fields(trainer.config_cls)}
-    return trainer, trainer.make_config({k: v for k, v in config.items() if k in known})
+    return trainer, trainer.make_config({k: v for k, v in config.items()
+                                         if trainer.has_field(k)})
 
 
 def estimate_mb(trainer_name: str, config: dict) -> float | None:

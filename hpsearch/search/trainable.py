@@ -4,6 +4,7 @@ the trainer a `Reporter` over `tune.report` plus a checkpointer, and turns excep
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
@@ -19,6 +20,7 @@ from hpsearch.trainers.contract import ContractError, Reporter, user_frame
 
 logger = logging.getLogger(__name__)
 _STATE_FILE = "state.pt"
+_ROW_FILE = "row.json"  # the row reported with this state
 
 
 class TuneCheckpointer:
@@ -26,12 +28,17 @@ class TuneCheckpointer:
 
     def __init__(self) -> None:
         self.pending: dict | None = None
+        self.restored_row: dict | None = None  # the row reported with the restored state
 
     def load(self) -> dict | None:
         ckpt = tune.get_checkpoint()
         if ckpt is None:
             return None
         with ckpt.as_directory() as d:
+            row_file = os.path.join(d, _ROW_FILE)
+            if os.path.exists(row_file):
+                with open(row_file) as f:
+                    self.restored_row = json.load(f)
             # weights_only: a checkpoint is data, never code.
             return torch.load(os.path.join(d, _STATE_FILE), map_location="cpu",
                               weights_only=True)
@@ -58,6 +65,8 @@ def _reporter(metric: str, mode: str, checkpointer: TuneCheckpointer):
             return
         with tempfile.TemporaryDirectory() as d:
             torch.save(state, os.path.join(d, _STATE_FILE))
+            with open(os.path.join(d, _ROW_FILE), "w") as f:
+                json.dump(row, f, default=str)
             tune.report(row, checkpoint=tune.Checkpoint.from_directory(d))
     return report
 
@@ -78,8 +87,19 @@ def run_trial(config: dict, trainer_name: str, metric: str, mode: str,
             cfg = trainer.make_config(dict(config))
         except UserError as exc:  # every trial would fail the same way: stop the search
             raise ContractError(f"in the Ray worker: {exc}") from None
-        report.epochs = getattr(cfg, "epochs", None)
-        report.finish(trainer.train(cfg, report, checkpointer))
+        report.epochs = cfg.get("epochs") if isinstance(cfg, dict) else getattr(cfg, "epochs",
+                                                                                 None)
+        returned = trainer.train(cfg, report, checkpointer)
+        if report.last is None and checkpointer.restored_row is not None:
+            # Restored after its last epoch (a driver died before Tune saw the end): the
+            # result is the row that went out with that checkpoint.
+            report.last = dict(checkpointer.restored_row)
+            if report.last.get("status") == "running":
+                sink({**report.last, "status": "completed"})
+            else:
+                sink(report.last)
+        else:
+            report.finish(returned)
     except ContractError as exc:  # the trainer's mistake: the driver stops the search
         contract = str(exc)
         failure = f"contract: {contract}"

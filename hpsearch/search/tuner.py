@@ -149,7 +149,9 @@ def build_tuner(cfg: SearchConfig, space, callbacks: list | None = None,
     callbacks = [JsonLoggerCallback(), *(callbacks or [])]
     if res.uses_gpus:
         callbacks.append(packing.PackingLog(cfg.run_dir, cfg.trainer))
-    fixed = {**cfg.fixed, "epochs": cfg.max_epochs}
+    trainer = trainers.get(cfg.trainer)
+    # A Config with an `epochs` field (or a plain-dict config) gets the epoch budget.
+    fixed = {**cfg.fixed, **({"epochs": cfg.max_epochs} if trainer.has_field("epochs") else {})}
     if grid:
         param_space = {**fixed, **{k: tune.grid_search(list(v)) for k, v in space.grid.items()}}
         search_alg, samples = None, 1

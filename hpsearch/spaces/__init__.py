@@ -107,10 +107,10 @@ def sample_configs(space_fn: Callable, n: int = 8, seed: int = 0) -> list[dict]:
 def check_keys(space: Space, config_cls: type, fixed: dict[str, Any],
                samples: list[dict] | None = None) -> None:
     """Every key a space yields must be a Config field, and none may also be fixed."""
-    fields = {f.name for f in dataclasses.fields(config_cls)}
     keys: set[str] = set()
     for config in samples if samples is not None else sample_configs(space.fn):
         keys |= set(config)
+    fields = {f.name for f in dataclasses.fields(config_cls)} if config_cls else keys
     unknown = sorted(keys - fields)
     if unknown:
         raise UserError(f"space {space.name!r} sets {', '.join(unknown)}, which the trainer's "

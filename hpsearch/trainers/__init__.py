@@ -28,7 +28,7 @@ class Trainer:
     """A resolved, checked trainer: its name, Config class, train function and direction."""
 
     name: str
-    config_cls: type
+    config_cls: type | None  # None: the config is a plain dict
     train_fn: Callable[..., dict]
     metric: str  # what val_metric measures, e.g. "accuracy" or "perplexity"
     mode: str  # "max" or "min" for val_metric
@@ -36,7 +36,10 @@ class Trainer:
     module: ModuleType | None = None  # where load_data/make_model/LOSS live, for estimates
 
     def make_config(self, values: dict[str, Any], where: str = "") -> Any:
-        """Build a Config from a dict, rejecting unknown keys and invalid values."""
+        """Build a Config from a dict, rejecting unknown keys and invalid values (a trainer
+        without Config gets the dict itself)."""
+        if self.config_cls is None:
+            return dict(values)
         known = {f.name for f in dataclasses.fields(self.config_cls)}
         unknown = sorted(set(values) - known)
         prefix = f"{where}: " if where else ""
@@ -47,6 +50,11 @@ class Trainer:
             return self.config_cls(**values)
         except (TypeError, ValueError) as exc:
             raise UserError(f"{prefix}trainer {self.name!r}: {exc}") from None
+
+    def has_field(self, name: str) -> bool:
+        """Whether its configs take `name` (a plain-dict config takes anything)."""
+        return self.config_cls is None or name in {f.name for f in
+                                                   dataclasses.fields(self.config_cls)}
 
     def train(self, cfg: Any, report: Callable[[dict], Any],
               checkpointer: Checkpointer | None = None) -> dict:

@@ -32,7 +32,8 @@ class TrainerModule(Protocol):
     """A trainer is a module (or any object) with these attributes.
 
     Attributes:
-        Config: a dataclass whose every field has a default. Its fields are the names the
+        Config: a dataclass whose every field has a default (optional: without one, `train`
+            gets a plain dict of the space's and `--set` values). Its fields are the names the
             spaces search and `--set` fixes (one name everywhere: Optuna parameter = Config
             field = Tune config key = DataFrame column).
         METRIC: what `val_metric` measures, e.g. "accuracy" or "perplexity" (optional;
@@ -54,7 +55,12 @@ class TrainerModule(Protocol):
               ) -> dict: ...
 
 
-def check_module(name: str, module: Any, fn: Callable) -> tuple[type, str, str, bool]:
+@dataclasses.dataclass
+class _NoConfig:
+    """Stands in for a module without Config: its train function gets a plain dict."""
+
+
+def check_module(name: str, module: Any, fn: Callable) -> tuple[type | None, str, str, bool]:
     """Check a trainer module against `TrainerModule`.
 
     Args:
@@ -63,16 +69,17 @@ def check_module(name: str, module: Any, fn: Callable) -> tuple[type, str, str, 
         fn: its train function.
 
     Returns:
-        (Config class, metric name, mode, whether `fn` takes a checkpointer).
+        (Config class or None: a plain dict config, metric name, mode, whether `fn` takes a
+        checkpointer).
 
     Raises:
         UserError: one line naming what is missing or wrong.
     """
     cfg_cls = getattr(module, "Config", None)
     where = getattr(module, "__name__", name)
-    if cfg_cls is None or not dataclasses.is_dataclass(cfg_cls):
-        raise UserError(f"trainer {name!r}: module {where} defines no Config dataclass")
-    missing = [f.name for f in dataclasses.fields(cfg_cls)
+    if cfg_cls is not None and not dataclasses.is_dataclass(cfg_cls):
+        raise UserError(f"trainer {name!r}: {where}.Config must be a dataclass")
+    missing = [f.name for f in dataclasses.fields(cfg_cls or _NoConfig)
                if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
     if missing:
         raise UserError(f"trainer {name!r}: Config fields need defaults: {', '.join(missing)}")

