@@ -68,16 +68,27 @@ def _meta(cfg: SearchConfig, trainer, grid: bool, total: int) -> dict:
             "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "finished": False}
 
 
-def _finish(rd: RunDir, meta: dict, results, expected: int) -> Run:
-    """Write epochs.csv/trials.csv; mark the run finished unless Ctrl-C cut it short (Tune
-    then returns with trials still pending or paused), so `hpsearch resume` can complete it."""
-    finished = (results.num_terminated + results.num_errors >= expected
-                and DiskGuard.tripped(rd.path) is None and not ContractGuard.message(rd.path))
+def _all_ended(experiment: str, expected: int) -> bool:
+    """Whether Tune's saved state has every planned trial ended. (Tune's ResultGrid counts
+    trials it stopped on Ctrl-C as terminated; the state saved before that says PENDING.)"""
+    try:
+        trials = tune.ExperimentAnalysis(experiment).trials
+    except Exception as exc:  # no readable state: not finished, `resume` will say more
+        logger.warning("cannot read Tune's experiment state: %s", exc)
+        return False
+    return sum(t.status in ("TERMINATED", "ERROR") for t in trials) >= expected
+
+
+def _finish(rd: RunDir, meta: dict, experiment: str, expected: int) -> Run:
+    """Write epochs.csv/trials.csv; mark the run finished unless Ctrl-C or a guard cut it
+    short, so `hpsearch resume` can complete it."""
+    finished = (DiskGuard.tripped(rd.path) is None and not ContractGuard.message(rd.path)
+                and _all_ended(experiment, expected))
     meta["finished"] = finished
     rd.write_meta(meta)
     if not finished:
-        logger.warning("search interrupted after %d of %d trials; finish it with "
-                       "'hpsearch resume %s'", len(results), expected, rd.path)
+        logger.warning("search interrupted before its %d trials ended; finish it with "
+                       "'hpsearch resume %s'", expected, rd.path)
     run = load_run(rd, require_trials=False)
     rd.write_table(layout.EPOCHS, run.epochs)
     rd.write_table(layout.TRIALS, run.trials)
@@ -185,9 +196,9 @@ def _locked_run(rd, cfg, trainer, space, grid, total, stream, num_cpus, num_gpus
                          if stream else [])
             tuner = build_tuner(cfg, space, callbacks + [guard, ContractGuard(rd.path)], grid)
             with storage.credentials_hidden(), quiet_loggers(), _disk_errors(rd):
-                results = tuner.fit()
+                tuner.fit()
             pull_results(cfg)
-            return _stop_if_full(rd, _finish(rd, meta, results, total))
+            return _stop_if_full(rd, _finish(rd, meta, experiment_path(cfg), total))
         finally:
             if started_here and temp_dir:
                 cluster.shutdown(temp_dir)
@@ -288,7 +299,7 @@ def resume_search(run_dir: str | Path, stream: str | None = "stdout",
                 _fail_orphans(rd, cfg.study_name, before)
             total = meta.get("trials_planned") or (len(results) if meta.get("grid")
                                                    else cfg.samples)
-            return _stop_if_full(rd, _finish(rd, meta, results, total))
+            return _stop_if_full(rd, _finish(rd, meta, source, total))
         finally:
             if started_here and temp_dir:
                 cluster.shutdown(temp_dir)

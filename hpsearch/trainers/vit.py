@@ -32,11 +32,11 @@ class Config(_loop.TrainConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        datasets.check_name(self.data, datasets.IMAGE_SETS)
         if self.norm not in ("pre", "post"):
             raise ValueError(f"norm must be 'pre' or 'post', got {self.norm!r}")
         if self.layers < 1 or self.dim % self.heads:
             raise ValueError("layers must be >= 1 and dim divisible by heads")
+        datasets.check_name(self.data, datasets.IMAGE_SETS)
 
 
 class ViT(nn.Module):

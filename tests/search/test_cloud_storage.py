@@ -38,36 +38,10 @@ def _bucket_files(fs, name):
 
 
 @pytest.mark.slow
-def test_search_keeps_trials_in_the_bucket_and_results_locally(s3, tmp_path):
-    uri, fs = s3
-    run_dir = tmp_path / "s3run"
-    res = _cli("run", "--trainer", "mlp", "--set", "data=digits", "--samples", "3",
-               "--max-epochs", "2", "--scheduler", "fifo", "--num-cpus", "2",
-               "--storage", uri, "--out", str(run_dir))
-    assert res.returncode == 0, res.stderr[-3000:]
-    meta = json.loads((run_dir / "hpsearch.json").read_text())
-    assert meta["experiment"].startswith("s3://hpsearch-test/runs/s3run?")
-    trials = pd.read_csv(run_dir / "trials.csv")
-    assert len(trials) == 3 and set(trials["status"]) == {"completed"}
-    files = _bucket_files(fs, "s3run")
-    assert any("experiment_state" in f for f in files)
-    assert any("/checkpoint_" in f for f in files)  # checkpoints stay in the bucket
-    assert not list(run_dir.glob("*/checkpoint_*"))
-    from hpsearch.search import storage
-
-    assert storage.pull_results(meta["experiment"], run_dir) == 0  # all here already
-    # The local copy is lost: analyze fetches the results again from the bucket.
-    for d in run_dir.glob("run_trial_*"):
-        shutil.rmtree(d)
-    res = _cli("analyze", str(run_dir))
-    assert res.returncode == 0, res.stderr[-3000:]
-    assert len(list(run_dir.glob("run_trial_*/result.json"))) == 3
-    assert (run_dir / "report" / "report.html").exists()
-
-
-@pytest.mark.slow
 def test_interrupted_search_resumes_from_the_bucket(s3, tmp_path):
-    uri, _ = s3
+    """Ctrl-C, then resume from the bucket; trials and checkpoints live in the bucket, the
+    results are copied into the local run directory, and analyze fetches them again."""
+    uri, fs = s3
     run_dir = tmp_path / "s3int"
     proc = subprocess.Popen(
         [sys.executable, "-m", "hpsearch", "run", "--trainer", "mlp", "--samples", "5",
@@ -90,7 +64,23 @@ def test_interrupted_search_resumes_from_the_bucket(s3, tmp_path):
     assert res.returncode == 0, res.stderr[-3000:]
     trials = pd.read_csv(run_dir / "trials.csv")
     assert len(trials) == 5 and set(trials["status"]) <= {"completed", "diverged"}
-    assert json.loads((run_dir / "hpsearch.json").read_text())["finished"] is True
+    meta = json.loads((run_dir / "hpsearch.json").read_text())
+    assert meta["finished"] is True
+    assert meta["experiment"].startswith("s3://hpsearch-test/runs/s3int?")
+    files = _bucket_files(fs, "s3int")
+    assert any("experiment_state" in f for f in files)
+    assert any("/checkpoint_" in f for f in files)  # checkpoints stay in the bucket
+    assert not list(run_dir.glob("*/checkpoint_*"))
+    from hpsearch.search import storage
+
+    assert storage.pull_results(meta["experiment"], run_dir) == 0  # all here already
+    # The local copy is lost: analyze fetches the results again from the bucket.
+    for d in run_dir.glob("run_trial_*"):
+        shutil.rmtree(d)
+    res = _cli("analyze", str(run_dir))
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert len(list(run_dir.glob("run_trial_*/result.json"))) == 5
+    assert (run_dir / "report" / "report.html").exists()
 
 
 @pytest.mark.parametrize("uri, message", [
@@ -109,26 +99,37 @@ def test_bad_storage_uri_is_one_line_and_writes_nothing(s3, tmp_path, uri, messa
     assert not (tmp_path / "r").exists()
 
 
+_SECRET_SCRIPT = """
+import glob, json, os, sys
+from hpsearch import api
+from hpsearch.search import cluster, run_search
+temp_dir = cluster.connect(num_cpus=2)  # started with the credentials in its environment
+cfg = api.search_config("mlp", fixed={"data": "digits"}, samples=2, max_epochs=1,
+                        scheduler="fifo", storage=sys.argv[1], out=sys.argv[2])
+run = run_search(cfg, stream=None)
+secret = os.environ["AWS_SECRET_ACCESS_KEY"]
+logs = [f for f in glob.glob(temp_dir + "/ray/session_*/logs/*") if os.path.isfile(f)]
+leaked = [f for f in logs if secret in open(f, errors="replace").read()]
+print(json.dumps({"status": sorted(set(run.trials["status"])), "logs": len(logs),
+                  "leaked": leaked, "env_back": os.environ["AWS_SECRET_ACCESS_KEY"] == secret}))
+cluster.shutdown(temp_dir)
+"""
+
+
 @pytest.mark.slow
-def test_cloud_credentials_stay_out_of_ray_logs(s3, ray_local, tmp_path, monkeypatch):
-    import glob
+def test_cloud_credentials_stay_out_of_ray_logs(s3, tmp_path):
     import uuid
 
-    from hpsearch import api
-    from hpsearch.search import run_search
-
     uri, _ = s3
-    secret = f"hpsearch-secret-{uuid.uuid4().hex}"
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", secret)  # moto accepts any key
-    cfg = api.search_config("mlp", fixed={"data": "digits"}, samples=2, max_epochs=1,
-                            scheduler="fifo", storage=uri, out=str(tmp_path / "secret"))
-    run = run_search(cfg, stream=None)
-    assert set(run.trials["status"]) == {"completed"}  # the trials reached the bucket
-    assert os.environ["AWS_SECRET_ACCESS_KEY"] == secret  # put back after the search
-    logs = glob.glob("/tmp/hpsearch-ray-*/ray/session_*/logs/*")
-    assert logs
-    leaked = [f for f in logs if os.path.isfile(f) and secret in open(f, errors="replace").read()]
-    assert not leaked, leaked
+    secret = f"hpsearch-secret-{uuid.uuid4().hex}"  # moto accepts any key
+    env = {**os.environ, **CREDS, "AWS_SECRET_ACCESS_KEY": secret}
+    res = subprocess.run([sys.executable, "-c", _SECRET_SCRIPT, uri, str(tmp_path / "secret")],
+                         capture_output=True, text=True, cwd=ROOT, env=env, timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    out = json.loads(res.stdout.strip().splitlines()[-1])
+    assert out["status"] == ["completed"]  # the trials reached the bucket
+    assert out["logs"] and out["leaked"] == [], out
+    assert out["env_back"]  # the driver's environment is put back after the search
     token = Path.home() / ".ray" / "auth_token"
     if token.exists():
         assert token.stat().st_mode & 0o077 == 0

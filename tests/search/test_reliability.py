@@ -96,9 +96,9 @@ def test_killed_driver_is_resumed_on_its_own_ray(tmp_path, foreign_cluster):
     foreign = set(cluster._instance_pids(temp))  # noqa: SLF001
     assert foreign
     run_dir = tmp_path / "driver"
-    proc = subprocess.Popen(_cli("run", "--trainer", "vit", "--space", "vit_norm_depth",
-                                 "--samples", "5", "--max-epochs", "3", "--scheduler", "fifo",
-                                 "--set", "dim=32", "--set", "heads=2", "--num-cpus", "2",
+    proc = subprocess.Popen(_cli("run", "--trainer", "mlp", "--samples", "5",
+                                 "--max-epochs", "3", "--scheduler", "fifo", "--set",
+                                 "data=digits", "--set", "width=16", "--num-cpus", "2",
                                  "--out", str(run_dir)), env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     done = lambda: sum(any(r.get("status") == "completed" for r in v)  # noqa: E731
@@ -112,7 +112,7 @@ def test_killed_driver_is_resumed_on_its_own_ray(tmp_path, foreign_cluster):
     assert res.returncode == 0, res.stderr[-3000:]
     trials = pd.read_csv(run_dir / "trials.csv")
     assert len(trials) == 5 and set(trials["status"]) <= {"completed", "diverged"}
-    params = [c for c in ("layers", "lr", "norm", "optimizer") if c in trials]
+    params = [c for c in ("depth", "lr", "batch_size", "optimizer") if c in trials]
     assert not trials[params].duplicated().any()
     meta = json.loads((run_dir / "hpsearch.json").read_text())
     study = optuna.load_study(study_name=meta["study_name"],
