@@ -4,6 +4,8 @@ rewrites it in place); `hpsearch resume` puts the copy back once space is freed.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import logging
 import os
 import shutil
@@ -17,7 +19,8 @@ from hpsearch.errors import UserError
 from hpsearch.rundir import RunDir
 
 logger = logging.getLogger(__name__)
-__all__ = ["DiskGuard", "ContractGuard", "min_free_mb", "check_free"]
+__all__ = ["DiskGuard", "ContractGuard", "min_free_mb", "check_free", "disk_errors",
+           "stop_if_guarded"]
 
 MIN_FREE_ENV = "HPSEARCH_MIN_FREE_MB"
 DEFAULT_MIN_FREE_MB = 100.0
@@ -124,3 +127,39 @@ class ContractGuard(Callback):
         if msg and self.key not in ContractGuard.MESSAGES:
             ContractGuard.MESSAGES[self.key] = str(msg)
             _interrupt()
+
+
+@contextlib.contextmanager
+def disk_errors(rd):
+    """A write that fails for lack of space (the disk filled faster than DiskGuard could
+    react): one line that says what to do, not a traceback."""
+    try:
+        yield
+    except Exception as exc:
+        if not _is_disk_full(exc):
+            raise
+        raise UserError(f"the disk of {rd.path} is full: free space, then "
+                        f"'hpsearch resume {rd.path}'") from None
+
+
+def _is_disk_full(exc: BaseException | None) -> bool:
+    while exc is not None:
+        if (isinstance(exc, OSError) and exc.errno == errno.ENOSPC) or \
+                "database or disk is full" in str(exc) or "No space left" in str(exc):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+def stop_if_guarded(rd, run):
+    """Raise the one line that says why a guard stopped the search (else return `run`)."""
+    broken = ContractGuard.message(rd.path)
+    if broken:
+        raise UserError(f"trainer {run.meta.get('trainer')!r}: {broken} (the search stopped "
+                        f"at its first result; {rd.path} keeps what was written)")
+    free = DiskGuard.tripped(rd.path)
+    if free is None:
+        return run
+    raise UserError(f"stopped: only {free:.0f} MiB left on the disk of {rd.path} (a search "
+                    f"keeps {min_free_mb():.0f} MiB free); free space, then "
+                    f"'hpsearch resume {rd.path}'")

@@ -3,9 +3,7 @@
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import errno
 import logging
 import os
 import time
@@ -23,7 +21,7 @@ from hpsearch.config import SearchConfig, config_from_dict, config_to_dict
 from hpsearch.errors import UserError
 from hpsearch.rundir import Run, RunDir, layout, load_run
 from hpsearch.search import cluster, storage
-from hpsearch.search.guard import ContractGuard, DiskGuard, check_free, min_free_mb
+from hpsearch.search.guard import ContractGuard, DiskGuard, check_free, disk_errors, stop_if_guarded
 from hpsearch.search.progress import Progress
 from hpsearch.search.tuner import (
     build_tuner,
@@ -95,42 +93,6 @@ def _finish(rd: RunDir, meta: dict, experiment: str, expected: int) -> Run:
     return run
 
 
-@contextlib.contextmanager
-def _disk_errors(rd: RunDir):
-    """A write that fails for lack of space (the disk filled faster than DiskGuard could
-    react): one line that says what to do, not a traceback."""
-    try:
-        yield
-    except Exception as exc:
-        if not _is_disk_full(exc):
-            raise
-        raise UserError(f"the disk of {rd.path} is full: free space, then "
-                        f"'hpsearch resume {rd.path}'") from None
-
-
-def _is_disk_full(exc: BaseException | None) -> bool:
-    while exc is not None:
-        if (isinstance(exc, OSError) and exc.errno == errno.ENOSPC) or \
-                "database or disk is full" in str(exc) or "No space left" in str(exc):
-            return True
-        exc = exc.__cause__ or exc.__context__
-    return False
-
-
-def _stop_if_full(rd: RunDir, run: Run) -> Run:
-    """Raise the one line that says why a guard stopped the search (else return `run`)."""
-    broken = ContractGuard.message(rd.path)
-    if broken:
-        raise UserError(f"trainer {run.meta.get('trainer')!r}: {broken} (the search stopped "
-                        f"at its first result; {rd.path} keeps what was written)")
-    free = DiskGuard.tripped(rd.path)
-    if free is None:
-        return run
-    raise UserError(f"stopped: only {free:.0f} MiB left on the disk of {rd.path} (a search "
-                    f"keeps {min_free_mb():.0f} MiB free); free space, then "
-                    f"'hpsearch resume {rd.path}'")
-
-
 def _check_storage(cfg: SearchConfig) -> None:
     if (cfg.address or "").startswith("ray://"):
         _check_shared_storage(cfg, Path(cfg.run_dir))  # before connecting
@@ -195,10 +157,10 @@ def _locked_run(rd, cfg, trainer, space, grid, total, stream, num_cpus, num_gpus
             callbacks = ([Progress(total, cfg.metric, cfg.mode, stream, cfg.max_epochs)]
                          if stream else [])
             tuner = build_tuner(cfg, space, callbacks + [guard, ContractGuard(rd.path)], grid)
-            with storage.credentials_hidden(), quiet_loggers(), _disk_errors(rd):
+            with storage.credentials_hidden(), quiet_loggers(), disk_errors(rd):
                 tuner.fit()
             pull_results(cfg)
-            return _stop_if_full(rd, _finish(rd, meta, experiment_path(cfg), total))
+            return stop_if_guarded(rd, _finish(rd, meta, experiment_path(cfg), total))
         finally:
             if started_here and temp_dir:
                 cluster.shutdown(temp_dir)
@@ -292,14 +254,14 @@ def resume_search(run_dir: str | Path, stream: str | None = "stdout",
             tuner = tune.Tuner.restore(source,
                                        trainable=make_trainable(cfg, meta.get("import_path")),
                                        resume_errored=True, param_space=None)
-            with storage.credentials_hidden(), _disk_errors(rd):
+            with storage.credentials_hidden(), disk_errors(rd):
                 results = tuner.fit()
             pull_results(cfg, source)
             if before:
                 _fail_orphans(rd, cfg.study_name, before)
             total = meta.get("trials_planned") or (len(results) if meta.get("grid")
                                                    else cfg.samples)
-            return _stop_if_full(rd, _finish(rd, meta, source, total))
+            return stop_if_guarded(rd, _finish(rd, meta, source, total))
         finally:
             if started_here and temp_dir:
                 cluster.shutdown(temp_dir)
