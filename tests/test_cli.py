@@ -116,14 +116,15 @@ def test_spaces_lists_and_shows(capsys):
 
 
 @pytest.mark.slow
-def test_run_analyze_export_train_round_trip(tmp_path):
+def test_run_analyze_export_train_round_trip(ray_local, tmp_path, capsys):
+    """In-process on the tests' shared Ray (the process-level exit codes are checked in
+    test_user_error_exit_status_of_the_process and the subprocess search tests)."""
     run = tmp_path / "rt"
-    res = _cli("run", "--samples", "3", "--max-epochs", "2", "--scheduler", "fifo",
-               "--set", "data=digits", "--set", "width=16", "--out", str(run), "--num-cpus", "2")
-    assert res.returncode == 0, res.stderr[-2000:]
-    assert "3/3 done" in res.stdout and "best trial" in res.stdout
-    res = _cli("analyze", str(run), "--format", "html")
-    assert res.returncode == 0, res.stderr[-2000:]
+    assert main(["run", "--samples", "3", "--max-epochs", "2", "--scheduler", "fifo",
+                 "--set", "data=digits", "--set", "width=16", "--out", str(run)]) == 0
+    out = capsys.readouterr().out
+    assert "3/3 done" in out and "best trial" in out
+    assert main(["analyze", str(run), "--format", "html"]) == 0
     report = run / "report"
     html = (report / "report.html").read_text()
     import re
@@ -131,10 +132,9 @@ def test_run_analyze_export_train_round_trip(tmp_path):
     imgs = re.findall(r'src="([^"]+)"', html)
     assert imgs and all((report / i).exists() for i in imgs)
     assert "sensitivity_" in html and (report / "summary.html").exists()
-    res = _cli("export", str(run), "--top", "2", "--out", str(tmp_path / "best"),
-               "--confirm-seeds", "1", "--save-models", str(tmp_path / "weights"))
-    assert res.returncode == 0, res.stderr[-2000:]
-    assert "confirmation on 1 fresh seeds" in res.stdout
+    assert main(["export", str(run), "--top", "2", "--out", str(tmp_path / "best"),
+                 "--confirm-seeds", "1", "--save-models", str(tmp_path / "weights")]) == 0
+    assert "confirmation on 1 fresh seeds" in capsys.readouterr().out
     confirmed = (tmp_path / "best" / "confirm.csv").read_text().splitlines()
     assert len(confirmed) == 3  # header + the two exported configs
     import torch
@@ -146,8 +146,8 @@ def test_run_analyze_export_train_round_trip(tmp_path):
     doc = yaml.safe_load((tmp_path / "best" / "1.yaml").read_text())
     assert doc["config"]["data"] == "digits" and doc["config"]["epochs"] == 2
     assert doc["hpsearch_version"] and doc["trial_id"]
-    res = _cli("train", "--config", str(tmp_path / "best" / "1.yaml"), "--json")
-    rows = [json.loads(x) for x in res.stdout.splitlines() if x.startswith("{")]
+    assert main(["train", "--config", str(tmp_path / "best" / "1.yaml"), "--json"]) == 0
+    rows = [json.loads(x) for x in capsys.readouterr().out.splitlines() if x.startswith("{")]
     # Same config, same seed: the trial's metric is reproduced.
     assert rows[-1]["val_metric"] == pytest.approx(doc["metrics"]["final_val_metric"], abs=0.01)
 
