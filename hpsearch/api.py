@@ -40,14 +40,6 @@ def _check_local(address: str | None, num_cpus: int | None, num_gpus: int | None
         raise UserError("--num-cpus/--num-gpus size a local Ray; a joined cluster has its own")
 
 
-def _fixed(cls: type, fixed: Mapping | Sequence[str] | None) -> dict:
-    if fixed is None:
-        return {}
-    if isinstance(fixed, Mapping):
-        return {k: _config.coerce_value(cls, k, v) for k, v in fixed.items()}
-    return _config.parse_sets(cls, fixed)
-
-
 def _user_modules(meta: dict) -> None:
     """A run of a `module:function` trainer imports it from where the run started."""
     if isinstance(meta.get("import_path"), str):
@@ -120,7 +112,7 @@ def search_config(trainer: str | None = None, space: str | None = None, *,
                 cpus_per_trial, share, max_concurrent,
                 gpu_auto=auto, memory_packing=memory_packing, gpu_memory_mb=gpu_memory_mb,
                 gpu_overhead_mb=gpu_overhead_mb),
-            fixed=_fixed(resolved.config_cls, fixed), points=tuple(points or ()),
+            fixed=_config.checked_values(resolved.config_cls, fixed), points=tuple(points or ()),
             address=address, storage=storage, max_failures=max_failures)
     except (TypeError, ValueError) as exc:
         raise UserError(str(exc)) from None

@@ -6,11 +6,11 @@ import ast
 import dataclasses
 import typing
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Mapping
 
 from hpsearch.errors import UserError
 
-__all__ = ["SchedulerConfig", "ResourcesConfig", "SearchConfig", "parse_sets",
+__all__ = ["SchedulerConfig", "ResourcesConfig", "SearchConfig", "parse_sets", "checked_values",
            "coerce_value", "config_to_dict", "config_from_dict"]
 
 
@@ -164,6 +164,18 @@ def parse_sets(cls: type | None, items) -> dict:
             raise UserError(f"--set expects key=value, got {item!r}")
         changes[key] = coerce_value(cls, key, parse_literal(raw.strip()))
     return changes
+
+
+def checked_values(cls: type | None, values) -> dict:
+    """Settings given as a mapping or as `key=value` strings, checked against dataclass
+    `cls` (None: a plain-dict config, values taken as they are).
+
+    Raises:
+        UserError: a malformed item, an unknown key or a wrongly typed value.
+    """
+    if isinstance(values, Mapping):
+        return {k: coerce_value(cls, k, v) for k, v in values.items()}
+    return parse_sets(cls, values or ())
 
 
 def config_to_dict(cfg: SearchConfig) -> dict:

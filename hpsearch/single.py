@@ -13,12 +13,6 @@ from hpsearch.errors import UserError
 __all__ = ["train", "estimate"]
 
 
-def _fixed(cls: type, fixed) -> dict:
-    if isinstance(fixed, Mapping):
-        return {k: _config.coerce_value(cls, k, v) for k, v in fixed.items()}
-    return _config.parse_sets(cls, fixed or ())
-
-
 def _one_config(trainer: str | None, config: Mapping | str | Path | None,
                 overrides: Sequence[str] | Mapping):
     from hpsearch import trainers
@@ -38,7 +32,7 @@ def _one_config(trainer: str | None, config: Mapping | str | Path | None,
         values = dict(config)
     resolved = trainers.get(name or "mlp")
     cfg = resolved.make_config(values)
-    changes = _fixed(resolved.config_cls, overrides)
+    changes = _config.checked_values(resolved.config_cls, overrides)
     if isinstance(cfg, dict):
         return resolved, {**cfg, **changes}
     try:
