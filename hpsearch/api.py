@@ -57,7 +57,7 @@ def load_document(path: str | Path) -> Any:
 
 def search_config(trainer: str | None = None, space: str | None = None, *,
                   out: str | Path | None = None, samples: int = 16, max_epochs: int = 10,
-                  fixed: Mapping | Sequence[str] | None = None, scheduler: str = "asha",
+                  fixed: Mapping | Sequence[str] | None = None, scheduler: str | None = None,
                   grace_period: int = 1, reduction_factor: float = 3.0, sampler: str = "tpe",
                   seed: int = 0, metric: str = "val_metric", mode: str | None = None,
                   points: Sequence[dict] | str | Path | None = None,
@@ -65,7 +65,8 @@ def search_config(trainer: str | None = None, space: str | None = None, *,
                   gpu_memory_mb: float | None = None, gpu_overhead_mb: float = 512.0,
                   memory_packing: bool = True, max_concurrent: int | None = None,
                   address: str | None = None, storage: str | None = None,
-                  max_failures: int = 2) -> _config.SearchConfig:
+                  max_failures: int = 2, budget_epochs: int | None = None,
+                  grid: bool = False) -> _config.SearchConfig:
     """Build and check a `SearchConfig` from plain values (the defaults of `hpsearch run`).
 
     Args:
@@ -76,6 +77,8 @@ def search_config(trainer: str | None = None, space: str | None = None, *,
         fixed: trainer settings for every trial, a dict or `key=value` strings.
         points: configs evaluated first: a list of dicts or a YAML/JSON file of one.
         gpus_per_trial: a share of a GPU, or "auto" (the memory estimate alone).
+        scheduler: "hyperband" (default), "asha" or "fifo"; for a `grid` run the default is
+            "fifo": a grid is run to be tabulated, every config to its last epoch.
         Other arguments: as the `hpsearch run` flags of the same name.
 
     Returns:
@@ -107,13 +110,15 @@ def search_config(trainer: str | None = None, space: str | None = None, *,
             trainer=trainer_name, space=space, run_dir=str(Path(out).absolute()),
             samples=samples, max_epochs=max_epochs, metric=metric,
             mode=mode or resolved.mode, sampler=sampler, seed=seed,
-            scheduler=_config.SchedulerConfig(scheduler, grace_period, reduction_factor),
+            scheduler=_config.SchedulerConfig(scheduler or ("fifo" if grid else "hyperband"),
+                                              grace_period, reduction_factor),
             resources=_config.ResourcesConfig(
                 cpus_per_trial, share, max_concurrent,
                 gpu_auto=auto, memory_packing=memory_packing, gpu_memory_mb=gpu_memory_mb,
                 gpu_overhead_mb=gpu_overhead_mb),
             fixed=_config.checked_values(resolved.config_cls, fixed), points=tuple(points or ()),
-            address=address, storage=storage, max_failures=max_failures)
+            address=address, storage=storage, max_failures=max_failures,
+            budget_epochs=budget_epochs)
     except (TypeError, ValueError) as exc:
         raise UserError(str(exc)) from None
 
@@ -128,7 +133,7 @@ def run(trainer: str | None = None, space: str | None = None, *, grid: bool = Fa
         ...                    fixed={"data": "digits"}, out="runs/demo")
         >>> run.trials_dataframe().head()
     """
-    cfg = settings.pop("config", None) or search_config(trainer, space, **settings)
+    cfg = settings.pop("config", None) or search_config(trainer, space, grid=grid, **settings)
     _check_local(cfg.address, num_cpus, num_gpus)
     _prepare_ray(cfg.address)
     from hpsearch.search import run_search
@@ -149,10 +154,12 @@ def resume(run_dir: str | Path, *, num_cpus: int | None = None,
     return resume_search(run_dir, stream=progress, num_cpus=num_cpus, verbose=verbose)
 
 
-def load_run(run_dir: str | Path, warn: Callable[[str], Any] | None = None) -> Run:
-    """Load a run as pandas frames (`run.trials`, `run.epochs`, `run.best_config()`). With
-    cloud storage the latest trial results are copied down first (falling back to the
-    local copy, with `warn` called)."""
+def load_run(run_dir: str | Path, warn: Callable[[str], Any] | None = None,
+             at_epoch: int | None = None) -> Run:
+    """Load a run as pandas frames (`run.trials`, `run.epochs`, `run.best_config()`), its
+    trials compared at epoch `at_epoch` (default: see `Run.compare`). With cloud storage
+    the latest trial results are copied down first (falling back to the local copy, with
+    `warn` called)."""
     meta = RunDir(run_dir).read_meta()
     _user_modules(meta)
     from hpsearch.search import storage
@@ -163,7 +170,7 @@ def load_run(run_dir: str | Path, warn: Callable[[str], Any] | None = None) -> R
         except UserError as exc:
             if warn:
                 warn(f"{exc}; analysing the local copy")
-    return _load_local(run_dir)
+    return _load_local(run_dir, at_epoch=at_epoch)
 
 
 @dataclass(frozen=True)
@@ -175,13 +182,19 @@ class Analysis:
 
 
 def analyze(run_dir: str | Path | Run, fmt: str = "md",
-            warn: Callable[[str], Any] | None = None) -> Analysis:
-    """Write runs/NAME/report/ (figures, CSV tables, summary, report.html)."""
+            warn: Callable[[str], Any] | None = None, at_epoch: int | None = None) -> Analysis:
+    """Write runs/NAME/report/ (figures, CSV tables, summary, report.html), every
+    comparison at one epoch: `at_epoch`, or by default the highest epoch that at least
+    max(3, 1/4 of the trials) reached (`Run.compare` says which and how many)."""
     from hpsearch.analysis.report import write_report
     from hpsearch.analysis.summary import compute_summary, render
 
-    run_ = run_dir if isinstance(run_dir, Run) else load_run(run_dir, warn)
+    from hpsearch.analysis import stopping
+
+    run_ = run_dir if isinstance(run_dir, Run) else load_run(run_dir, warn, at_epoch)
     path = write_report(run_, fmt)
+    for text in stopping.warnings(stopping.compute_agreement(run_)) if warn else ():
+        warn(text)
     text = render(compute_summary(run_.trials, run_.meta.get("trainer", "?"), run_.mode), "md")
     return Analysis(run_, path, text)
 

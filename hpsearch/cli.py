@@ -45,9 +45,11 @@ def _print_best(run) -> None:
         print(f"{len(failed)} of {len(trials)} trials failed: {failed['error'].iloc[0]}",
               file=sys.stderr)
     best = trials.iloc[0]
-    print(f"best trial {best['trial_id']}: val_metric ({run.metric_name}) = "
-          f"{_fmt(best['best_val_metric'])} after {best['epochs']} epochs, "
-          f"status {best['status']}")
+    c = run.compare
+    print(f"best trial {best['trial_id']}: {run.score_label} = {_fmt(best['score'])} "
+          f"(final {_fmt(best['final_score'])} after {best['epochs']} epochs, status "
+          f"{best['status']}); compared at epoch {c.get('epoch')}, which "
+          f"{c.get('trials_reached')} of {c.get('trials')} trials reached")
     for p in run.params:
         value = best.get(p)
         if not (isinstance(value, float) and math.isnan(value)):  # nan: not used by this branch
@@ -57,10 +59,13 @@ def _print_best(run) -> None:
 
 
 def cmd_run(args) -> int:
-    kw = {k: v for k, v in vars(args).items() if k not in ("command", "verbose", "grid",
+    kw = {k: v for k, v in vars(args).items() if k not in ("command", "verbose",
                                                            "num_cpus", "num_gpus")}
     cfg = api.search_config(**kw)
-    print(f"search: trainer={cfg.trainer} space={cfg.space} samples={cfg.samples} "
+    what = (f"grid scheduler={cfg.scheduler.kind}" if args.grid else
+            f"samples={cfg.samples} sampler={cfg.sampler} scheduler={cfg.scheduler.kind}")
+    budget = f" budget={cfg.budget_epochs} epochs" if cfg.budget_epochs else ""
+    print(f"search: trainer={cfg.trainer} space={cfg.space} {what}{budget} "
           f"max_epochs={cfg.max_epochs} metric={cfg.metric} ({cfg.mode}) -> {cfg.run_dir}")
     run = api.run(config=cfg, grid=args.grid, num_cpus=getattr(args, "num_cpus", None),
                   num_gpus=getattr(args, "num_gpus", None), verbose=args.verbose)
@@ -85,6 +90,9 @@ def cmd_analyze(args) -> int:
     result = api.analyze(**_given(args, "command", "verbose"), warn=_warn)
     if _all_failed(result.run):
         _warn(f"every trial of this run failed: {result.run.trials['error'].iloc[0]}")
+    c = result.run.compare
+    print(f"compared at epoch {c.get('epoch')} ({c.get('rule')}; {c.get('trials_reached')} "
+          f"of {c.get('trials')} trials reached it)")
     print(result.summary)
     print(f"report: {result.report}")
     return 0

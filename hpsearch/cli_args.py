@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 
 from hpsearch import __version__
+from hpsearch.config import SAMPLERS, SCHEDULERS
 
 __all__ = ["parser"]
 
@@ -21,10 +22,16 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
     a("--out", default=S, help="run directory (default runs/TRAINER-SPACE-TIME)")
     a("--set", dest="fixed", action="append", default=S, metavar="KEY=VALUE",
       help="fix a trainer setting for every trial, e.g. --set data=digits")
-    a("--scheduler", choices=["asha", "fifo"], default=S)
+    a("--scheduler", choices=list(SCHEDULERS), default=S,
+      help="hyperband (default): ASHA brackets chosen by how well early epochs rank trials; "
+      "asha: one ASHA bracket; fifo: no early stopping")
+    a("--budget-epochs", type=int, default=S, metavar="N",
+      help="stop once N epochs were trained in all (--samples is then an upper bound)")
     a("--grace-period", type=int, default=S, help="ASHA: epochs before stopping (1)")
     a("--reduction-factor", type=float, default=S, help="ASHA: keep 1/this (3)")
-    a("--sampler", choices=["tpe", "random"], default=S)
+    a("--sampler", choices=list(SAMPLERS), default=S,
+      help="tpe (default): TPE fitted at one epoch; optuna-tpe: Optuna's TPE on the study; "
+      "random")
     a("--seed", type=int, default=S, help="sampler seed (0)")
     a("--metric", default=S, help="reported key to optimise (val_metric)")
     a("--mode", choices=["min", "max"], default=S, help="default: the trainer's direction")
@@ -81,6 +88,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("run_dir")
     p.add_argument("--format", dest="fmt", choices=["md", "html", "csv"], default=S,
                    help="format of the summary table file (md)")
+    p.add_argument("--at-epoch", type=int, default=S, metavar="N",
+                   help="compare trials at epoch N (default: the highest epoch that at "
+                   "least max(3, 1/4 of the trials) reached)")
     p = sub.add_parser("export", help="write the top-k configs for `hpsearch train --config`")
     p.add_argument("run_dir")
     p.add_argument("--top", type=int, default=S, help="how many (3)")

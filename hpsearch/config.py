@@ -14,17 +14,25 @@ __all__ = ["SchedulerConfig", "ResourcesConfig", "SearchConfig", "parse_sets", "
            "coerce_value", "config_to_dict", "config_from_dict"]
 
 
+SCHEDULERS = ("hyperband", "asha", "fifo")
+# tpe: TPE fitted at one epoch (search/searcher.py); optuna-tpe: Optuna's TPE on the study.
+SAMPLERS = ("tpe", "optuna-tpe", "random")
+
+
 @dataclass(frozen=True)
 class SchedulerConfig:
-    """Early stopping. `kind="asha"` uses Ray Tune's ASHAScheduler, `"fifo"` runs every trial."""
+    """Early stopping. `kind="hyperband"`: ASHA brackets drawn by how well early epochs have
+    ranked trials so far (search/schedulers.py, hpsearch/fidelity.py); `"asha"`: Ray Tune's ASHAScheduler alone;
+    `"fifo"`: every trial runs all its epochs."""
 
-    kind: str = "asha"
+    kind: str = "hyperband"
     grace_period: int = 1  # epochs; ASHA's max_t is SearchConfig.max_epochs
     reduction_factor: float = 3.0
 
     def __post_init__(self) -> None:
-        if self.kind not in ("asha", "fifo"):
-            raise ValueError(f"scheduler must be 'asha' or 'fifo', got {self.kind!r}")
+        if self.kind not in SCHEDULERS:
+            raise ValueError(f"scheduler must be one of {', '.join(SCHEDULERS)}, "
+                             f"got {self.kind!r}")
         if self.grace_period < 1:
             raise ValueError(f"grace period must be >= 1, got {self.grace_period}")
         if self.reduction_factor <= 1:
@@ -81,7 +89,7 @@ class SearchConfig:
     max_epochs: int = 10
     metric: str = "val_metric"
     mode: str = "max"
-    sampler: str = "tpe"  # tpe | random
+    sampler: str = "tpe"  # one of SAMPLERS
     seed: int = 0
     scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
     resources: ResourcesConfig = field(default_factory=ResourcesConfig)
@@ -95,14 +103,17 @@ class SearchConfig:
     storage: str | None = None
     max_failures: int = 2  # worker crashes retried from the last checkpoint
     study_name: str = ""
+    # Stop the search once this many epochs were trained in all (`--budget-epochs`).
+    budget_epochs: int | None = None
 
     def __post_init__(self) -> None:
         if self.samples < 1:
             raise ValueError(f"samples must be >= 1, got {self.samples}")
         if self.mode not in ("min", "max"):
             raise ValueError(f"mode must be 'min' or 'max', got {self.mode!r}")
-        if self.sampler not in ("tpe", "random"):
-            raise ValueError(f"sampler must be 'tpe' or 'random', got {self.sampler!r}")
+        if self.sampler not in SAMPLERS:
+            raise ValueError(f"sampler must be one of {', '.join(SAMPLERS)}, "
+                             f"got {self.sampler!r}")
         if self.max_epochs < 1:
             raise ValueError(f"max epochs must be >= 1, got {self.max_epochs}")
         if self.scheduler.grace_period > self.max_epochs:
@@ -110,6 +121,8 @@ class SearchConfig:
                              f"got {self.scheduler.grace_period}")
         if not 0 <= self.seed < 2**32:
             raise ValueError(f"seed must be in [0, 2**32), got {self.seed}")
+        if self.budget_epochs is not None and self.budget_epochs < 1:
+            raise ValueError(f"epoch budget must be >= 1, got {self.budget_epochs}")
         if self.max_failures < 0:
             raise ValueError(f"max failures must be >= 0, got {self.max_failures}")
 

@@ -15,6 +15,7 @@ import yaml
 
 from hpsearch import __version__, trainers
 from hpsearch.errors import UserError
+from hpsearch.analysis._common import finite
 from hpsearch.rundir import Run, load_run
 
 __all__ = ["select_top", "export_best_configs", "rank_confirmed"]
@@ -35,13 +36,16 @@ def _params_of(run: Run, trial_id: str) -> dict:
 
 
 def select_top(run: Run, k: int) -> pd.DataFrame:
-    """The k best completed trials (best validation metric, the run's direction)."""
+    """The k completed trials with the best final score (the search's metric after every
+    epoch, in its direction): completed trials compare at an equal budget."""
     done = run.trials[run.trials["status"] == "completed"]
     if done.empty:
         statuses = ", ".join(sorted(set(run.trials["status"])))
         raise UserError(f"{run.path}: no completed trial to export "
                         f"({len(run.trials)} trials: {statuses})")
-    return done.head(k)  # run.trials is already sorted best first
+    key = finite(done["final_score"]) * (1 if run.mode == "max" else -1)
+    return done.assign(_k=key.fillna(-math.inf)).sort_values(
+        "_k", ascending=False, kind="stable").drop(columns="_k").head(k)
 
 
 def _to_builtin(v):
@@ -85,8 +89,10 @@ def export_best_configs(run: Run | str | Path, out_dir: str | Path, top: int = 3
         doc = {
             "trainer": run.meta["trainer"], "rank": rank, "trial_id": row.trial_id,
             "run": str(run.path), "hpsearch_version": __version__,
-            "metric": f"val_metric ({run.metric_name}, {run.mode})",
-            "metrics": {"best_val_metric": _to_builtin(row.best_val_metric),
+            "metric": f"{run.metric} ({run.mode})" + (
+                f", {run.metric_name}" if run.metric == "val_metric" else ""),
+            "metrics": {f"final_{run.metric}": _to_builtin(row.final_score),
+                        "best_val_metric": _to_builtin(row.best_val_metric),
                         "final_val_metric": _to_builtin(row.final_val_metric),
                         "final_val_loss": _to_builtin(row.final_val_loss),
                         "final_train_loss": _to_builtin(row.final_train_loss),

@@ -13,7 +13,7 @@ import optuna
 import pandas as pd
 
 from hpsearch.analysis._common import finite, is_categorical, use_log
-from hpsearch.analysis._html import img, save, table
+from hpsearch.analysis._html import escape, img, save, table
 from hpsearch.rundir import Run, layout
 
 logger = logging.getLogger(__name__)
@@ -79,7 +79,7 @@ def _to_study(trials: pd.DataFrame, params: list[str], value: str, mode: str,
 
 
 def compute_importance(trials: pd.DataFrame, params: list[str], mode: str = "max",
-                       value: str = "best_val_metric", evaluators=EVALUATORS,
+                       value: str = "score", evaluators=EVALUATORS,
                        seed: int = 0, statuses=("completed",),
                        distributions: dict | None = None) -> pd.DataFrame:
     """Importance of each parameter for `value`, per evaluator.
@@ -138,11 +138,13 @@ def plot(result: pd.DataFrame, ax=None):
 
 def section(run: Run, out: Path) -> str:
     """The report section: figures written to `out`, returned as HTML."""
-    completed = (run.trials["status"] == "completed").sum()
-    statuses = ("completed",) if completed >= 3 else ("completed", "stopped_early")
-    imp = compute_importance(run.trials, run.params, run.mode, statuses=statuses,
-                                        distributions=stored_distributions(run))
+    statuses = ("completed", "stopped_early", "running")
+    imp = compute_importance(run.trials, run.params, run.mode, value="score",
+                             statuses=statuses, distributions=stored_distributions(run))
     imp.to_csv(out / "importance.csv", index=False)
-    note = (f"<p>Optuna fANOVA and PED-ANOVA on {', '.join(statuses)} trials; parameters "
-            "that only some trials have (conditional ones) are left out.</p>")
+    n = int(run.trials["score"].notna().sum())
+    note = (f"<p>Optuna fANOVA and PED-ANOVA on the {n} trials with a score at epoch "
+            f"{run.compare.get('epoch')} ({escape(run.score_label)}; stopped-early trials "
+            "that got there count, those that did not are left out); parameters that only "
+            "some trials have (conditional ones) are left out.</p>")
     return note + img(save(plot(imp), out / "importance.png")) + table(imp)

@@ -7,7 +7,8 @@ import html
 import logging
 from pathlib import Path
 
-from hpsearch.analysis import curves, importance, overfitting, sensitivity, summary
+from hpsearch.analysis import (curves, importance, overfitting, sensitivity, stopping,
+                               summary)
 from hpsearch.analysis._html import table
 from hpsearch.rundir import Run, layout, load_run
 
@@ -19,6 +20,7 @@ SECTIONS = [
     ("Sensitivity", sensitivity.section),
     ("Importance", importance.section),
     ("Overfitting", overfitting.section),
+    ("Early-stopping reliability", stopping.section),
     ("Learning curves and memory", curves.section),
 ]
 
@@ -57,8 +59,14 @@ def write_report(run: Run | str | Path, fmt: str = "md") -> Path:
     intro = (f"<p>trainer <b>{html.escape(str(meta.get('trainer')))}</b>, space "
              f"<b>{html.escape(str(meta.get('space')))}</b>, {len(run.trials)} trials "
              f"({html.escape(', '.join(f'{n} {s}' for s, n in sorted(counts.items())))}), "
-             f"metric val_{html.escape(run.metric_name)} ({run.mode}); "
-             f"{'finished' if meta.get('finished') else 'partial run'}.</p>")
+             f"metric {html.escape(run.metric)} ({run.mode}); "
+             f"{'finished' if meta.get('finished') else 'partial run'}. Every comparison "
+             f"is at epoch {run.compare.get('epoch')} "
+             f"({html.escape(str(run.compare.get('rule')))}; "
+             f"{run.compare.get('trials_reached')} of {run.compare.get('trials')} trials "
+             "reached it): best and median are scores at that epoch, and trials stopped "
+             "before it are counted but not compared. `hpsearch analyze --at-epoch N` "
+             "compares at another epoch.</p>")
     sections = [_section("Summary", intro + summary.render(summ, "html")),
                 _section("Best trials", table(run.trials, 15))]
     sections += [_section(title, fn(run, out)) for title, fn in SECTIONS]

@@ -26,7 +26,7 @@ def pairs(params: list[str]) -> list[tuple[str, str]]:
     return out
 
 
-def compute_sensitivity(trials: pd.DataFrame, x: str, y: str, value: str = "best_val_metric",
+def compute_sensitivity(trials: pd.DataFrame, x: str, y: str, value: str = "score",
                         bins: int = 4) -> pd.DataFrame:
     """Long frame with one row per (x bin, y bin) cell.
 
@@ -43,17 +43,20 @@ def compute_sensitivity(trials: pd.DataFrame, x: str, y: str, value: str = "best
     df["_x"], df["_y"] = bin_param(x, df[x], bins), bin_param(y, df[y], bins)
     df["_v"] = finite(df[value])
     df["_bad"] = df["status"].isin(ENDED_BAD)
+    # Only trials with a score to compare (at the comparison epoch), and the failed ones.
+    df = df[df["_v"].notna() | df["_bad"]]
     g = df.groupby(["_x", "_y"], observed=True)
     out = pd.DataFrame({"value": g["_v"].median(), "n": g.size(), "n_bad": g["_bad"].sum()})
     return out.reset_index().rename(columns={"_x": x, "_y": y})
 
 
-def compute_marginal(trials: pd.DataFrame, param: str, value: str = "best_val_metric",
+def compute_marginal(trials: pd.DataFrame, param: str, value: str = "score",
                      bins: int = 6) -> pd.DataFrame:
     """Median, min, max and count of `value` per bin of one parameter."""
     df = trials[trials[param].notna()].copy()
     df["_b"] = bin_param(param, df[param], bins)
     df["_v"] = finite(df[value])
+    df = df[df["_v"].notna()]
     g = df.groupby("_b", observed=True)["_v"]
     out = pd.DataFrame({"median": g.median(), "min": g.min(), "max": g.max(), "n": g.size()})
     return out.reset_index().rename(columns={"_b": param})
@@ -103,20 +106,24 @@ MAX_PAIRS = 15
 
 def section(run: Run, out: Path) -> str:
     """The report section: figures written to `out`, returned as HTML."""
-    label = f"median best val {run.metric_name}"
+    label = f"median {run.score_label}"
     parts = []
     for x, y in pairs(run.params)[:MAX_PAIRS]:
-        cells = compute_sensitivity(run.trials, x, y)
+        cells = compute_sensitivity(run.trials, x, y, value="score")
         if cells.empty:
             continue
         ax = plot(cells, x, y, mode=run.mode, label=label)
         parts.append(img(save(ax, out / f"sensitivity_{y}_x_{x}.png")))
     marg = []
     for p in run.params:
-        m = compute_marginal(run.trials, p)
+        m = compute_marginal(run.trials, p, value="score")
         if not m.empty:
-            ax = plot_marginal(m, p, label=f"best val {run.metric_name}")
+            ax = plot_marginal(m, p, label=run.score_label)
             marg.append(img(save(ax, out / f"marginal_{p}.png")))
-    note = ("<p>Cell: median over trials of each trial's best validation "
-            f"{escape(run.metric_name)}; n = trials; ✕k = diverged or errored trials.</p>")
+    c = run.compare
+    note = (f"<p>Cell: median over trials of {escape(run.score_label)}: every trial is "
+            f"compared at epoch {c.get('epoch')} ({escape(str(c.get('rule')))}; "
+            f"{c.get('trials_reached')} of {c.get('trials')} trials reached it; trials "
+            "stopped before it are not in the cells). n = trials; ✕k = diverged or "
+            "errored trials.</p>")
     return note + '<div class="grid">' + "".join(parts + marg) + "</div>"

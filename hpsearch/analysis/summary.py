@@ -14,8 +14,11 @@ ARCH_PARAMS = ("model", "norm")  # what distinguishes architectures within one t
 LAYER_PARAMS = ("layers", "depth")
 
 
-def compute_summary(trials: pd.DataFrame, trainer: str, mode: str = "max") -> pd.DataFrame:
-    """One row per (architecture, layers, optimizer).
+def compute_summary(trials: pd.DataFrame, trainer: str, mode: str = "max",
+                    value: str = "score") -> pd.DataFrame:
+    """One row per (architecture, layers, optimizer), compared on `value` (each trial's
+    score at the run's comparison epoch: trials that did not reach it count in `trials`
+    but not in best/median).
 
     Returns:
         architecture, layers, optimizer, trials, completed, diverged, best, median, best_trial,
@@ -28,13 +31,13 @@ def compute_summary(trials: pd.DataFrame, trainer: str, mode: str = "max") -> pd
     layer_col = next((c for c in LAYER_PARAMS if c in df and df[c].notna().any()), None)
     df["layers"] = df[layer_col] if layer_col else pd.NA
     df["optimizer"] = df["optimizer"] if "optimizer" in df else pd.NA
-    df["_v"] = finite(df["best_val_metric"])
+    df["_v"] = finite(df[value])
     keys = ["architecture", "layers", "optimizer"]
     rows = []
     for key, g in df.groupby(keys, dropna=False, sort=True):
         v = g["_v"]
         idx = None if v.isna().all() else (v.idxmax() if mode == "max" else v.idxmin())
-        rows.append({**dict(zip(keys, key)), "trials": len(g),
+        rows.append({**dict(zip(keys, key)), "trials": len(g), "compared": int(v.notna().sum()),
                      "completed": int((g["status"] == "completed").sum()),
                      "diverged": int((g["status"] == "diverged").sum()),
                      "best": v.max() if mode == "max" else v.min(), "median": v.median(),

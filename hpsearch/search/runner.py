@@ -23,6 +23,7 @@ from hpsearch.rundir import Run, RunDir, layout, load_run
 from hpsearch.search import cluster, storage
 from hpsearch.search.guard import ContractGuard, DiskGuard, check_free, disk_errors, stop_if_guarded
 from hpsearch.search.progress import Progress
+from hpsearch.search.schedulers import EpochBudget
 from hpsearch.search.tuner import (
     build_tuner,
     experiment_path,
@@ -80,8 +81,11 @@ def _all_ended(experiment: str, expected: int) -> bool:
 def _finish(rd: RunDir, meta: dict, experiment: str, expected: int) -> Run:
     """Write epochs.csv/trials.csv; mark the run finished unless Ctrl-C or a guard cut it
     short, so `hpsearch resume` can complete it."""
+    budget = EpochBudget.REACHED.pop(str(rd.path), None)
+    if budget is not None:
+        meta["budget_spent"] = budget
     finished = (DiskGuard.tripped(rd.path) is None and not ContractGuard.message(rd.path)
-                and _all_ended(experiment, expected))
+                and (budget is not None or _all_ended(experiment, expected)))
     meta["finished"] = finished
     rd.write_meta(meta)
     if not finished:

@@ -4,25 +4,68 @@ Optuna the truth about how each trial ended (public Optuna and Tune APIs only).
 Ray's OptunaSearch tells every trial with a final value as COMPLETE, including those ASHA
 stopped after one epoch, so TPE treats a 1-epoch score as a finished result. Here an
 early-stopped or diverged trial is told PRUNED (Optuna keeps its intermediate values at
-step = epoch) and an errored one FAIL."""
+step = epoch) and an errored one FAIL.
+
+With `equal_fidelity=True` (hpsearch's default) new configs come from a TPE fitted at one
+epoch: the highest epoch that at least `min_obs` trials reached (BOHB's rule), on every
+trial's score *at that epoch*; trials that diverged before it count as the worst score, and
+running trials as pending (constant liar), so parallel suggestions spread out. Optuna's own
+TPE on the study instead puts the trials that ran longest first, i.e. whatever early
+stopping promoted, which on crossing learning curves are the fast starters that end worse.
+A fraction `random_fraction` of the suggestions stays random (BOHB does the same) so a
+misleading model cannot lock the search in one region."""
 
 from __future__ import annotations
 
 import logging
 import math
 import pickle
+import random
 import warnings
 from typing import Callable
 
 import optuna
 from optuna.exceptions import UpdateFinishedTrialError
-from optuna.trial import TrialState
+from optuna.trial import TrialState, create_trial
 from ray.tune.search import Searcher
 
+from hpsearch import fidelity
+
 logger = logging.getLogger(__name__)
-__all__ = ["StudySearcher", "TUNE_TRIAL_ATTR"]
+__all__ = ["StudySearcher", "TUNE_TRIAL_ATTR", "DIVERGED_ATTR", "model_trials"]
 
 TUNE_TRIAL_ATTR = "tune_trial_id"  # user attr tying an Optuna trial to its Tune trial
+DIVERGED_ATTR = "diverged"
+
+
+def model_trials(trials: list, min_obs: int, maximize: bool) -> tuple[int | None, list]:
+    """What the equal-fidelity model is told: (epoch, frozen trials valued at that epoch).
+
+    Finished or running trials with a score at the chosen epoch keep it; a trial that
+    diverged before it gets the worst score seen at it; running trials without one come as
+    RUNNING (pending). Stopped-early trials that never reached the epoch are left out: their
+    score there is unknown, not bad."""
+    curves = {t.number: {e: v for e, v in t.intermediate_values.items() if math.isfinite(v)}
+              for t in trials}
+    epoch = fidelity.model_epoch(curves, min_obs)
+    if epoch is None:
+        return None, []
+    at = [curves[t.number][epoch] for t in trials if epoch in curves[t.number]]
+    worst = min(at) if maximize else max(at)
+    out = []
+    for t in trials:
+        if not t.params:
+            continue
+        value = curves[t.number].get(epoch)
+        if value is None and t.user_attrs.get(DIVERGED_ATTR):
+            value = worst
+        if value is not None:
+            out.append(create_trial(params=t.params, distributions=t.distributions,
+                                    value=value))
+        elif t.state == TrialState.RUNNING:
+            out.append(create_trial(params=t.params, distributions=t.distributions,
+                                    state=TrialState.RUNNING))
+    return epoch, out
 
 
 class StudySearcher(Searcher):
@@ -36,12 +79,22 @@ class StudySearcher(Searcher):
         storage: an Optuna storage URL or object (the run's sqlite study).
         study_name: a name unique to the run.
         points: configs evaluated first (`Study.enqueue_trial`).
+        equal_fidelity: suggest from a TPE fitted at one epoch (see the module doc); the
+            study's own `sampler` then only draws the random suggestions.
+        min_obs: trials needed at an epoch before the model learns from it.
+        random_fraction: share of suggestions left to `sampler` once the model is fitted.
+        seed: seeds the model's TPE and the random/model choice.
     """
 
     def __init__(self, space_fn: Callable[[optuna.Trial], dict], metric: str, mode: str,
                  sampler: optuna.samplers.BaseSampler, storage, study_name: str,
-                 points: list[dict] | None = None) -> None:
+                 points: list[dict] | None = None, equal_fidelity: bool = False,
+                 min_obs: int = 8, random_fraction: float = 0.2, seed: int = 0) -> None:
         super().__init__(metric=metric, mode=mode)
+        self._equal_fidelity, self._min_obs = equal_fidelity, min_obs
+        self._random_fraction, self._seed = random_fraction, seed
+        self._rng = random.Random(seed)
+        self.model_epochs: list[int | None] = []  # the epoch each suggestion was fitted at
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         self._space_fn = space_fn
         self._study = optuna.create_study(
@@ -61,7 +114,32 @@ class StudySearcher(Searcher):
         # metric/mode are set once in SearchConfig and passed to both this and TuneConfig.
         return not config
 
+    def _model_params(self) -> dict | None:
+        """Params a TPE fitted at one epoch suggests, or None (too few trials, or a random
+        draw)."""
+        trials = self._study.get_trials(deepcopy=False)
+        if any(t.state == TrialState.WAITING for t in trials):
+            return None  # --points still queued: they go first
+        epoch, frozen = model_trials(trials, self._min_obs, self.mode == "max")
+        self.model_epochs.append(epoch)
+        if epoch is None or self._rng.random() < self._random_fraction:
+            return None
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # multivariate/group/constant_liar: experimental
+            model = optuna.create_study(
+                direction=self._study.direction, sampler=optuna.samplers.TPESampler(
+                    seed=self._seed + len(trials), n_startup_trials=0, multivariate=True,
+                    group=True, constant_liar=True))
+            model.add_trials(frozen)
+            trial = model.ask()
+            self._space_fn(trial)
+        return trial.params
+
     def suggest(self, trial_id: str) -> dict | None:
+        if self._equal_fidelity:
+            params = self._model_params()
+            if params:
+                self._study.enqueue_trial(params)
         trial = self._study.ask()
         trial.set_user_attr(TUNE_TRIAL_ATTR, trial_id)
         config = self._space_fn(trial)
@@ -99,6 +177,8 @@ class StudySearcher(Searcher):
         status = (result or {}).get("status")
         value = (result or {}).get(self.metric)
         finite = isinstance(value, (int, float)) and math.isfinite(value)
+        if status == "diverged":
+            trial.set_user_attr(DIVERGED_ATTR, True)
         if error or status == "error" or result is None:
             state, values = TrialState.FAIL, None
         elif status == "completed" and finite:

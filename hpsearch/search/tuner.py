@@ -19,6 +19,7 @@ from hpsearch.config import SearchConfig, coerce_value
 from hpsearch.errors import UserError
 from hpsearch.rundir import RunDir
 from hpsearch.search import cluster, packing, storage
+from hpsearch.search.schedulers import AdaptiveHyperband, EpochBudget
 from hpsearch.search.searcher import StudySearcher
 from hpsearch.search.trainable import run_trial
 
@@ -66,19 +67,25 @@ def validate(cfg: SearchConfig, grid: bool = False):
 
 
 def _searcher(cfg: SearchConfig, space) -> StudySearcher:
-    sampler = (optuna.samplers.TPESampler(seed=cfg.seed) if cfg.sampler == "tpe"
+    # "tpe": TPE fitted at one epoch (searcher.py); the study's sampler draws the random
+    # share. "optuna-tpe": Optuna's TPE on the whole study as Optuna ranks it.
+    sampler = (optuna.samplers.TPESampler(seed=cfg.seed) if cfg.sampler == "optuna-tpe"
                else optuna.samplers.RandomSampler(seed=cfg.seed))
     # A partial of a module-level function pickles by reference: Tuner.restore can reload it.
     fn = functools.partial(spaces.with_fixed, space_fn=space.fn, fixed=dict(cfg.fixed))
     return StudySearcher(fn, metric=cfg.metric, mode=cfg.mode, sampler=sampler,
                          storage=RunDir(cfg.run_dir).study_url, study_name=cfg.study_name,
-                         points=[dict(p) for p in cfg.points])
+                         points=[dict(p) for p in cfg.points],
+                         equal_fidelity=cfg.sampler == "tpe", seed=cfg.seed)
 
 
 def _scheduler(cfg: SearchConfig):
     s = cfg.scheduler
     if s.kind == "fifo":
         return FIFOScheduler()
+    if s.kind == "hyperband":
+        return AdaptiveHyperband(cfg.metric, cfg.mode, cfg.max_epochs, s.grace_period,
+                                 s.reduction_factor, seed=cfg.seed)
     return ASHAScheduler(time_attr="epoch", max_t=cfg.max_epochs, grace_period=s.grace_period,
                          reduction_factor=s.reduction_factor)
 
@@ -112,6 +119,7 @@ def _run_config(cfg: SearchConfig, callbacks: list) -> tune.RunConfig:
         # driver killed hard loses little; the file is tens of KB.
         sync_config=tune.SyncConfig(sync_period=30) if uri else None,
         callbacks=callbacks, verbose=0,
+        stop=EpochBudget(cfg.run_dir, cfg.budget_epochs) if cfg.budget_epochs else None,
         checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
         failure_config=tune.FailureConfig(max_failures=cfg.max_failures))
 
@@ -153,7 +161,10 @@ def build_tuner(cfg: SearchConfig, space, callbacks: list | None = None,
     # A Config with an `epochs` field (or a plain-dict config) gets the epoch budget.
     fixed = {**cfg.fixed, **({"epochs": cfg.max_epochs} if trainer.has_field("epochs") else {})}
     if grid:
-        param_space = {**fixed, **{k: tune.grid_search(list(v)) for k, v in space.grid.items()}}
+        # A YAML space's own `fixed:` settings hold for its grid too (its sampler adds them).
+        yaml_fixed = getattr(space.fn, "fixed", None) or {}
+        param_space = {**yaml_fixed, **fixed,
+                       **{k: tune.grid_search(list(v)) for k, v in space.grid.items()}}
         search_alg, samples = None, 1
     else:
         param_space = None

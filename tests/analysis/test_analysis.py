@@ -15,7 +15,7 @@ def beta1_only():
     df = pd.DataFrame({"trial_id": [f"t{i}" for i in range(n)],
                        "beta1": rng.uniform(0.5, 0.99, n), "beta2": rng.uniform(0.9, 0.9999, n),
                        "batch_size": rng.choice([8, 32], n), "status": "completed"})
-    df["best_val_metric"] = 0.9 - 5 * (df["beta1"] - 0.7) ** 2 + rng.normal(0, 1e-3, n)
+    df["score"] = 0.9 - 5 * (df["beta1"] - 0.7) ** 2 + rng.normal(0, 1e-3, n)
     return df
 
 
@@ -51,7 +51,7 @@ def test_sensitivity_counts_diverged_and_uses_log_bins_for_lr():
     df = pd.DataFrame({"trial_id": list("abcdef"),
                        "lr": [1e-4, 2e-4, 1e-2, 2e-2, 1.0, 0.9],
                        "batch_size": [8, 8, 8, 32, 32, 32],
-                       "best_val_metric": [0.5, 0.6, 0.9, 0.8, np.nan, np.nan],
+                       "score": [0.5, 0.6, 0.9, 0.8, np.nan, np.nan],
                        "status": ["completed"] * 4 + ["diverged", "error"]})
     cells = sensitivity.compute_sensitivity(df, "lr", "batch_size", bins=2)
     labels = list(cells["lr"].cat.categories)
@@ -94,7 +94,7 @@ def test_overfitting_finds_the_turn_epoch():
 def test_summary_marks_best_per_architecture_and_renders():
     trials = pd.DataFrame({"trial_id": list("abcd"), "model": ["lstm", "lstm", "gpt", "gpt"],
                            "layers": [1, 2, 1, 2], "optimizer": ["adam"] * 4,
-                           "best_val_metric": [5.0, 4.0, 3.0, 6.0],
+                           "score": [5.0, 4.0, 3.0, 6.0],
                            "status": ["completed"] * 4})
     s = summary.compute_summary(trials, "lm", mode="min")
     best = s[s["is_best"]].set_index("architecture")["best_trial"].to_dict()
@@ -133,3 +133,74 @@ def test_memory_table_without_estimates_has_no_ratio():
                            "status": ["completed", "completed"]})
     mem = curves.compute_memory(trials, [])
     assert "actual_over_estimate" not in mem and list(mem["trial_id"]) == ["b", "a"]
+
+
+def _run_epochs():
+    """a: stopped early after a fast first epoch; b, c completed; d diverged at epoch 2."""
+    rows = []
+    for t, vals, st in [("a", [0.9], "stopped_early"), ("b", [0.3, 0.6, 0.8], "completed"),
+                        ("c", [0.2, 0.5, 0.85], "completed"),
+                        ("d", [0.5, float("nan")], "diverged")]:
+        for i, v in enumerate(vals, 1):
+            rows.append({"trial_id": t, "epoch": i, "val_metric": v, "val_loss": 1 - v,
+                         "train_loss": 0.1, "gap": 0.0, "time_total_s": float(i),
+                         "gpu_mem_mb": None, "gpu_mem_device_mb": None, "error": None,
+                         "status": st if i == len(vals) else "running", "lr": 0.1 * i})
+    return pd.DataFrame(rows)
+
+
+def test_trials_are_compared_at_one_epoch_never_a_stopped_trials_first_epoch():
+    from hpsearch.rundir.tables import comparison_epoch, summarize_trials
+
+    ep = _run_epochs()
+    assert comparison_epoch(ep) == (2, 3)  # b, c and d reached epoch 2
+    t = summarize_trials(ep, ["lr"], "max").set_index("trial_id")
+    # a's 0.9 after one epoch is not compared with the others' epoch-2 scores.
+    assert list(t.index)[:2] == ["b", "c"]
+    assert t.loc["b", "score"] == 0.6 and pd.isna(t.loc["a", "score"])
+    assert (t["score_epoch"] == 2).all() and t.loc["c", "final_score"] == 0.85
+    # At the last epoch c is best; at epoch 1 a is.
+    assert summarize_trials(ep, ["lr"], "max", at_epoch=3)["trial_id"].iloc[0] == "c"
+    assert summarize_trials(ep, ["lr"], "max", at_epoch=1)["trial_id"].iloc[0] == "a"
+    # The search's own metric and direction: val_loss, min; val_metric keeps its own.
+    by_loss = summarize_trials(ep, ["lr"], "min", metric="val_loss", at_epoch=3)
+    assert by_loss["trial_id"].iloc[0] == "c" and by_loss["score"].iloc[0] == pytest.approx(0.15)
+    assert by_loss.set_index("trial_id").loc["a", "best_val_metric"] == 0.9  # accuracy: max
+
+
+def test_sensitivity_cells_hold_only_trials_compared_at_the_epoch():
+    from hpsearch.rundir.tables import summarize_trials
+
+    t = summarize_trials(_run_epochs(), ["lr"], "max")
+    t["depth"] = [1, 1, 2, 2]
+    cells = sensitivity.compute_sensitivity(t, "lr", "depth")
+    assert cells["n"].sum() == 3  # a (never reached epoch 2) is not in a cell; d counts as bad
+    assert cells["n_bad"].sum() == 1
+
+
+def test_early_stopping_reliability_warns_when_early_ranks_mislead():
+    import math
+    from pathlib import Path
+
+    from hpsearch.analysis import stopping
+    from hpsearch.rundir.tables import Run, summarize_trials
+
+    rows = []
+    for i in range(12):  # better configs learn slower: epoch-1 ranks are reversed at 9
+        q = i / 11
+        last = 9 if i % 2 == 0 else 1
+        for e in range(1, last + 1):
+            rows.append({"trial_id": f"t{i}", "epoch": e, "status": "completed" if e == 9
+                         else ("stopped_early" if e == last else "running"),
+                         "val_metric": (0.2 + 0.7 * q) * (1 - math.exp(-e / (0.5 + 8 * q))),
+                         "lr": q})
+    ep = pd.DataFrame(rows)
+    for col in ("train_loss", "val_loss", "gap", "time_total_s", "gpu_mem_mb",
+                "gpu_mem_device_mb", "error"):
+        ep[col] = None
+    run = Run(Path("."), {"metric": "val_metric", "mode": "max"}, ep,
+              summarize_trials(ep, ["lr"], "max"), ["lr"])
+    agree = stopping.compute_agreement(run)
+    assert list(agree["epoch"]) == [1] and agree["spearman"].iloc[0] < 0
+    (text,) = stopping.warnings(agree)
+    assert "epoch-1 ranks predict epoch-9 ranks poorly" in text and "--grace-period" in text

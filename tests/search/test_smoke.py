@@ -52,13 +52,14 @@ def test_four_trial_search_end_to_end(ray_local, tmp_path):
     study = _study(tmp_path / "smoke")
     assert len(study.trials) == 4
     assert not [t for t in study.trials if t.state == optuna.trial.TrialState.RUNNING]
-    assert run.trials.iloc[0]["best_val_metric"] == trials["best_val_metric"].max()
+    assert run.trials.iloc[0]["score"] == run.trials["score"].max()  # equal-budget rank
+    assert (run.trials["score_epoch"] == run.compare["epoch"]).all()
     assert {"lr", "optimizer", "batch_size", "depth"} <= set(run.params)
 
 
 def test_asha_stopped_trials_reach_optuna_as_pruned(ray_local, tmp_path):
     cfg = _cfg(tmp_path, "asha", samples=6, max_epochs=3, sampler="random", seed=3,
-               scheduler=SchedulerConfig(grace_period=1, reduction_factor=2),
+               scheduler=SchedulerConfig("asha", grace_period=1, reduction_factor=2),
                resources=__import__("hpsearch.config").config.ResourcesConfig(max_concurrent=1))
     run = run_search(cfg)
     stopped = run.trials[run.trials["status"] == "stopped_early"]

@@ -1,0 +1,153 @@
+"""The field's multi-fidelity methods on the same landscapes, for `benchmarks.search_quality`
+to print beside hpsearch: Syne Tune 0.13's BOHB, MOBSTER, Hyper-Tune and DEHB, in Syne Tune's
+simulator (one simulated second per epoch, `n_workers` = concurrency), stopped at the same
+epoch budget. Runs in its own environment (Syne Tune pins numpy < 2):
+
+    python3 -m venv .venv-field
+    .venv-field/bin/pip install "syne-tune[gpsearchers,kde]==0.13.0" onnxruntime
+    .venv-field/bin/python -m benchmarks.field_baselines --json benchmarks/results_field.json
+    .venv/bin/python -m benchmarks.search_quality --field benchmarks/results_field.json
+
+Syne Tune spaces are flat (no conditions): knobs an optimizer does not use are sampled and
+ignored by the landscape, as a user of these tools would have to do.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks import landscapes
+from benchmarks import quality_common as qc
+
+METHODS = ("BOHB", "MOBSTER", "HyperTune", "DEHB")
+
+
+def _space(name: str, top: int) -> dict:
+    from syne_tune.config_space import choice, lograndint, loguniform, randint, uniform
+
+    if name.startswith("lcbench-"):
+        return {"batch_size": lograndint(16, 512), "lr": loguniform(1e-4, 0.1),
+                "momentum": uniform(0.1, 0.99), "weight_decay": uniform(1e-5, 0.1),
+                "num_layers": randint(1, 5), "max_units": lograndint(64, 1024),
+                "max_dropout": uniform(0.0, 1.0)}
+    return {"optimizer": choice(list(landscapes.OPTIMIZERS)), "lr": loguniform(1e-4, 0.1),
+            "beta1": uniform(0.5, 0.99), "beta2": uniform(0.9, 0.9999),
+            "momentum": uniform(0.5, 0.99), "weight_decay": loguniform(1e-5, 0.1),
+            "batch_size": choice([8, 16, 32, 64]), "depth": randint(1, 4)}
+
+
+def _blackbox(name: str, seed: int):
+    from syne_tune.blackbox_repository.blackbox import Blackbox
+    from syne_tune.config_space import randint
+
+    s = qc.spec(name, seed)
+    top = s["max_epochs"]
+
+    def curve(config: dict) -> np.ndarray:
+        rows = []
+        if name.startswith("lcbench-"):
+            from benchmarks import lcbench
+            lcbench.train(lcbench.Config(**{**config, **s["fixed"], "epochs": top}),
+                          lambda val_metric, **_: rows.append(val_metric))
+        else:
+            landscapes.train(landscapes.make(config, **s["fixed"], epochs=top),
+                             lambda val_metric, **_: rows.append(val_metric))
+        rows += [math.nan] * (top - len(rows))  # diverged: NaN from there on
+        return np.array([[v if math.isfinite(v) else 0.0, float(i + 1)]
+                         for i, v in enumerate(rows)])
+
+    class Landscape(Blackbox):
+        def __init__(self):
+            super().__init__(configuration_space=_space(name, top),
+                             fidelity_space={"epoch": randint(1, top)},
+                             objectives_names=["accuracy", "elapsed_time"])
+
+        @property
+        def fidelity_values(self):
+            return np.arange(1, top + 1)
+
+        def _objective_function(self, configuration, fidelity=None, seed=None):
+            values = curve(configuration)
+            if fidelity is None:
+                return values
+            return dict(zip(self.objectives_names, values[int(fidelity["epoch"]) - 1]))
+
+    return Landscape()
+
+
+def run(method: str, name: str, seed: int, conc: int, budget: int) -> list:
+    from syne_tune import StoppingCriterion, Tuner
+    from syne_tune.backend.simulator_backend.simulator_callback import SimulatorCallback
+    from syne_tune.blackbox_repository.simulated_tabular_backend import UserBlackboxBackend
+    from syne_tune.optimizer import baselines
+
+    s = qc.spec(name, seed)
+    top = s["max_epochs"]
+    bb = _blackbox(name, seed)
+    backend = UserBlackboxBackend(blackbox=bb, elapsed_time_attr="elapsed_time")
+    space = {**bb.configuration_space, "epoch": top}
+    kw = dict(metric="accuracy", mode="max", resource_attr="epoch", max_resource_attr="epoch",
+              random_seed=seed)
+    scheduler = getattr(baselines, method)(space, **kw)
+    tmp = tempfile.mkdtemp()
+    tuner = Tuner(trial_backend=backend, scheduler=scheduler, n_workers=conc, sleep_time=0,
+                  stop_criterion=StoppingCriterion(max_num_evaluations=3 * budget),
+                  callbacks=[SimulatorCallback()], results_update_interval=1e9,
+                  save_tuner=False, tuner_name=f"{method.lower()}-{seed}",
+                  trial_backend_path=tmp)
+    tuner.run()
+    return _results(tuner)
+
+
+def _results(tuner) -> list:
+    from syne_tune.experiments import load_experiment
+
+    df = load_experiment(tuner.name).results
+    df = df.sort_values(["st_tuner_time", "epoch"])
+    keys = [k for k in df.columns if k.startswith("config_")]
+    return [(int(r["trial_id"]), int(r["epoch"]), float(r["accuracy"]),
+             {k[len("config_"):]: r[k] for k in keys if k != "config_epoch"})
+            for _, r in df.iterrows()]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--landscapes", nargs="+", default=qc.landscape_names())
+    ap.add_argument("--methods", nargs="+", default=list(METHODS))
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    ap.add_argument("--concurrency", type=int, nargs="+", default=[2])
+    ap.add_argument("--budget", type=float, default=18.5, help="in full trainings")
+    ap.add_argument("--json", required=True)
+    args = ap.parse_args()
+    logging.disable(logging.WARNING)
+    rows = []
+    for land in args.landscapes:
+        if land.startswith("lcbench-"):
+            from benchmarks import lcbench
+            if not lcbench.available():
+                continue
+        budget = int(args.budget * qc.spec(land, 0)["max_epochs"])
+        for conc in args.concurrency:
+            for seed in args.seeds:
+                for m in args.methods:
+                    t0 = time.time()
+                    trace = run(m, land, seed, conc, budget)
+                    curve = qc.regret_curve(land, seed, trace, budget)
+                    rows.append({"landscape": land, "seed": seed, "concurrency": conc,
+                                 "method": f"syne-tune {m}", "curve": curve,
+                                 "wall_s": time.time() - t0})
+                    print(f"{land} conc={conc} seed={seed} {m}: regret "
+                          f"{qc.regret_at(curve, budget):.4f} ({len(trace)} epochs, "
+                          f"{time.time() - t0:.0f} s)", flush=True)
+    qc.save(Path(args.json), rows)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,101 @@
+"""A Ray-free simulation of hpsearch's search loop (its searcher and scheduler classes, fed
+epoch by epoch with `concurrency` trials in flight), for fast design iterations on the
+landscapes of `benchmarks.search_quality`. Figures quoted in benchmarks/README.md come from
+search_quality (the real Ray Tune path), not from this.
+
+    python -m benchmarks.search_sim [--landscapes ...] [--seeds 0..9] [--variant k=v ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import types
+
+import optuna
+
+from benchmarks import quality_common as qc
+from benchmarks import search_quality as sq
+from hpsearch import spaces
+from hpsearch.search.schedulers import AdaptiveHyperband
+from hpsearch.search.searcher import StudySearcher
+
+
+def simulate(name: str, seed: int, conc: int, budget: int, opts: dict) -> list:
+    s = qc.spec(name, seed)
+    top, plugin = s["max_epochs"], sq._plugin(name)
+    space = spaces.get(s["space"]).fn
+    sampler = opts.get("sampler", "tpe")
+    searcher = StudySearcher(
+        space, "score", "max",
+        optuna.samplers.TPESampler(seed=seed) if sampler == "optuna-tpe"
+        else optuna.samplers.RandomSampler(seed=seed),
+        storage=None, study_name="sim", equal_fidelity=sampler == "tpe", seed=seed,
+        min_obs=int(opts.get("min_obs", 8)), random_fraction=float(opts.get("rand", 0.2)))
+    sched = AdaptiveHyperband("score", "max", top, 1, 3.0, seed=seed,
+                              adaptive=opts.get("agree", "1") == "1")
+    trace, running, n = [], {}, 0
+
+    def start():
+        nonlocal n
+        tid = f"t{n}"
+        n += 1
+        cfg = searcher.suggest(tid)
+        rows = []
+        fixed = {**s["fixed"], "epoch_s": 0.0}
+        c = (plugin.make(cfg, **fixed, epochs=top) if hasattr(plugin, "make")
+             else plugin.Config(**{**cfg, **fixed, "epochs": top}))
+        plugin.train(c, lambda val_metric, **_: rows.append(val_metric))
+        sched.on_trial_add(None, types.SimpleNamespace(trial_id=tid))
+        running[tid] = (cfg, rows, 0)
+
+    while len(trace) < budget:
+        while len(running) < conc:
+            start()
+        tid = min(running, key=lambda t: running[t][2])  # the trial furthest behind
+        cfg, rows, k = running[tid]
+        v = rows[k]
+        epoch = k + 1
+        trace.append((tid, epoch, v, cfg))
+        res = {"score": v, "epoch": epoch, "status": "running"}
+        if v != v:
+            res["status"] = "diverged"
+            searcher.on_trial_complete(tid, res)
+            del running[tid]
+            continue
+        searcher.on_trial_result(tid, res)
+        d = sched.on_trial_result(None, types.SimpleNamespace(trial_id=tid), res)
+        if epoch >= len(rows) or d == "STOP":
+            if epoch >= top:
+                res["status"] = "completed"
+            searcher.on_trial_complete(tid, res)
+            del running[tid]
+        else:
+            running[tid] = (cfg, rows, k + 1)
+    return trace
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--landscapes", nargs="+", default=list(qc.SYNTHETIC))
+    ap.add_argument("--seeds", type=int, nargs="+", default=list(range(10)))
+    ap.add_argument("--concurrency", type=int, default=2)
+    ap.add_argument("--budget", type=float, default=18.5)
+    ap.add_argument("--variant", nargs="*", default=[], help="key=value: sampler "
+                    "(tpe|optuna-tpe|random), min_obs, rand (random fraction), agree (0: "
+                    "Hyperband's fixed bracket weights)")
+    args = ap.parse_args()
+    opts = dict(kv.split("=", 1) for kv in args.variant)
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    out = []
+    for land in args.landscapes:
+        budget = int(args.budget * qc.spec(land, 0)["max_epochs"])
+        vals = [qc.regret_at(qc.regret_curve(land, seed, simulate(
+            land, seed, args.concurrency, budget, opts), budget), budget)
+            for seed in args.seeds]
+        out.append(f"{land}={statistics.median(vals):.4f}")
+    print(" ".join(args.variant) or "default", " ".join(out), flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,133 @@
+"""Early stopping that checks itself, and the epoch budget.
+
+`AdaptiveHyperband`: Hyperband brackets with ASHA's promotion rule, each new trial's bracket
+drawn by how well each bracket's rungs have ranked trials so far (`fidelity.bracket_weights`).
+When early epochs rank configs as the last epoch does, most trials go to the aggressive
+bracket (judged first at epoch `grace`); when curves cross, trials move to brackets with
+later first rungs, down to the last one, which never stops a trial early. Ray Tune's
+`ASHAScheduler` (`--scheduler asha`) keeps separate rungs per bracket and draws brackets
+from a fixed prior; neither can be changed from outside it, hence this scheduler on Tune's
+public `FIFOScheduler`/`TrialScheduler` interface."""
+
+from __future__ import annotations
+
+import math
+import random
+
+from ray.tune.schedulers import FIFOScheduler, TrialScheduler
+from ray.tune.stopper import Stopper
+
+from hpsearch import fidelity
+
+__all__ = ["AdaptiveHyperband", "EpochBudget"]
+
+
+class EpochBudget(Stopper):
+    """`--budget-epochs N`: end the search once N epochs have been trained in all (trials
+    still running are stopped there), so searches compare at an equal budget."""
+
+    REACHED: dict[str, int] = {}  # run dir -> epochs spent, once the budget is used up
+
+    def __init__(self, run_dir: str, epochs: int) -> None:
+        self.run_dir, self.epochs, self.spent = str(run_dir), epochs, 0
+
+    def __call__(self, trial_id: str, result: dict) -> bool:
+        if isinstance(result.get("epoch"), int):
+            self.spent += 1
+        return False
+
+    def stop_all(self) -> bool:
+        if self.spent >= self.epochs:
+            self.REACHED[self.run_dir] = self.spent
+            return True
+        return False
+
+
+class AdaptiveHyperband(FIFOScheduler):
+    """Hyperband brackets (first rungs at grace, grace*eta, ..., and one without early
+    stopping) that share their rungs, with each new trial's bracket drawn by measured
+    agreement (`fidelity.bracket_weights`).
+
+    At each of its bracket's rungs a trial continues if its score is in the top 1/eta of the
+    scores *every* trial reported at that epoch (asynchronous successive halving, ASHA's
+    rule); sharing the rungs across brackets means a trial that passed an epoch unjudged in a
+    later bracket still counts there, and the first trials of each bracket are not waved
+    through for lack of company as they are in per-bracket ASHA.
+
+    Args:
+        metric, mode: what trials optimise (also given to TuneConfig).
+        max_t: the epoch budget of one trial.
+        grace_period, reduction_factor: the first bracket's rungs.
+        seed: seeds the bracket draw.
+        min_pairs: trials that must have reached both a rung and a later epoch before that
+            rung's agreement is trusted over the prior.
+    """
+
+    def __init__(self, metric: str, mode: str, max_t: int, grace_period: int = 1,
+                 reduction_factor: float = 3.0, seed: int = 0, min_pairs: int = 8,
+                 adaptive: bool = True) -> None:
+        super().__init__()
+        self._adaptive = adaptive
+        self._metric, self._sign, self._max_t = metric, 1.0 if mode == "max" else -1.0, max_t
+        self._eta, self._min_pairs = reduction_factor, min_pairs
+        graces = []
+        g = grace_period
+        while g < max_t:
+            graces.append(g)
+            g = int(math.ceil(g * reduction_factor))
+        self._rungs = [fidelity.rungs(g, reduction_factor, max_t) for g in graces] + [[]]
+        self._rng = random.Random(seed)
+        self._bracket: dict[str, int] = {}
+        self._curves: dict[str, dict[int, float]] = {}  # higher is better
+        self._judged_from: dict[str, int | None] = {}  # trial -> its bracket's first rung
+        self.history: list[list[float]] = []  # the weights each new trial was drawn with
+
+    def set_search_properties(self, metric, mode, **spec) -> bool:
+        return True  # set once in the constructor, as for the searcher
+
+    def weights(self) -> list[float]:
+        return fidelity.bracket_weights(self._curves if self._adaptive else {}, self._rungs,
+                                        self._min_pairs, judged_from=self._judged_from)
+
+    def on_trial_add(self, tune_controller, trial) -> None:
+        w = self.weights()
+        self.history.append(w)
+        self._assign(trial.trial_id, self._rng.choices(range(len(w)), weights=w)[0])
+
+    def _assign(self, trial_id: str, bracket: int) -> None:
+        self._bracket[trial_id] = bracket
+        rungs = self._rungs[bracket]
+        self._judged_from[trial_id] = rungs[0] if rungs else None
+
+    def decide(self, trial_id: str, result: dict) -> str:
+        """CONTINUE or STOP for one reported epoch (Tune-free, for tests)."""
+        value, epoch = result.get(self._metric), result.get("epoch")
+        if not isinstance(epoch, int):
+            return TrialScheduler.CONTINUE
+        if epoch >= self._max_t:
+            return TrialScheduler.STOP
+        if not (isinstance(value, (int, float)) and math.isfinite(value)):
+            return TrialScheduler.CONTINUE  # the trainable marks and ends a diverged trial
+        self._curves.setdefault(trial_id, {})[epoch] = self._sign * float(value)
+        if trial_id not in self._bracket:
+            self._assign(trial_id, 0)
+        if epoch not in self._rungs[self._bracket[trial_id]]:
+            return TrialScheduler.CONTINUE
+        at = [c[epoch] for c in self._curves.values() if epoch in c]
+        cutoff = fidelity.quantile(at, 1 - 1 / self._eta)
+        return (TrialScheduler.CONTINUE if self._sign * float(value) >= cutoff
+                else TrialScheduler.STOP)
+
+    def on_trial_result(self, tune_controller, trial, result: dict) -> str:
+        return self.decide(trial.trial_id, result)
+
+    def on_trial_complete(self, tune_controller, trial, result: dict) -> None:
+        self._bracket.pop(trial.trial_id, None)
+
+    def on_trial_remove(self, tune_controller, trial) -> None:
+        self._bracket.pop(trial.trial_id, None)
+
+    def debug_string(self) -> str:
+        w = self.weights()
+        return "AdaptiveHyperband bracket weights: " + ", ".join(
+            f"grace {r[0] if r else self._max_t}: {p:.2f}" for r, p in zip(self._rungs, w))

@@ -1,0 +1,141 @@
+"""The equal-fidelity logic of the default search, without Ray: which epoch the sampler
+learns from, what it is told, and how the scheduler reacts to curves that cross."""
+
+import math
+import random
+
+import optuna
+from optuna.trial import TrialState
+
+from hpsearch import fidelity
+from hpsearch.search.schedulers import AdaptiveHyperband, EpochBudget
+from hpsearch.search.searcher import DIVERGED_ATTR, StudySearcher, model_trials
+
+
+def _crossing(n=30, epochs=27, seed=0):
+    """Fast starters end worse: speed and final quality are anti-correlated."""
+    rng = random.Random(seed)
+    curves = {}
+    for i in range(n):
+        q = rng.random()  # final quality
+        tau = 0.5 + 8 * q  # better configs learn slower
+        curves[f"t{i}"] = {e: (0.2 + 0.7 * q) * (1 - math.exp(-e / tau)) for e in range(1, epochs + 1)}
+    return curves
+
+
+def _parallel(n=30, epochs=27, seed=0):
+    rng = random.Random(seed)
+    return {f"t{i}": {e: q * (1 - math.exp(-e / 4)) for e in range(1, epochs + 1)}
+            for i, q in ((i, rng.random()) for i in range(n))}
+
+
+def test_rank_agreement_sees_crossing_curves():
+    rho, n, ref = fidelity.rank_agreement(_crossing(), 1, min_pairs=8)
+    assert rho < 0 and n == 30 and ref == 27
+    rho, _, _ = fidelity.rank_agreement(_parallel(), 1, min_pairs=8)
+    assert rho > 0.99
+    # Too few trials reached a later epoch: no verdict rather than a noisy one.
+    few = {k: ({1: v[1], 3: v[3]} if i < 5 else {1: v[1]}) for i, (k, v) in
+           enumerate(_parallel().items())}
+    assert fidelity.rank_agreement(few, 1, min_pairs=8) is None
+
+
+def test_model_epoch_is_the_highest_epoch_enough_trials_reached():
+    part = {k: {e: s for e, s in v.items() if e <= (27 if i < 5 else 3)}
+            for i, (k, v) in enumerate(_crossing().items())}
+    assert fidelity.model_epoch(part, min_obs=8) == 3  # only 5 trials ran past epoch 3
+    assert fidelity.model_epoch(part, min_obs=5) == 27
+    assert fidelity.model_epoch({}, min_obs=8) is None
+
+
+def _study_with(curves: dict, states: dict, diverged=()):
+    study = optuna.create_study(direction="maximize")
+    dist = {"x": optuna.distributions.FloatDistribution(0, 1)}
+    for i, (name, curve) in enumerate(curves.items()):
+        study.add_trial(optuna.trial.create_trial(
+            params={"x": i / 10}, distributions=dist, intermediate_values=curve,
+            state=states[name], value=None if states[name] != TrialState.COMPLETE else
+            curve[max(curve)], user_attrs={DIVERGED_ATTR: name in diverged}))
+    return study
+
+
+def test_the_model_is_told_scores_at_one_epoch_not_each_trial_last():
+    # a: stopped early at epoch 1 with a fast start; b, c ran to epoch 9 and end best.
+    curves = {"a": {1: 0.9}, "b": {1: 0.3, 3: 0.6, 9: 0.95}, "c": {1: 0.2, 3: 0.5, 9: 0.97},
+              "d": {1: 0.5, 3: 0.4}, "e": {1: 0.1}, "f": {}}
+    states = {"a": TrialState.PRUNED, "b": TrialState.COMPLETE, "c": TrialState.COMPLETE,
+              "d": TrialState.PRUNED, "e": TrialState.PRUNED, "f": TrialState.RUNNING}
+    study = _study_with(curves, states, diverged={"e"})
+    epoch, frozen = model_trials(study.get_trials(), min_obs=3, maximize=True)
+    assert epoch == 3  # the highest epoch 3 trials reached
+    told = {t.params["x"]: (t.state, t.value) for t in frozen}
+    # b, c, d at their epoch-3 score; a's 1-epoch 0.9 is not compared with them; e diverged
+    # before epoch 3 and counts as the worst; f is pending.
+    assert told == {0.1: (TrialState.COMPLETE, 0.6), 0.2: (TrialState.COMPLETE, 0.5),
+                    0.3: (TrialState.COMPLETE, 0.4), 0.4: (TrialState.COMPLETE, 0.4),
+                    0.5: (TrialState.RUNNING, None)}
+
+
+def test_searcher_suggests_from_the_equal_fidelity_model():
+    def space(trial):
+        return {"x": trial.suggest_float("x", 0, 1)}
+
+    s = StudySearcher(space, "score", "max", optuna.samplers.RandomSampler(seed=0),
+                      storage=None, study_name="t", equal_fidelity=True, min_obs=6,
+                      random_fraction=0.0, seed=0)
+    xs = []
+    for i in range(40):
+        x = s.suggest(f"t{i}")["x"]
+        xs.append(x)
+        for epoch in (1, 2, 3):  # the best x is 0.8 at every epoch
+            s.on_trial_result(f"t{i}", {"score": -abs(x - 0.8) * epoch, "epoch": epoch})
+        s.on_trial_complete(f"t{i}", {"score": -abs(x - 0.8) * 3, "epoch": 3,
+                                      "status": "completed"})
+    assert s.model_epochs[:6] == [None] * 6 and s.model_epochs[-1] == 3  # all reached 3
+    late = xs[20:]
+    assert sum(abs(x - 0.8) < 0.15 for x in late) >= 12  # the model found the region
+
+
+def _result(epoch, value):
+    return {"epoch": epoch, "score": value}
+
+
+def test_scheduler_shares_rungs_and_stops_below_the_top_third():
+    s = AdaptiveHyperband("score", "max", max_t=9, grace_period=1, reduction_factor=3,
+                          adaptive=False)
+    for i, v in enumerate([0.5, 0.6, 0.7, 0.8, 0.9]):
+        s._assign(f"u{i}", 2)  # the no-stopping bracket: its epoch-1 scores still count
+        assert s.decide(f"u{i}", _result(1, v)) == "CONTINUE"
+    s._assign("a", 0)
+    assert s.decide("a", _result(1, 0.75)) == "STOP"  # below the top third of all six
+    s._assign("b", 0)
+    assert s.decide("b", _result(1, 0.95)) == "CONTINUE"
+    assert s.decide("b", _result(2, 0.1)) == "CONTINUE"  # not a rung
+    assert s.decide("b", _result(9, 0.96)) == "STOP"  # max_t: done
+    assert s.decide("b", _result(3, float("nan"))) == "CONTINUE"  # the trainable ends it
+
+
+def test_scheduler_moves_trials_to_later_brackets_when_curves_cross():
+    def fed(curves):
+        s = AdaptiveHyperband("score", "max", max_t=27, grace_period=1, reduction_factor=3,
+                              min_pairs=8)
+        for name, curve in curves.items():
+            s._assign(name, 3)  # observed without stopping
+            for e, v in curve.items():
+                s.decide(name, _result(e, v))
+        return s.weights()
+
+    cross, parallel = fed(_crossing()), fed(_parallel())
+    assert parallel[0] > 0.5  # early epochs rank as the last: stop early, aggressively
+    # They do not at epochs 1 and 3 (rho -1 and 0.66): the trials go to the brackets that
+    # first judge at epoch 9 (which ranks as 27 does) or never stop early.
+    assert cross[0] < 0.05 and cross[2] + cross[3] > 3 * (parallel[2] + parallel[3])
+    assert min(cross) >= 0.01  # every bracket keeps being sampled
+
+
+def test_epoch_budget_stops_all_once_spent(tmp_path):
+    b = EpochBudget(str(tmp_path), 3)
+    assert not any(b("t", {"epoch": e}) for e in (1, 2))
+    assert not b.stop_all()
+    b("t", {"epoch": 3})
+    assert b.stop_all() and EpochBudget.REACHED.pop(str(tmp_path)) == 3
