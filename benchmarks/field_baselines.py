@@ -98,7 +98,7 @@ def run(method: str, name: str, seed: int, conc: int, budget: int) -> list:
     scheduler = getattr(baselines, method)(space, **kw)
     tmp = tempfile.mkdtemp()
     tuner = Tuner(trial_backend=backend, scheduler=scheduler, n_workers=conc, sleep_time=0,
-                  stop_criterion=StoppingCriterion(max_num_evaluations=3 * budget),
+                  stop_criterion=StoppingCriterion(max_num_evaluations=int(1.5 * budget)),
                   callbacks=[SimulatorCallback()], results_update_interval=1e9,
                   save_tuner=False, tuner_name=f"{method.lower()}-{seed}",
                   trial_backend_path=tmp)

@@ -129,8 +129,10 @@ def _tune_trainable(config, name=None, seed=None):
     params = {k: v for k, v in config.items()}
     cfg = (plugin.make(params, **s["fixed"], epochs=s["max_epochs"]) if hasattr(plugin, "make")
            else plugin.Config(**{**params, **s["fixed"], "epochs": s["max_epochs"]}))
+    epoch = iter(range(1, s["max_epochs"] + 1))
     plugin.train(cfg, lambda val_metric, t_wall, **_: tune.report(
-        {"score": val_metric if math.isfinite(val_metric) else -1.0, "t_wall": t_wall}))
+        {"score": val_metric if math.isfinite(val_metric) else -1.0, "t_wall": t_wall,
+         "epoch": next(epoch)}))
 
 
 def run_tune(name: str, seed: int, conc: int, budget: int, tmp: str) -> list:

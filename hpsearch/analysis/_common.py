@@ -30,10 +30,11 @@ def use_log(name: str, s: pd.Series) -> bool:
     return name in LOG_PARAMS or v.max() / v.min() > 20
 
 
-def bin_param(name: str, s: pd.Series, bins: int = 4) -> pd.Series:
-    """Categorical parameters as ordered labels; continuous ones cut into `bins` intervals
+def bin_param(name: str, s: pd.Series, bins: int = 4, categorical: bool = False) -> pd.Series:
+    """Categorical parameters (or every parameter, with `categorical`: a grid's values are
+    shown as given) as ordered labels; continuous ones cut into `bins` intervals
     (log-spaced for log parameters), labelled by their edges."""
-    if is_categorical(s):
+    if categorical or is_categorical(s):
         levels = sorted(s.dropna().unique(), key=lambda x: (str(type(x)), x))
         names = {v: _label(v) for v in levels}
         cat = pd.Categorical(s.map(lambda x: names.get(x, np.nan) if pd.notna(x) else np.nan),

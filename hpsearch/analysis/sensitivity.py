@@ -27,7 +27,7 @@ def pairs(params: list[str]) -> list[tuple[str, str]]:
 
 
 def compute_sensitivity(trials: pd.DataFrame, x: str, y: str, value: str = "score",
-                        bins: int = 4) -> pd.DataFrame:
+                        bins: int = 4, categorical: bool = False) -> pd.DataFrame:
     """Long frame with one row per (x bin, y bin) cell.
 
     Args:
@@ -35,12 +35,14 @@ def compute_sensitivity(trials: pd.DataFrame, x: str, y: str, value: str = "scor
         x, y: parameter names.
         value: the column summarised (median over trials in the cell, finite values only).
         bins: bins for continuous parameters.
+        categorical: every value its own cell (a grid run: the grid's own values).
 
     Returns:
         Columns x, y, value (median), n (trials), n_bad (diverged or errored).
     """
     df = trials[trials[x].notna() & trials[y].notna()].copy()
-    df["_x"], df["_y"] = bin_param(x, df[x], bins), bin_param(y, df[y], bins)
+    df["_x"] = bin_param(x, df[x], bins, categorical)
+    df["_y"] = bin_param(y, df[y], bins, categorical)
     df["_v"] = finite(df[value])
     df["_bad"] = df["status"].isin(ENDED_BAD)
     # Only trials with a score to compare (at the comparison epoch), and the failed ones.
@@ -51,10 +53,10 @@ def compute_sensitivity(trials: pd.DataFrame, x: str, y: str, value: str = "scor
 
 
 def compute_marginal(trials: pd.DataFrame, param: str, value: str = "score",
-                     bins: int = 6) -> pd.DataFrame:
+                     bins: int = 6, categorical: bool = False) -> pd.DataFrame:
     """Median, min, max and count of `value` per bin of one parameter."""
     df = trials[trials[param].notna()].copy()
-    df["_b"] = bin_param(param, df[param], bins)
+    df["_b"] = bin_param(param, df[param], bins, categorical)
     df["_v"] = finite(df[value])
     df = df[df["_v"].notna()]
     g = df.groupby("_b", observed=True)["_v"]
@@ -107,16 +109,17 @@ MAX_PAIRS = 15
 def section(run: Run, out: Path) -> str:
     """The report section: figures written to `out`, returned as HTML."""
     label = f"median {run.score_label}"
+    grid = bool(run.meta.get("grid"))
     parts = []
     for x, y in pairs(run.params)[:MAX_PAIRS]:
-        cells = compute_sensitivity(run.trials, x, y, value="score")
+        cells = compute_sensitivity(run.trials, x, y, value="score", categorical=grid)
         if cells.empty:
             continue
         ax = plot(cells, x, y, mode=run.mode, label=label)
         parts.append(img(save(ax, out / f"sensitivity_{y}_x_{x}.png")))
     marg = []
     for p in run.params:
-        m = compute_marginal(run.trials, p, value="score")
+        m = compute_marginal(run.trials, p, value="score", categorical=grid)
         if not m.empty:
             ax = plot_marginal(m, p, label=run.score_label)
             marg.append(img(save(ax, out / f"marginal_{p}.png")))

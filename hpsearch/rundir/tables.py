@@ -20,6 +20,7 @@ __all__ = ["SCHEMA", "Run", "load_run", "summarize_trials", "comparison_epoch"]
 _TUNE_KEYS = {"timestamp", "checkpoint_dir_name", "done", "training_iteration", "trial_id",
               "date", "time_this_iter_s", "time_since_restore", "iterations_since_restore",
               "pid", "config", "should_checkpoint", "time_total_s_tune"}
+REPLICATE_KEYS = {"seed"}
 SCHEMA = ["epoch", "train_loss", "val_loss", "train_metric", "val_metric", "gap",
           "epoch_time_s", "time_total_s", "gpu_mem_mb", "gpu_mem_device_mb", "status", "error"]
 
@@ -195,7 +196,9 @@ def load_run(path: str | Path | RunDir, require_trials: bool = True,
         if col not in epochs:
             epochs[col] = None
     fixed = set(meta.get("fixed") or {}) | {"epochs"}
-    params = [c for c in epochs.columns if c in config_keys and c not in fixed]
+    # A seed put in a grid or space is a replicate, not a hyperparameter to plot.
+    params = [c for c in epochs.columns if c in config_keys and c not in fixed
+              and c not in REPLICATE_KEYS]
     params = [c for c in params if epochs[c].nunique(dropna=True) > 1] or params
     metric = meta.get("metric", "val_metric")
     if metric not in epochs:

@@ -33,7 +33,9 @@ class TrainConfig:
     beta1: float = 0.9  # used by adam/adamw only
     beta2: float = 0.999  # used by adam/adamw only
     momentum: float = 0.9  # used by optimizer=momentum only (sgd means plain SGD)
-    weight_decay: float = 0.0
+    # None: the optimizer's usual default, 0.01 for AdamW (PyTorch's; decoupled decay is what
+    # sets AdamW apart from Adam) and 0 for the others.
+    weight_decay: float | None = None
     batch_size: int = 32
     epochs: int = 10
     seed: int = 0
@@ -54,7 +56,7 @@ class TrainConfig:
         for name in ("beta1", "beta2", "momentum"):
             if not 0 <= getattr(self, name) < 1:
                 raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
-        if self.weight_decay < 0:
+        if self.weight_decay is not None and self.weight_decay < 0:
             raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay}")
         if not self.max_loss > 0:
             raise ValueError(f"max_loss must be > 0, got {self.max_loss}")
@@ -87,16 +89,23 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
             {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
 
 
+def weight_decay_of(cfg: TrainConfig) -> float:
+    """The decay a config trains with (None: 0.01 for AdamW, 0 otherwise)."""
+    if cfg.weight_decay is not None:
+        return cfg.weight_decay
+    return 0.01 if cfg.optimizer == "adamw" else 0.0
+
+
 def build_optimizer(cfg: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
     """Map the shared optimizer hyperparameters onto a torch optimizer for `model`."""
-    params = param_groups(model, cfg.weight_decay)
+    wd = weight_decay_of(cfg)
+    params = param_groups(model, wd)
     if cfg.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        return torch.optim.SGD(params, lr=cfg.lr, weight_decay=wd)
     if cfg.optimizer == "momentum":
-        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum,
-                               weight_decay=cfg.weight_decay)
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=wd)
     cls = torch.optim.Adam if cfg.optimizer == "adam" else torch.optim.AdamW
-    return cls(params, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), weight_decay=cfg.weight_decay)
+    return cls(params, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), weight_decay=wd)
 
 
 def _inject_fault(spec: str, epoch: int) -> None:

@@ -13,7 +13,8 @@ from hpsearch.trainers import _loop
 from hpsearch.trainers import data as datasets
 
 METRIC, MODE = "accuracy", "max"
-ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "tanh": nn.Tanh, "silu": nn.SiLU}
+ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "tanh": nn.Tanh, "silu": nn.SiLU,
+               "sigmoid": nn.Sigmoid}
 
 
 @dataclass(frozen=True)

@@ -204,3 +204,31 @@ def test_early_stopping_reliability_warns_when_early_ranks_mislead():
     assert list(agree["epoch"]) == [1] and agree["spearman"].iloc[0] < 0
     (text,) = stopping.warnings(agree)
     assert "epoch-1 ranks predict epoch-9 ranks poorly" in text and "--grace-period" in text
+
+
+def test_grid_values_are_cells_of_their_own_and_seed_is_a_replicate():
+    trials = pd.DataFrame({"lr": [0.001, 0.01, 0.05, 0.1] * 2, "depth": [1] * 4 + [2] * 4,
+                           "score": np.linspace(0.5, 0.9, 8), "status": "completed"})
+    cells = sensitivity.compute_sensitivity(trials, "lr", "depth", categorical=True)
+    assert sorted(cells["lr"].astype(str).unique()) == ["0.001", "0.01", "0.05", "0.1"]
+
+
+
+def test_a_seed_in_the_grid_is_a_replicate_not_a_hyperparameter(tmp_path):
+    import json
+
+    from hpsearch.rundir import RunDir, load_run
+
+    rd = RunDir(tmp_path / "run")
+    rd.create()
+    rd.write_meta({"trainer": "mlp", "space": "s", "metric": "val_metric", "mode": "max",
+                   "finished": True, "fixed": {}})
+    for i, (lr, seed) in enumerate([(0.1, 0), (0.1, 1), (0.01, 0), (0.01, 1)]):
+        d = rd.path / f"run_trial_{i}"
+        d.mkdir()
+        (d / "params.json").write_text(json.dumps({"lr": lr, "seed": seed}))
+        (d / "result.json").write_text(json.dumps(
+            {"trial_id": f"t{i}", "epoch": 1, "val_metric": 0.5 + lr, "status": "completed"}))
+    run = load_run(rd)
+    assert run.params == ["lr"] and "seed" in run.trials  # kept as a column, not plotted
+    assert run.compare["epoch"] == 1 and run.compare["trials_reached"] == 4

@@ -53,7 +53,7 @@ def _study_with(curves: dict, states: dict, diverged=()):
     dist = {"x": optuna.distributions.FloatDistribution(0, 1)}
     for i, (name, curve) in enumerate(curves.items()):
         study.add_trial(optuna.trial.create_trial(
-            params={"x": i / 10}, distributions=dist, intermediate_values=curve,
+            params={"x": i / max(10, len(curves))}, distributions=dist, intermediate_values=curve,
             state=states[name], value=None if states[name] != TrialState.COMPLETE else
             curve[max(curve)], user_attrs={DIVERGED_ATTR: name in diverged}))
     return study
@@ -139,3 +139,14 @@ def test_epoch_budget_stops_all_once_spent(tmp_path):
     assert not b.stop_all()
     b("t", {"epoch": 3})
     assert b.stop_all() and EpochBudget.REACHED.pop(str(tmp_path)) == 3
+
+
+def test_the_model_keeps_the_best_trials_when_capped():
+    from hpsearch.search import searcher
+
+    curves = {f"t{i}": {1: i / 1000} for i in range(1000)}
+    study = _study_with(curves, {k: TrialState.COMPLETE for k in curves})
+    _, frozen = model_trials(study.get_trials(), min_obs=8, maximize=True)
+    assert len(frozen) == searcher.MODEL_MAX_TRIALS
+    values = sorted((t.value for t in frozen), reverse=True)
+    assert values[:30] == [i / 1000 for i in range(999, 969, -1)]  # TPE's good set intact

@@ -98,3 +98,14 @@ def test_invalid_configs_are_rejected(bad):
 def test_finite_but_exploding_loss_counts_as_diverged():
     rows = _run({"optimizer": "sgd", "lr": 1e6, "epochs": 5})
     assert rows[-1]["status"] == "diverged" and len(rows) < 5
+
+
+@pytest.mark.parametrize("name,default", [("adamw", 0.01), ("adam", 0.0), ("sgd", 0.0),
+                                          ("momentum", 0.0)])
+def test_weight_decay_left_unset_is_the_optimizers_usual_default(name, default):
+    """A grid over optimizers that leaves weight_decay alone must not make AdamW Adam."""
+    opt = _loop.build_optimizer(_loop.TrainConfig(optimizer=name), torch.nn.Linear(3, 2))
+    assert opt.param_groups[0]["weight_decay"] == default
+    explicit = _loop.TrainConfig(optimizer="adamw", weight_decay=0.0)
+    assert _loop.build_optimizer(explicit, torch.nn.Linear(3, 2)).param_groups[0][
+        "weight_decay"] == 0.0
