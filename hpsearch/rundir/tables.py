@@ -272,7 +272,7 @@ def summarize_trials(epochs: pd.DataFrame, params: list[str], mode: str,
         df["_vm"].corr(df["_s"], method="spearman") or 0) < 0 else "min"
     agg = agg.assign(best_val_metric=g["_vm"].agg("max" if vm_mode == "max" else "min"))
     trials = pd.DataFrame({
-        **{p: last[p] for p in params if p in last},
+        **{p: last[p] for p in [*params, *sorted(REPLICATE_KEYS)] if p in last},
         "score": at.reindex(last.index), "score_epoch": at_epoch,
         "final_score": last["_s"],
         "status": last["status"], "epochs": pd.to_numeric(last["epoch"]).fillna(0).astype(int),
