@@ -195,7 +195,10 @@ def analyze(run_dir: str | Path | Run, fmt: str = "md",
     path = write_report(run_, fmt)
     for text in stopping.warnings(stopping.compute_agreement(run_)) if warn else ():
         warn(text)
+    from hpsearch.analysis.summary import fair_lines
+
     text = render(compute_summary(run_.trials, run_.meta.get("trainer", "?"), run_.mode), "md")
+    text += "".join(f"\n{line}" for line in fair_lines(run_.trials, run_.mode))
     return Analysis(run_, path, text)
 
 

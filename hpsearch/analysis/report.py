@@ -67,7 +67,12 @@ def write_report(run: Run | str | Path, fmt: str = "md") -> Path:
              "reached it): best and median are scores at that epoch, and trials stopped "
              "before it are counted but not compared. `hpsearch analyze --at-epoch N` "
              "compares at another epoch.</p>")
-    sections = [_section("Summary", intro + summary.render(summ, "html")),
+    fair = "".join(f"<li>{html.escape(line)}</li>" for line in
+                   summary.fair_lines(run.trials, run.mode))
+    fair = (f"<p>Each level at its own best learning rate (median of the trials in that lr "
+            f"range, their range and count, at epoch {run.compare.get('epoch')}):</p>"
+            f"<ul>{fair}</ul>") if fair else ""
+    sections = [_section("Summary", intro + fair + summary.render(summ, "html")),
                 _section("Best trials", table(run.trials, 15))]
     sections += [_section(title, fn(run, out)) for title, fn in SECTIONS]
     title = f"hpsearch report: {run_dir.name}"

@@ -7,9 +7,9 @@ import html
 
 import pandas as pd
 
-from hpsearch.analysis._common import finite
+from hpsearch.analysis._common import ENDED_BAD, bin_param, finite
 
-__all__ = ["compute_summary", "render"]
+__all__ = ["compute_summary", "render", "compute_fair", "fair_lines"]
 ARCH_PARAMS = ("model", "norm")  # what distinguishes architectures within one trainer
 LAYER_PARAMS = ("layers", "depth")
 
@@ -81,3 +81,55 @@ def render(summary: pd.DataFrame, fmt: str = "md") -> str:
             body.append(f"<tr{cls}>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
         return f'<table class="summary"><tr>{head}</tr>{"".join(body)}</table>\n'
     raise ValueError(f"format must be md, html or csv, got {fmt!r}")
+
+
+FACTORS = ("optimizer", "norm", "model", "layers", "depth", "activation")
+
+
+def compute_fair(trials: pd.DataFrame, factor: str, mode: str = "max",
+                 value: str = "score", tuned: str = "lr") -> pd.DataFrame:
+    """Each level of `factor` (e.g. each optimizer) at its own best `tuned` value (lr bin):
+    the median `value` of the trials in that bin, their range and count, and the level's
+    diverged/errored trials. Levels compared at one epoch (`value` is the run's score)."""
+    cols = ["level", "best", "low", "high", "n", "at", "bad", "trials"]
+    if factor not in trials or trials[factor].nunique(dropna=True) < 2:
+        return pd.DataFrame(columns=cols)
+    rows = []
+    for level, g in trials.groupby(factor, dropna=True, sort=True):
+        v = finite(g[value])
+        bins = (bin_param(tuned, g[tuned], 4) if tuned in g and g[tuned].notna().any()
+                else pd.Series(["all"] * len(g), index=g.index))
+        best = None
+        for b, idx in g.groupby(bins, observed=True).groups.items():
+            cell = v.loc[idx].dropna()
+            if cell.empty:
+                continue
+            med = cell.median()
+            if best is None or (med > best[0] if mode == "max" else med < best[0]):
+                best = (med, cell.min(), cell.max(), len(cell), str(b))
+        bad = int(g["status"].isin(ENDED_BAD).sum())
+        rows.append({"level": level, **dict(zip(cols[1:6], best or (None,) * 5)), "bad": bad,
+                     "trials": len(g)})
+    out = pd.DataFrame(rows, columns=cols)
+    key = out["best"].astype(float).fillna(-float("inf") if mode == "max" else float("inf"))
+    return out.assign(_k=key).sort_values("_k", ascending=(mode == "min")).drop(columns="_k")
+
+
+def fair_lines(trials: pd.DataFrame, mode: str = "max") -> list[str]:
+    """One sentence per factor: "optimizer: adamw 0.70 (0.68-0.71, n=5, lr 0.001-0.0032)
+    vs sgd 0.24 (...)"."""
+    lines = []
+    for factor in FACTORS:
+        fair = compute_fair(trials, factor, mode)
+        if fair.empty:
+            continue
+        parts = []
+        for r in fair.itertuples(index=False):
+            if r.best is None or pd.isna(r.best):
+                parts.append(f"{r.level} - (none compared, {r.trials} trials)")
+                continue
+            at = f", lr {r.at}" if r.at != "all" else ""
+            bad = f", {r.bad} diverged/failed" if r.bad else ""
+            parts.append(f"{r.level} {r.best:.4g} ({r.low:.4g}-{r.high:.4g}, n={r.n}{at}{bad})")
+        lines.append(f"{factor}: " + " vs ".join(parts))
+    return lines

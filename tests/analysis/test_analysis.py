@@ -232,3 +232,20 @@ def test_a_seed_in_the_grid_is_a_replicate_not_a_hyperparameter(tmp_path):
     run = load_run(rd)
     assert run.params == ["lr"] and "seed" in run.trials  # kept as a column, not plotted
     assert run.compare["epoch"] == 1 and run.compare["trials_reached"] == 4
+
+
+def test_fair_comparison_puts_each_optimizer_at_its_own_best_lr():
+    # adam is best at small lr, sgd at large lr: pooled over lr, sgd would look worse.
+    rows = []
+    for opt, best_lr in (("adam", 1e-3), ("sgd", 1e-1)):
+        for lr in (1e-3, 1e-2, 1e-1):
+            for k in range(3):
+                rows.append({"optimizer": opt, "lr": lr, "status": "completed",
+                             "score": 0.9 - 0.2 * abs(np.log10(lr / best_lr)) - 0.01 * k})
+    rows.append({"optimizer": "sgd", "lr": 1.0, "status": "diverged", "score": np.nan})
+    t = pd.DataFrame(rows)
+    fair = summary.compute_fair(t, "optimizer").set_index("level")
+    assert fair.loc["adam", "best"] == pytest.approx(0.89) and fair.loc["sgd", "n"] == 3
+    assert fair.loc["sgd", "best"] == pytest.approx(0.89) and fair.loc["sgd", "bad"] == 1
+    (line,) = summary.fair_lines(t)
+    assert line.startswith("optimizer: ") and "1 diverged/failed" in line and " vs " in line
