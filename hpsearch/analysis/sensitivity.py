@@ -13,7 +13,8 @@ from hpsearch.analysis._common import ENDED_BAD, bin_param, finite
 from hpsearch.analysis._html import escape, img, save
 from hpsearch.rundir import Run
 
-__all__ = ["compute_sensitivity", "compute_marginal", "pairs", "plot", "plot_marginal", "section"]
+__all__ = ["compute_sensitivity", "compute_marginal", "pairs", "chosen_pairs", "sparse_reason",
+           "plot", "plot_marginal", "section"]
 # Pairs users always ask for first, when both are searched.
 PRIORITY_PAIRS = [("beta1", "beta2"), ("lr", "batch_size")]
 
@@ -103,17 +104,57 @@ def plot_marginal(marg: pd.DataFrame, param: str, ax=None, label: str = ""):
     return ax
 
 
-MAX_PAIRS = 15
+MAX_PAIRS = 8
+TOP_PARAMS = 4
+
+
+def effect_sizes(trials: pd.DataFrame, params: list[str], value: str = "score",
+                 categorical: bool = False) -> dict[str, float]:
+    """A cheap importance for choosing heatmaps: the spread (max - min) of the per-bin
+    medians of `value` for each parameter (bins with at least 2 trials)."""
+    out = {}
+    for p in params:
+        m = compute_marginal(trials, p, value, categorical=categorical)
+        m = m[m["n"] >= 2]
+        out[p] = float(m["median"].max() - m["median"].min()) if len(m) >= 2 else 0.0
+    return out
+
+
+def chosen_pairs(trials: pd.DataFrame, params: list[str], value: str = "score",
+                 categorical: bool = False) -> list[tuple[str, str]]:
+    """The seed pairs (beta1 x beta2, lr x batch_size) when searched, then the pairs of the
+    TOP_PARAMS parameters with the largest effect, at most MAX_PAIRS."""
+    eff = effect_sizes(trials, params, value, categorical)
+    top = sorted(params, key=lambda p: -eff[p])[:TOP_PARAMS]
+    out = [p for p in PRIORITY_PAIRS if p[0] in params and p[1] in params]
+    seen = {frozenset(p) for p in out}
+    out += [p for p in itertools.combinations(top, 2) if frozenset(p) not in seen]
+    return out[:MAX_PAIRS]
+
+
+def sparse_reason(cells: pd.DataFrame) -> str | None:
+    """Why a heatmap would mislead, or None: most cells with one trial or none scored."""
+    scored = cells[cells["value"].notna()]
+    if scored.empty:
+        return "no cell has a trial that reached the comparison epoch"
+    if (scored["n"] >= 2).mean() < 0.5:
+        return (f"{int(scored['n'].sum())} trials over {len(scored)} cells: most cells "
+                "hold one trial")
+    return None
 
 
 def section(run: Run, out: Path) -> str:
     """The report section: figures written to `out`, returned as HTML."""
     label = f"median {run.score_label}"
     grid = bool(run.meta.get("grid"))
-    parts = []
-    for x, y in pairs(run.params)[:MAX_PAIRS]:
+    parts, skipped = [], []
+    for x, y in chosen_pairs(run.trials, run.params, categorical=grid):
         cells = compute_sensitivity(run.trials, x, y, value="score", categorical=grid)
         if cells.empty:
+            continue
+        reason = sparse_reason(cells)
+        if reason:
+            skipped.append(f"{y} × {x}: {reason}")
             continue
         ax = plot(cells, x, y, mode=run.mode, label=label)
         parts.append(img(save(ax, out / f"sensitivity_{y}_x_{x}.png")))
@@ -128,5 +169,9 @@ def section(run: Run, out: Path) -> str:
             f"compared at epoch {c.get('epoch')} ({escape(str(c.get('rule')))}; "
             f"{c.get('trials_reached')} of {c.get('trials')} trials reached it; trials "
             "stopped before it are not in the cells). n = trials; ✕k = diverged or "
-            "errored trials.</p>")
+            "errored trials. Pairs shown: beta1 × beta2 and lr × batch_size when searched, "
+            f"then pairs of the {TOP_PARAMS} parameters whose bins differ most.</p>")
+    if skipped:
+        note += ("<p>Not drawn (too sparse to read):</p><ul>"
+                 + "".join(f"<li>{escape(t)}</li>" for t in skipped) + "</ul>")
     return note + '<div class="grid">' + "".join(parts + marg) + "</div>"

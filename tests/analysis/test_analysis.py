@@ -249,3 +249,20 @@ def test_fair_comparison_puts_each_optimizer_at_its_own_best_lr():
     assert fair.loc["sgd", "best"] == pytest.approx(0.89) and fair.loc["sgd", "bad"] == 1
     (line,) = summary.fair_lines(t)
     assert line.startswith("optimizer: ") and "1 diverged/failed" in line and " vs " in line
+
+
+def test_heatmaps_are_chosen_and_sparse_pairs_listed_not_drawn():
+    rng = np.random.default_rng(0)
+    n = 60
+    t = pd.DataFrame({"lr": 10 ** rng.uniform(-4, -1, n), "batch_size": rng.choice([8, 32], n),
+                      "depth": rng.choice([1, 2, 4], n), "noise1": rng.uniform(0, 1, n),
+                      "noise2": rng.uniform(0, 1, n), "status": "completed"})
+    t["score"] = 0.9 - 0.1 * (np.log10(t["lr"]) + 2.5) ** 2 - 0.05 * (t["depth"] == 4)
+    chosen = sensitivity.chosen_pairs(t, ["lr", "batch_size", "depth", "noise1", "noise2"])
+    assert chosen[0] == ("lr", "batch_size") and len(chosen) <= sensitivity.MAX_PAIRS
+    assert ("lr", "depth") in chosen or ("depth", "lr") in chosen
+    few = pd.DataFrame({"lr": [1e-4, 1e-3, 1e-2, 1e-1], "depth": [1, 2, 4, 1],
+                        "score": [0.1, 0.2, 0.3, 0.4], "status": "completed"})
+    cells = sensitivity.compute_sensitivity(few, "lr", "depth")
+    assert "most cells hold one trial" in sensitivity.sparse_reason(cells)
+    assert sensitivity.sparse_reason(sensitivity.compute_sensitivity(t, "lr", "depth")) is None
