@@ -40,6 +40,10 @@ def _print_best(run) -> None:
         return
     counts = trials["status"].value_counts().to_dict()
     print("trials: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
+    if "runaway_loss" in trials and trials["runaway_loss"].any():
+        print(f"{int(trials['runaway_loss'].sum())} trials ended with a runaway loss (final "
+              "val loss at least twice its best and above its first): see runaway_loss in "
+              "trials.csv", file=sys.stderr)
     failed = trials[trials["status"] == "error"]
     if len(failed):
         print(f"{len(failed)} of {len(trials)} trials failed: {failed['error'].iloc[0]}",

@@ -265,6 +265,10 @@ def summarize_trials(epochs: pd.DataFrame, params: list[str], mode: str,
                 max_gap=("_gap", "max"), time_total_s=("_t", "max"), gpu_mem_mb=("_mem", "max"),
                 gpu_mem_device_mb=("_dev", "max"))
     last = g.tail(1).set_index("trial_id")
+    vl = df.assign(_vl=num("val_loss")).groupby("trial_id", sort=False)["_vl"]
+    # A finite runaway: the loss ended at least twice its best and above where it started
+    # (tanh + SGD at a huge lr ends near a loss of 28 with no NaN; it is not a result).
+    runaway = (vl.last() >= 2 * vl.min()) & (vl.last() > vl.first()) & (vl.min() > 0)
     at = df[df["_e"] == at_epoch].groupby("trial_id", sort=False)["_s"].last()
     # The val metric's own direction (accuracy up, perplexity down) when the search
     # optimised another key (e.g. --metric val_loss --mode min).
@@ -274,6 +278,7 @@ def summarize_trials(epochs: pd.DataFrame, params: list[str], mode: str,
     trials = pd.DataFrame({
         **{p: last[p] for p in [*params, *sorted(REPLICATE_KEYS)] if p in last},
         "score": at.reindex(last.index), "score_epoch": at_epoch,
+        "runaway_loss": runaway.reindex(last.index).fillna(False).astype(bool),
         "final_score": last["_s"],
         "status": last["status"], "epochs": pd.to_numeric(last["epoch"]).fillna(0).astype(int),
         "best_val_metric": agg["best_val_metric"], "final_val_metric": last["_vm"],

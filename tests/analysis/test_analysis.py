@@ -166,6 +166,11 @@ def test_trials_are_compared_at_one_epoch_never_a_stopped_trials_first_epoch():
     by_loss = summarize_trials(ep, ["lr"], "min", metric="val_loss", at_epoch=3)
     assert by_loss["trial_id"].iloc[0] == "c" and by_loss["score"].iloc[0] == pytest.approx(0.15)
     assert by_loss.set_index("trial_id").loc["a", "best_val_metric"] == 0.9  # accuracy: max
+    assert not t["runaway_loss"].any()
+    runaway = ep.copy()
+    runaway.loc[(runaway["trial_id"] == "b") & (runaway["epoch"] == 3), "val_loss"] = 27.6
+    flagged = summarize_trials(runaway, ["lr"], "max").set_index("trial_id")["runaway_loss"]
+    assert flagged.to_dict() == {"b": True, "c": False, "a": False, "d": False}
 
 
 def test_sensitivity_cells_hold_only_trials_compared_at_the_epoch():
