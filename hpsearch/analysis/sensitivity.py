@@ -28,7 +28,8 @@ def pairs(params: list[str]) -> list[tuple[str, str]]:
 
 
 def compute_sensitivity(trials: pd.DataFrame, x: str, y: str, value: str = "score",
-                        bins: int = 4, categorical: bool = False) -> pd.DataFrame:
+                        bins: int = 4, categorical: bool = False, condition: str | None = None,
+                        mode: str = "max") -> pd.DataFrame:
     """Long frame with one row per (x bin, y bin) cell.
 
     Args:
@@ -37,6 +38,9 @@ def compute_sensitivity(trials: pd.DataFrame, x: str, y: str, value: str = "scor
         value: the column summarised (median over trials in the cell, finite values only).
         bins: bins for continuous parameters.
         categorical: every value its own cell (a grid run: the grid's own values).
+        condition: a third parameter (e.g. optimizer): each cell is then the median of its
+            best level of it (in `mode`'s direction), so pooling over optimizers cannot
+            reverse the comparison; the level is in column `at`.
 
     Returns:
         Columns x, y, value (median), n (trials), n_bad (diverged or errored).
@@ -50,6 +54,16 @@ def compute_sensitivity(trials: pd.DataFrame, x: str, y: str, value: str = "scor
     df = df[df["_v"].notna() | df["_bad"]]
     g = df.groupby(["_x", "_y"], observed=True)
     out = pd.DataFrame({"value": g["_v"].median(), "n": g.size(), "n_bad": g["_bad"].sum()})
+    if condition and condition in df and condition not in (x, y):
+        sub = df[df[condition].notna()].groupby(["_x", "_y", condition], observed=True)
+        med = sub["_v"].median().dropna().reset_index()
+        if not med.empty:
+            best = med.loc[med.groupby(["_x", "_y"], observed=True)["_v"].idxmax()
+                           if mode == "max" else
+                           med.groupby(["_x", "_y"], observed=True)["_v"].idxmin()]
+            best = best.set_index(["_x", "_y"])
+            out["value"] = best["_v"].reindex(out.index)
+            out["at"] = best[condition].reindex(out.index).astype(str)
     return out.reset_index().rename(columns={"_x": x, "_y": y})
 
 
@@ -75,12 +89,16 @@ def plot(cells: pd.DataFrame, x: str, y: str, ax=None, mode: str = "max", label:
     grid = cells.pivot(index=y, columns=x, values="value")
     n = cells.pivot(index=y, columns=x, values="n").reindex_like(grid)
     bad = cells.pivot(index=y, columns=x, values="n_bad").reindex_like(grid)
+    at = (cells.pivot(index=y, columns=x, values="at").reindex_like(grid)
+          if "at" in cells else None)
     annot = np.empty(grid.shape, dtype=object)
     for i in range(grid.shape[0]):
         for j in range(grid.shape[1]):
             v, c, b = grid.iat[i, j], n.iat[i, j], bad.iat[i, j]
             text = "" if pd.isna(c) else (f"{v:.3g}" if pd.notna(v) else "—") + f"\nn={int(c)}"
             annot[i, j] = text + (f" ✕{int(b)}" if pd.notna(b) and b > 0 else "")
+            if at is not None and pd.notna(at.iat[i, j]) and text:
+                annot[i, j] += f"\n{at.iat[i, j]}"
     cmap = "viridis" if mode == "max" else "viridis_r"
     sns.heatmap(grid.astype(float), annot=annot, fmt="", cmap=cmap, ax=ax,
                 cbar_kws={"label": label or "median best val metric"}, linewidths=0.5)
@@ -106,6 +124,10 @@ def plot_marginal(marg: pd.DataFrame, param: str, ax=None, label: str = ""):
 
 MAX_PAIRS = 8
 TOP_PARAMS = 4
+# Compared at its best level in every heatmap it is not part of: optimizers differ in their
+# best lr and depth, and pooling over them reverses conclusions (GPT vs LSTM pooled over
+# optimizers, LSTM wins with Adam at every depth).
+CONDITION = "optimizer"
 
 
 def effect_sizes(trials: pd.DataFrame, params: list[str], value: str = "score",
@@ -149,7 +171,9 @@ def section(run: Run, out: Path) -> str:
     grid = bool(run.meta.get("grid"))
     parts, skipped = [], []
     for x, y in chosen_pairs(run.trials, run.params, categorical=grid):
-        cells = compute_sensitivity(run.trials, x, y, value="score", categorical=grid)
+        cond = CONDITION if CONDITION in run.params and CONDITION not in (x, y) else None
+        cells = compute_sensitivity(run.trials, x, y, value="score", categorical=grid,
+                                    condition=cond, mode=run.mode)
         if cells.empty:
             continue
         reason = sparse_reason(cells)
@@ -169,7 +193,8 @@ def section(run: Run, out: Path) -> str:
             f"compared at epoch {c.get('epoch')} ({escape(str(c.get('rule')))}; "
             f"{c.get('trials_reached')} of {c.get('trials')} trials reached it; trials "
             "stopped before it are not in the cells). n = trials; ✕k = diverged or "
-            "errored trials. Pairs shown: beta1 × beta2 and lr × batch_size when searched, "
+            f"errored trials. Where {CONDITION} is searched, each cell of a pair without it "
+            f"is its best {CONDITION}'s median (named in the cell). Pairs shown: beta1 × beta2 and lr × batch_size when searched, "
             f"then pairs of the {TOP_PARAMS} parameters whose bins differ most.</p>")
     if skipped:
         note += ("<p>Not drawn (too sparse to read):</p><ul>"

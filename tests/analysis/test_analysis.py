@@ -271,3 +271,19 @@ def test_heatmaps_are_chosen_and_sparse_pairs_listed_not_drawn():
     cells = sensitivity.compute_sensitivity(few, "lr", "depth")
     assert "most cells hold one trial" in sensitivity.sparse_reason(cells)
     assert sensitivity.sparse_reason(sensitivity.compute_sensitivity(t, "lr", "depth")) is None
+
+
+def test_heatmap_cells_compare_at_the_best_optimizer_not_pooled():
+    # gpt beats lstm when pooled over optimizers (sgd drags lstm down), lstm wins with adam.
+    rows = []
+    for model, adam, sgd, n_sgd in (("lstm", 0.9, 0.1, 4), ("gpt", 0.8, 0.7, 1)):
+        rows += [{"model": model, "layers": 2, "optimizer": "adam", "score": adam}]
+        rows += [{"model": model, "layers": 2, "optimizer": "sgd", "score": sgd}] * n_sgd
+    t = pd.DataFrame(rows).assign(status="completed")
+    pooled = sensitivity.compute_sensitivity(t, "model", "layers").set_index("model")
+    assert pooled.loc["gpt", "value"] > pooled.loc["lstm", "value"]
+    cond = sensitivity.compute_sensitivity(t, "model", "layers", condition="optimizer")
+    cond = cond.set_index("model")
+    assert cond.loc["lstm", "value"] == 0.9 and cond.loc["gpt", "value"] == 0.8
+    assert (cond["at"] == "adam").all() and cond.loc["lstm", "n"] == 5
+    sensitivity.plot(cond.reset_index(), "model", "layers")  # the level is drawn in the cell
