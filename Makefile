@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 FASHION := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 
-.PHONY: demo test data bench clean
+.PHONY: demo test data chromium bench clean
 
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -25,12 +25,19 @@ data:
 	  (apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist) >/dev/null 2>&1; } || \
 	  echo "note: dataset-fashion-mnist not installed; the mlp trainer will use sklearn digits"
 
+# Debian's chromium for the test that renders report.html headless (skipped without it).
+chromium:
+	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+	  (apt-get update -qq && apt-get install -y -qq chromium) >/dev/null 2>&1; } || \
+	  echo "note: chromium not installed; the headless report rendering test will be skipped"
+
 demo: $(STAMP)
 	@name=runs/demo-$$(date +%Y%m%d-%H%M%S); \
 	$(BIN)/hpsearch run --trainer mlp --space mlp_optimizers --samples 16 --max-epochs 8 \
 	  --out $$name && $(BIN)/hpsearch analyze $$name
 
 test: $(STAMP)
+	-@$(MAKE) --no-print-directory chromium
 	$(BIN)/python -m pytest -q
 
 bench: $(STAMP)

@@ -17,7 +17,8 @@ from hpsearch.analysis._html import escape, img, save, table
 from hpsearch.rundir import Run, layout
 
 logger = logging.getLogger(__name__)
-__all__ = ["EVALUATORS", "compute_importance", "stored_distributions", "plot", "section"]
+__all__ = ["EVALUATORS", "compute_importance", "stored_distributions", "distribution_of",
+           "plot", "section"]
 
 
 def stored_distributions(run: Run) -> dict:
@@ -52,7 +53,8 @@ EVALUATORS = ("fanova", "ped_anova")
 MAX_TRIALS = {"fanova": 300, "ped_anova": 2000}
 
 
-def _distribution(name: str, s: pd.Series):
+def distribution_of(name: str, s: pd.Series):
+    """The distribution a parameter's values in a frame suggest (None for a constant)."""
     if is_categorical(s) and not pd.api.types.is_float_dtype(s.dropna()):
         return optuna.distributions.CategoricalDistribution(sorted(s.dropna().unique().tolist(),
                                                                    key=str))
@@ -69,7 +71,7 @@ def _to_study(trials: pd.DataFrame, params: list[str], value: str, mode: str,
     study = optuna.create_study(direction="maximize" if mode == "max" else "minimize")
     stored = stored or {}
     dists = {p: stored.get(p) or d for p in params
-             if (d := _distribution(p, trials[p])) is not None}
+             if (d := distribution_of(p, trials[p])) is not None}
     columns = {p: trials[p].tolist() for p in dists}  # tolist: numpy scalars -> Python values
     values = trials[value].astype(float).tolist()
     study.add_trials([optuna.trial.create_trial(

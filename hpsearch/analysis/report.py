@@ -7,8 +7,8 @@ import html
 import logging
 from pathlib import Path
 
-from hpsearch.analysis import (curves, importance, overfitting, sensitivity, stopping,
-                               summary)
+from hpsearch.analysis import (curves, importance, interactive, overfitting, sensitivity,
+                               stopping, summary)
 from hpsearch.analysis._html import table
 from hpsearch.rundir import Run, layout, load_run
 
@@ -21,6 +21,7 @@ SECTIONS = [
     ("Importance", importance.section),
     ("Overfitting", overfitting.section),
     ("Early-stopping reliability", stopping.section),
+    ("Interactive views", interactive.section),
     ("Learning curves and memory", curves.section),
 ]
 

@@ -66,6 +66,29 @@ def test_report_renders_in_headless_chromium(tmp_path):
     assert img.shape == (2000, 1200)
     # A rendered report is not a blank page: headings, tables and heatmaps add dark pixels.
     assert (img < 128).mean() > 0.02
+    # The interactive page draws with the local plotly.js (no network): not blank either.
+    inter = page.parent / "interactive_parallel_coordinate.html"
+    shot2 = tmp_path / "shot2.png"
+    subprocess.run(["chromium", "--headless", "--no-sandbox", "--disable-gpu",
+                    "--no-first-run", "--disable-background-networking",
+                    "--disable-component-update", "--disable-sync", "--virtual-time-budget=5000",
+                    f"--user-data-dir={tmp_path / 'profile2'}", "--window-size=900,500",
+                    f"--screenshot={shot2}", f"file://{inter}"], capture_output=True, timeout=120)
+    drawn = np.asarray(Image.open(shot2).convert("L"))
+    assert (drawn < 200).mean() > 0.01, "the plotly figure did not draw"
+
+
+def test_interactive_views_are_offline_pages_beside_the_report(tmp_path):
+    _fake_run(tmp_path)
+    html = write_report(tmp_path, "md").read_text()
+    frames = re.findall(r'<iframe src="([^"]+)"', html)
+    assert {"interactive_parallel_coordinate.html", "interactive_slice.html",
+            "interactive_intermediate_values.html"} <= set(frames)
+    report = tmp_path / "report"
+    assert (report / "plotly.min.js").stat().st_size > 1_000_000
+    for f in frames:
+        page = (report / f).read_text()
+        assert 'src="plotly.min.js"' in page and "https://cdn" not in page
 
 
 def test_partial_run_is_analyzed(tmp_path):
