@@ -138,15 +138,61 @@ def plot(result: pd.DataFrame, ax=None):
     return ax
 
 
+BOOT_ROUNDS = 8
+BOOT_MAX_TRIALS = {"fanova": 200, "ped_anova": 5000}  # bootstrap only below these sizes
+MIN_TRIALS = 10
+
+
+def bootstrap(trials: pd.DataFrame, params: list[str], mode: str, value: str = "score",
+              statuses=("completed",), distributions: dict | None = None,
+              rounds: int = BOOT_ROUNDS, seed: int = 0) -> pd.DataFrame:
+    """10%-90% range of each importance over `rounds` bootstrap resamples of the trials
+    (columns param, evaluator, low, high); an evaluator is resampled only below
+    BOOT_MAX_TRIALS trials (fANOVA's forest is slow)."""
+    df = trials[trials["status"].isin(statuses) & finite(trials[value]).notna()]
+    frames = []
+    for name in EVALUATORS:
+        if len(df) < MIN_TRIALS or len(df) > BOOT_MAX_TRIALS[name]:
+            continue
+        for r in range(rounds):
+            res = df.sample(len(df), replace=True, random_state=seed + r)
+            frames.append(compute_importance(res, params, mode, value, (name,), seed + r,
+                                             statuses, distributions))
+    if not frames:
+        return pd.DataFrame(columns=["param", "evaluator", "low", "high"])
+    allr = pd.concat(frames)
+    g = allr.groupby(["param", "evaluator"])["importance"]
+    return pd.DataFrame({"low": g.quantile(0.1), "high": g.quantile(0.9)}).reset_index()
+
+
+def warnings_for(imp: pd.DataFrame, n: int) -> list[str]:
+    """Plain-language doubts: too few trials, evaluators that rank differently."""
+    out = []
+    if n < MIN_TRIALS:
+        out.append(f"only {n} trials reached the comparison epoch: importance is a guess")
+    wide = imp.pivot_table(index="param", columns="evaluator", values="importance")
+    if wide.shape[1] == 2 and len(wide) >= 3:
+        rho = wide.iloc[:, 0].rank().corr(wide.iloc[:, 1].rank())
+        if pd.notna(rho) and rho < 0.3:
+            out.append(f"fANOVA and PED-ANOVA rank the parameters differently (rank "
+                       f"correlation {rho:.2f}): treat either ranking as uncertain")
+    return out
+
+
 def section(run: Run, out: Path) -> str:
     """The report section: figures written to `out`, returned as HTML."""
     statuses = ("completed", "stopped_early", "running")
+    dists = stored_distributions(run)
     imp = compute_importance(run.trials, run.params, run.mode, value="score",
-                             statuses=statuses, distributions=stored_distributions(run))
+                             statuses=statuses, distributions=dists)
+    boot = bootstrap(run.trials, run.params, run.mode, "score", statuses, dists)
+    imp = imp.merge(boot, on=["param", "evaluator"], how="left")
     imp.to_csv(out / "importance.csv", index=False)
     n = int(run.trials["score"].notna().sum())
     note = (f"<p>Optuna fANOVA and PED-ANOVA on the {n} trials with a score at epoch "
             f"{run.compare.get('epoch')} ({escape(run.score_label)}; stopped-early trials "
             "that got there count, those that did not are left out); parameters that only "
-            "some trials have (conditional ones) are left out.</p>")
+            "some trials have (conditional ones) are left out. low/high: the 10%-90% range "
+            f"over {BOOT_ROUNDS} bootstrap resamples of the trials.</p>")
+    note += "".join(f"<p><b>Warning:</b> {escape(w)}.</p>" for w in warnings_for(imp, n))
     return note + img(save(plot(imp), out / "importance.png")) + table(imp)

@@ -287,3 +287,14 @@ def test_heatmap_cells_compare_at_the_best_optimizer_not_pooled():
     assert cond.loc["lstm", "value"] == 0.9 and cond.loc["gpt", "value"] == 0.8
     assert (cond["at"] == "adam").all() and cond.loc["lstm", "n"] == 5
     sensitivity.plot(cond.reset_index(), "model", "layers")  # the level is drawn in the cell
+
+
+def test_importance_has_bootstrap_ranges_and_doubts_are_said(beta1_only):
+    boot = importance.bootstrap(beta1_only, ["beta1", "beta2"], "max", "score", rounds=4)
+    row = boot[(boot["param"] == "beta1") & (boot["evaluator"] == "ped_anova")].iloc[0]
+    assert 0 <= row["low"] <= row["high"] <= 1 and row["high"] > 0.5  # beta1 drives the score
+    few = importance.warnings_for(pd.DataFrame(columns=["param", "evaluator", "importance"]), 4)
+    assert few and "only 4 trials" in few[0]
+    split = pd.DataFrame({"param": list("abcd") * 2, "evaluator": ["fanova"] * 4 + ["ped_anova"] * 4,
+                          "importance": [0.4, 0.3, 0.2, 0.1, 0.1, 0.2, 0.3, 0.4]})
+    assert "rank the parameters differently" in importance.warnings_for(split, 50)[0]
