@@ -182,17 +182,19 @@ class Analysis:
 
 
 def analyze(run_dir: str | Path | Run, fmt: str = "md",
-            warn: Callable[[str], Any] | None = None, at_epoch: int | None = None) -> Analysis:
+            warn: Callable[[str], Any] | None = None, at_epoch: int | None = None,
+            predicted: bool = False) -> Analysis:
     """Write runs/NAME/report/ (figures, CSV tables, summary, report.html), every
     comparison at one epoch: `at_epoch`, or by default the highest epoch that at least
-    max(3, 1/4 of the trials) reached (`Run.compare` says which and how many)."""
+    max(3, 1/4 of the trials) reached (`Run.compare` says which and how many). `predicted`
+    adds each config's final score as a model predicts it, labelled as predicted."""
     from hpsearch.analysis.report import write_report
     from hpsearch.analysis.summary import compute_summary, render
 
     from hpsearch.analysis import stopping
 
     run_ = run_dir if isinstance(run_dir, Run) else load_run(run_dir, warn, at_epoch)
-    path = write_report(run_, fmt)
+    path = write_report(run_, fmt, predicted=predicted)
     for text in stopping.warnings(stopping.compute_agreement(run_)) if warn else ():
         warn(text)
     from hpsearch.analysis.summary import fair_lines

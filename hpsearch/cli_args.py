@@ -91,6 +91,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--at-epoch", type=int, default=S, metavar="N",
                    help="compare trials at epoch N (default: the highest epoch that at "
                    "least max(3, 1/4 of the trials) reached)")
+    p.add_argument("--predicted", action="store_true", default=S,
+                   help="add each config's last-epoch score as a model predicts it "
+                   "(with an interval; labelled as predicted)")
     p = sub.add_parser("export", help="write the top-k configs for `hpsearch train --config`")
     p.add_argument("run_dir")
     p.add_argument("--top", type=int, default=S, help="how many (3)")

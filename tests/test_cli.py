@@ -126,7 +126,8 @@ def test_run_analyze_export_train_round_trip(ray_local, tmp_path, capsys):
     assert "3/3 done" in out and "best trial" in out
     assert main(["analyze", str(run), "--format", "html"]) == 0
     assert "compared at epoch 2 (" in capsys.readouterr().out
-    assert main(["analyze", str(run), "--at-epoch", "1"]) == 0
+    assert main(["analyze", str(run), "--at-epoch", "1", "--predicted"]) == 0
+    assert "predicted" in (run / "report" / "predicted.csv").read_text()
     assert "compared at epoch 1 (chosen with --at-epoch; 3 of 3" in capsys.readouterr().out
     assert main(["analyze", str(run), "--at-epoch", "5"]) == 2  # one line, nothing lost
     assert "ran epochs 1 to 2" in capsys.readouterr().err

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from hpsearch.analysis import (curves, importance, interactive, overfitting, sensitivity,
                                stopping, summary)
+from hpsearch.analysis import predicted as predicted_view
 from hpsearch.analysis._html import table
 from hpsearch.rundir import Run, layout, load_run
 
@@ -36,12 +37,13 @@ table{border-collapse:collapse;font-size:13px;margin:8px 0}td,th{padding:3px 8px
 border-bottom:1px solid #ddd;text-align:right}tr.best td{background:#eef7ee}"""
 
 
-def write_report(run: Run | str | Path, fmt: str = "md") -> Path:
+def write_report(run: Run | str | Path, fmt: str = "md", predicted: bool = False) -> Path:
     """Analyze a run and write its report directory.
 
     Args:
         run: a loaded run, or runs/NAME (finished or partial).
         fmt: format of the summary table file: md, html or csv.
+        predicted: add the "Predicted final scores" section (`analysis/predicted.py`).
 
     Returns:
         Path of report.html.
@@ -76,6 +78,9 @@ def write_report(run: Run | str | Path, fmt: str = "md") -> Path:
     sections = [_section("Summary", intro + fair + summary.render(summ, "html")),
                 _section("Best trials", table(run.trials, 15))]
     sections += [_section(title, fn(run, out)) for title, fn in SECTIONS]
+    if predicted:
+        sections.append(_section("Predicted final scores (a model's estimate)",
+                                 predicted_view.section(run, out)))
     title = f"hpsearch report: {run_dir.name}"
     page = (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}"
             f"</title><style>{_CSS}</style></head><body><h1>{html.escape(title)}</h1>"

@@ -298,3 +298,33 @@ def test_importance_has_bootstrap_ranges_and_doubts_are_said(beta1_only):
     split = pd.DataFrame({"param": list("abcd") * 2, "evaluator": ["fanova"] * 4 + ["ped_anova"] * 4,
                           "importance": [0.4, 0.3, 0.2, 0.1, 0.1, 0.2, 0.3, 0.4]})
     assert "rank the parameters differently" in importance.warnings_for(split, 50)[0]
+
+
+def test_predicted_final_scores_rank_stopped_trials_by_their_config():
+    import math
+    from pathlib import Path
+
+    from hpsearch.analysis import predicted
+    from hpsearch.rundir.tables import Run, summarize_trials
+
+    rows = []
+    for i in range(30):
+        q = 0.3 + 0.6 * i / 29  # the final score rises with x
+        last = 6 if i % 3 == 0 else 1
+        for e in range(1, last + 1):
+            rows.append({"trial_id": f"t{i}", "epoch": e, "x": q,
+                         "status": "completed" if e == 6 else
+                         ("stopped_early" if e == last else "running"),
+                         "val_metric": q * (1 - math.exp(-e / 2))})
+    ep = pd.DataFrame(rows)
+    for col in ("train_loss", "val_loss", "gap", "time_total_s", "gpu_mem_mb",
+                "gpu_mem_device_mb", "error"):
+        ep[col] = None
+    run = Run(Path("."), {"metric": "val_metric", "mode": "max"}, ep,
+              summarize_trials(ep, ["x"], "max"), ["x"])
+    pred = predicted.predict_final(run).set_index("trial_id")
+    stopped = pred[pred["status"] == "stopped_early"]
+    assert stopped["measured"].isna().all()  # no epoch-6 measurement: only a prediction
+    assert stopped["predicted"].corr(stopped.index.map(lambda t: int(t[1:])).to_series(
+        index=stopped.index), method="spearman") > 0.9
+    assert (pred["low"] <= pred["predicted"]).all() and (pred["predicted"] <= pred["high"]).all()
