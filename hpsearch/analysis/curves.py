@@ -33,7 +33,10 @@ def compute_curves(epochs: pd.DataFrame, trials: pd.DataFrame, params: list[str]
         trial_id, label, epoch, time_total_s, split (train|val), metric.
     """
     keep = trials.head(top)
-    labels = {r["trial_id"]: config_label(r, params) for _, r in keep.iterrows()}
+    # A legend that fits: the rank and at most 3 parameters that differ among these trials.
+    varying = [p for p in params if p in keep and keep[p].nunique(dropna=True) > 1][:3]
+    labels = {r["trial_id"]: f"#{k} {config_label(r, varying)}".strip()
+              for k, (_, r) in enumerate(keep.iterrows(), start=1)}
     df = epochs[epochs["trial_id"].isin(labels)].copy()
     df["label"] = df["trial_id"].map(labels)
     long = df.melt(id_vars=["trial_id", "label", "epoch", "time_total_s"],
@@ -75,7 +78,7 @@ def plot(curves: pd.DataFrame, x: str = "epoch", ax=None, metric_name: str = "me
     import matplotlib.pyplot as plt
     import seaborn as sns
 
-    ax = ax or plt.subplots(figsize=(7.5, 4.2))[1]
+    ax = ax or plt.subplots(figsize=(9.5, 4.2))[1]
     if curves.empty:
         ax.set_axis_off()
         return ax
@@ -83,7 +86,8 @@ def plot(curves: pd.DataFrame, x: str = "epoch", ax=None, metric_name: str = "me
                  style_order=["val", "train"], estimator=None, units="trial_id")
     ax.set_xlabel("epoch" if x == "epoch" else "wall-clock (s)")
     ax.set_ylabel(metric_name)
-    ax.legend(fontsize=6, loc="best")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    ax.figure.tight_layout()
     ax.set_title(f"learning curves over {'epochs' if x == 'epoch' else 'wall-clock'}")
     return ax
 
