@@ -7,6 +7,8 @@ import html
 import logging
 from pathlib import Path
 
+import pandas as pd
+
 from hpsearch.analysis import (curves, importance, interactive, overfitting, sensitivity,
                                stopping, summary)
 from hpsearch.analysis import predicted as predicted_view
@@ -25,6 +27,20 @@ SECTIONS = [
     ("Interactive views", interactive.section),
     ("Learning curves and memory", curves.section),
 ]
+
+
+def _trials_table(run: Run) -> str:
+    """Every trial (up to 100; diverged and failed ones always), the columns that fit a
+    page: rank order by score at the comparison epoch, then final score."""
+    cols = ["trial_id", "status", "epochs", "score", "final_score", *run.params,
+            "runaway_loss", "error"]
+    t = run.trials[[c for c in cols if c in run.trials]]
+    bad = t[t["status"].isin(("diverged", "error"))]
+    shown = pd.concat([t.head(100), bad]).drop_duplicates("trial_id")
+    note = (f"<p>score = {html.escape(run.score_label)}; final_score = the metric at the "
+            f"trial's last epoch. {len(shown)} of {len(t)} trials; all of them in "
+            "trials.csv.</p>")
+    return note + '<div style="overflow-x:auto">' + table(shown, len(shown)) + "</div>"
 
 
 def _section(title: str, body: str) -> str:
@@ -76,7 +92,7 @@ def write_report(run: Run | str | Path, fmt: str = "md", predicted: bool = False
             f"range, their range and count, at epoch {run.compare.get('epoch')}):</p>"
             f"<ul>{fair}</ul>") if fair else ""
     sections = [_section("Summary", intro + fair + summary.render(summ, "html")),
-                _section("Best trials", table(run.trials, 15))]
+                _section("Trials", _trials_table(run))]
     sections += [_section(title, fn(run, out)) for title, fn in SECTIONS]
     if predicted:
         sections.append(_section("Predicted final scores (a model's estimate)",
