@@ -176,7 +176,8 @@ def summarize(rows: list[dict], budget_of: dict) -> list[str]:
         out.append("| method | 1/4 budget | 1/2 budget | full budget | vs random+asha | "
                    "vs optuna tpe+hb | vs random+fifo |")
         out.append("|---|---|---|---|---|---|---|")
-        med = {}
+        med = {m: statistics.median(qc.regret_at(r["curve"], budget) for r in sub
+                                    if r["method"] == m) for m in methods}
         for m in methods:
             cells = []
             for frac in (0.25, 0.5, 1.0):
@@ -184,7 +185,6 @@ def summarize(rows: list[dict], budget_of: dict) -> list[str]:
                         for r in sub if r["method"] == m]
                 q = statistics.quantiles(vals, n=4) if len(vals) > 1 else [vals[0]] * 3
                 cells.append(f"{statistics.median(vals):.4f} [{q[0]:.3f}, {q[2]:.3f}]")
-                med[m] = statistics.median(vals)
             out.append(f"| {m} | " + " | ".join(cells) + " | " + " | ".join(
                 f"{med[m] / med[b]:.2f}" if med.get(b) else "-"
                 for b in ("random+asha", "optuna tpe+hyperband", "random+fifo")) + " |")
