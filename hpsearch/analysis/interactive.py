@@ -17,7 +17,8 @@ from hpsearch.analysis._html import escape
 from hpsearch.rundir import Run
 
 logger = logging.getLogger(__name__)
-__all__ = ["to_study", "figures", "section"]
+__all__ = ["to_study", "figures", "section", "MAX_TRIALS"]
+MAX_TRIALS = 500
 
 
 def to_study(run: Run) -> optuna.Study:
@@ -39,7 +40,9 @@ def to_study(run: Run) -> optuna.Study:
                   if pd.notna(e) and pd.notna(v) and e > 0}
               for t, g in ep.groupby("trial_id")}
     frozen = []
-    for row in run.trials.itertuples(index=False):
+    # The best MAX_TRIALS trials (run.trials is best first): a plotly page of 10,000 learning
+    # curves would be tens of MB and unreadable.
+    for row in run.trials.head(MAX_TRIALS).itertuples(index=False):
         params = {p: _plain(getattr(row, p)) for p in dists
                   if pd.notna(getattr(row, p, math.nan))}
         score = row.score
@@ -94,7 +97,8 @@ def section(run: Run, out: Path) -> str:
         parts.append(f'<p><a href="{path.name}">{escape(name.replace("_", " "))}</a></p>'
                      f'<iframe src="{path.name}" width="100%" height="460" '
                      'style="border:0"></iframe>')
-    note = (f"<p>Optuna's plotly views of the trials, valued at epoch "
+    note = (f"<p>Optuna's plotly views of the best {min(len(run.trials), MAX_TRIALS)} "
+            f"trials, valued at epoch "
             f"{run.compare.get('epoch')} (trials stopped before it appear only in the "
             "intermediate values); hover for a trial's parameters. Works offline: plotly.js "
             "is the local plotly.min.js.</p>")
