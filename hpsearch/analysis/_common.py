@@ -1,4 +1,5 @@
-"""Helpers shared by analysis modules: parameter kinds, binning, finite values."""
+"""Helpers shared by analysis modules: parameter kinds, binning, finite values, the search
+metric's learning curves."""
 
 from __future__ import annotations
 
@@ -61,3 +62,18 @@ def _label(v) -> str:
 def finite(s: pd.Series) -> pd.Series:
     """Numeric with inf turned to NaN."""
     return pd.to_numeric(s, errors="coerce").replace([np.inf, -np.inf], np.nan)
+
+
+def metric_epochs(run) -> pd.DataFrame:
+    """A run's per-epoch rows that have a finite score of the search's metric (val_metric
+    if the run lacks it), with columns `_v` (that score) and `_e` (the epoch, numeric)."""
+    metric = run.metric if run.metric in run.epochs else "val_metric"
+    ep = run.epochs.assign(_v=finite(run.epochs[metric]),
+                           _e=pd.to_numeric(run.epochs["epoch"], errors="coerce"))
+    return ep[ep["_v"].notna() & (ep["_e"] > 0)]
+
+
+def metric_curves(run) -> dict[str, dict[int, float]]:
+    """trial_id -> {epoch: score of the search's metric} (finite scores only)."""
+    return {t: dict(zip(g["_e"].astype(int), g["_v"].astype(float)))
+            for t, g in metric_epochs(run).groupby("trial_id")}

@@ -12,7 +12,7 @@ import optuna
 import pandas as pd
 
 from hpsearch.analysis import importance
-from hpsearch.analysis._common import finite
+from hpsearch.analysis._common import metric_curves
 from hpsearch.analysis._html import escape
 from hpsearch.rundir import Run
 
@@ -33,12 +33,7 @@ def to_study(run: Run) -> optuna.Study:
         d = stored.get(p) or importance.distribution_of(p, run.trials[p])
         if d is not None:
             dists[p] = d
-    metric = run.metric if run.metric in run.epochs else "val_metric"
-    ep = run.epochs.assign(_v=finite(run.epochs[metric]),
-                           _e=pd.to_numeric(run.epochs["epoch"], errors="coerce"))
-    curves = {t: {int(e): float(v) for e, v in zip(g["_e"], g["_v"])
-                  if pd.notna(e) and pd.notna(v) and e > 0}
-              for t, g in ep.groupby("trial_id")}
+    curves = metric_curves(run)
     frozen = []
     # The best MAX_TRIALS trials (run.trials is best first): a plotly page of 10,000 learning
     # curves would be tens of MB and unreadable.

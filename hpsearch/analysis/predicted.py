@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from hpsearch.analysis._common import finite, is_categorical, use_log
+from hpsearch.analysis._common import finite, is_categorical, metric_epochs, use_log
 from hpsearch.analysis._html import escape, table
 from hpsearch.rundir import Run
 
@@ -37,10 +37,7 @@ def predict_final(run: Run, epoch: int | None = None, seed: int = 0) -> pd.DataF
     highest epoch any trial reached) for every trial's config."""
     from sklearn.ensemble import RandomForestRegressor
 
-    metric = run.metric if run.metric in run.epochs else "val_metric"
-    ep = run.epochs.assign(_v=finite(run.epochs[metric]),
-                           _e=pd.to_numeric(run.epochs["epoch"], errors="coerce"))
-    ep = ep[ep["_v"].notna() & ep["_e"].notna()]
+    ep = metric_epochs(run)
     cols = ["trial_id", "status", "epochs", "measured", "predicted", "low", "high"]
     if len(ep) < 10 or not run.params:
         return pd.DataFrame(columns=cols)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from hpsearch import fidelity
-from hpsearch.analysis._common import finite
+from hpsearch.analysis._common import metric_curves
 from hpsearch.analysis._html import escape, table
 from hpsearch.rundir import Run
 
@@ -22,11 +22,7 @@ def compute_agreement(run: Run, min_pairs: int = MIN_PAIRS) -> pd.DataFrame:
     """One row per epoch at which some trial was stopped early: epoch, reference (the
     highest later epoch that `min_pairs` of the trials reaching that epoch also reached),
     pairs, spearman."""
-    ep = run.epochs.assign(_v=finite(run.epochs[run.metric]) if run.metric in run.epochs
-                           else float("nan"), _e=pd.to_numeric(run.epochs["epoch"],
-                                                                errors="coerce"))
-    ep = ep[ep["_v"].notna() & ep["_e"].notna()]
-    curves = {t: dict(zip(g["_e"].astype(int), g["_v"])) for t, g in ep.groupby("trial_id")}
+    curves = metric_curves(run)
     stopped = run.trials[run.trials["status"] == "stopped_early"]
     rows = []
     for epoch in sorted({int(e) for e in stopped["epochs"] if e > 0}):
