@@ -19,11 +19,13 @@ __all__ = ["compute_sensitivity", "compute_marginal", "pairs", "chosen_pairs", "
 PRIORITY_PAIRS = [("beta1", "beta2"), ("lr", "batch_size")]
 
 
-def pairs(params: list[str]) -> list[tuple[str, str]]:
-    """Every pair of searched parameters, the priority pairs first."""
+def pairs(params: list[str], among: list[str] | None = None) -> list[tuple[str, str]]:
+    """The priority pairs whose parameters are both searched, then every other pair of
+    `among` (default: all of `params`)."""
     out = [p for p in PRIORITY_PAIRS if p[0] in params and p[1] in params]
     seen = {frozenset(p) for p in out}
-    out += [p for p in itertools.combinations(params, 2) if frozenset(p) not in seen]
+    out += [p for p in itertools.combinations(params if among is None else among, 2)
+            if frozenset(p) not in seen]
     return out
 
 
@@ -148,10 +150,7 @@ def chosen_pairs(trials: pd.DataFrame, params: list[str], value: str = "score",
     TOP_PARAMS parameters with the largest effect, at most MAX_PAIRS."""
     eff = effect_sizes(trials, params, value, categorical)
     top = sorted(params, key=lambda p: -eff[p])[:TOP_PARAMS]
-    out = [p for p in PRIORITY_PAIRS if p[0] in params and p[1] in params]
-    seen = {frozenset(p) for p in out}
-    out += [p for p in itertools.combinations(top, 2) if frozenset(p) not in seen]
-    return out[:MAX_PAIRS]
+    return pairs(params, among=top)[:MAX_PAIRS]
 
 
 def sparse_reason(cells: pd.DataFrame) -> str | None:
@@ -194,8 +193,9 @@ def section(run: Run, out: Path) -> str:
             f"{c.get('trials_reached')} of {c.get('trials')} trials reached it; trials "
             "stopped before it are not in the cells). n = trials; ✕k = diverged or "
             f"errored trials. Where {CONDITION} is searched, each cell of a pair without it "
-            f"is its best {CONDITION}'s median (named in the cell). Pairs shown: beta1 × beta2 and lr × batch_size when searched, "
-            f"then pairs of the {TOP_PARAMS} parameters whose bins differ most.</p>")
+            f"is its best {CONDITION}'s median (named in the cell). Pairs shown: beta1 × "
+            "beta2 and lr × batch_size when searched, then pairs of the "
+            f"{TOP_PARAMS} parameters whose bins differ most.</p>")
     if skipped:
         note += ("<p>Not drawn (too sparse to read):</p><ul>"
                  + "".join(f"<li>{escape(t)}</li>" for t in skipped) + "</ul>")

@@ -130,6 +130,7 @@ def fair_lines(trials: pd.DataFrame, mode: str = "max") -> list[str]:
                 continue
             at = f", lr {r.at}" if r.at != "all" else ""
             bad = f", {r.bad} diverged/failed" if r.bad else ""
-            parts.append(f"{r.level} {r.best:.4g} ({r.low:.4g}-{r.high:.4g}, n={int(r.n)}{at}{bad})")
+            parts.append(f"{r.level} {r.best:.4g} ({r.low:.4g}-{r.high:.4g}, "
+                         f"n={int(r.n)}{at}{bad})")
         lines.append(f"{factor}: " + " vs ".join(parts))
     return lines
