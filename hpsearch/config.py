@@ -22,8 +22,8 @@ SAMPLERS = ("tpe", "optuna-tpe", "random")
 @dataclass(frozen=True)
 class SchedulerConfig:
     """Early stopping. `kind="hyperband"`: ASHA brackets drawn by how well early epochs have
-    ranked trials so far (search/schedulers.py, hpsearch/fidelity.py); `"asha"`: Ray Tune's ASHAScheduler alone;
-    `"fifo"`: every trial runs all its epochs."""
+    ranked trials so far (search/schedulers.py, hpsearch/fidelity.py); `"asha"`: Ray Tune's
+    ASHAScheduler alone; `"fifo"`: every trial runs all its epochs."""
 
     kind: str = "hyperband"
     grace_period: int = 1  # epochs; ASHA's max_t is SearchConfig.max_epochs

@@ -80,7 +80,6 @@ class AdaptiveHyperband(FIFOScheduler):
         self._bracket: dict[str, int] = {}
         self._curves: dict[str, dict[int, float]] = {}  # higher is better
         self._judged_from: dict[str, int | None] = {}  # trial -> its bracket's first rung
-        self.history: list[list[float]] = []  # the weights each new trial was drawn with
 
     def set_search_properties(self, metric, mode, **spec) -> bool:
         return True  # set once in the constructor, as for the searcher
@@ -91,7 +90,6 @@ class AdaptiveHyperband(FIFOScheduler):
 
     def on_trial_add(self, tune_controller, trial) -> None:
         w = self.weights()
-        self.history.append(w)
         self._assign(trial.trial_id, self._rng.choices(range(len(w)), weights=w)[0])
 
     def _assign(self, trial_id: str, bracket: int) -> None:
