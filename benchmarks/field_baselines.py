@@ -52,13 +52,8 @@ def _blackbox(name: str, seed: int):
 
     def curve(config: dict) -> np.ndarray:
         rows = []
-        if name.startswith("lcbench-"):
-            from benchmarks import lcbench
-            lcbench.train(lcbench.Config(**{**config, **s["fixed"], "epochs": top}),
-                          lambda val_metric, **_: rows.append(val_metric))
-        else:
-            landscapes.train(landscapes.make(config, **s["fixed"], epochs=top),
-                             lambda val_metric, **_: rows.append(val_metric))
+        qc.plugin(name).train(qc.trainer_config(name, seed, config),
+                              lambda val_metric, **_: rows.append(val_metric))
         rows += [math.nan] * (top - len(rows))  # diverged: NaN from there on
         return np.array([[v if math.isfinite(v) else 0.0, float(i + 1)]
                          for i, v in enumerate(rows)])
@@ -129,10 +124,8 @@ def main() -> None:
     logging.disable(logging.WARNING)
     rows = []
     for land in args.landscapes:
-        if land.startswith("lcbench-"):
-            from benchmarks import lcbench
-            if not lcbench.available():
-                continue
+        if land.startswith("lcbench-") and not qc.lcbench.available():
+            continue
         budget = int(args.budget * qc.spec(land, 0)["max_epochs"])
         for conc in args.concurrency:
             for seed in args.seeds:

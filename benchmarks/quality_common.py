@@ -17,7 +17,7 @@ import math
 from functools import lru_cache
 from pathlib import Path
 
-from benchmarks import landscapes
+from benchmarks import landscapes, lcbench
 
 SYNTHETIC = landscapes.LANDSCAPES
 LCBENCH_TASKS = ("34539", "189909", "3945")
@@ -46,11 +46,25 @@ def spec(name: str, seed: int) -> dict:
             "max_epochs": 27}
 
 
+def plugin(name: str):
+    """The trainer module of a landscape (benchmarks.landscapes or benchmarks.lcbench)."""
+    return lcbench if name.startswith("lcbench-") else landscapes
+
+
+def trainer_config(name: str, seed: int, params: dict, **over):
+    """The plugin's Config for `params` on landscape `name`: its fixed settings, every epoch,
+    then `over`; keys the Config lacks are dropped (a flat space samples knobs a config
+    does not use)."""
+    mod, s = plugin(name), spec(name, seed)
+    values = {**params, **s["fixed"], "epochs": s["max_epochs"], **over}
+    keys = set(mod.Config.__dataclass_fields__)
+    return mod.Config(**{k: v for k, v in values.items() if k in keys})
+
+
 @lru_cache(maxsize=None)
 def optimum(name: str, seed: int) -> float:
     s = spec(name, seed)
     if name.startswith("lcbench-"):
-        from benchmarks import lcbench
         return lcbench.optimum(s["fixed"]["task"], s["max_epochs"])
     return landscapes.optimum(name, seed, s["max_epochs"])
 
@@ -58,7 +72,6 @@ def optimum(name: str, seed: int) -> float:
 def true_final(name: str, seed: int, config: dict) -> float:
     s = spec(name, seed)
     if name.startswith("lcbench-"):
-        from benchmarks import lcbench
         return lcbench.true_final(config, s["fixed"]["task"], s["max_epochs"])
     return landscapes.true_final(config, name, seed, s["max_epochs"])
 

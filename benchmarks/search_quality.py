@@ -76,23 +76,16 @@ def _space_fn(name: str, seed: int):
     return spaces.get(qc.spec(name, seed)["space"]).fn
 
 
-def _plugin(name: str):
-    from benchmarks import landscapes, lcbench
-
-    return (lcbench if name.startswith("lcbench-") else landscapes)
-
-
 def run_optuna(name: str, seed: int, conc: int, budget: int) -> list:
     """Plain Optuna in-process: TPE + HyperbandPruner, `conc` threads, no Ray."""
     import optuna
 
     s = qc.spec(name, seed)
-    space_fn, plugin, top = _space_fn(name, seed), _plugin(name), s["max_epochs"]
+    space_fn, plugin, top = _space_fn(name, seed), qc.plugin(name), s["max_epochs"]
     trace, lock = [], threading.Lock()
 
     def objective(trial):
-        cfg = plugin.make(space_fn(trial), **s["fixed"], epochs=top) if hasattr(
-            plugin, "make") else plugin.Config(**{**space_fn(trial), **s["fixed"], "epochs": top})
+        cfg = qc.trainer_config(name, seed, space_fn(trial))
         last = [math.nan]
 
         def report(val_metric, **_):
@@ -125,12 +118,9 @@ def run_optuna(name: str, seed: int, conc: int, budget: int) -> list:
 def _tune_trainable(config, name=None, seed=None):
     from ray import tune
 
-    plugin, s = _plugin(name), qc.spec(name, seed)
-    params = {k: v for k, v in config.items()}
-    cfg = (plugin.make(params, **s["fixed"], epochs=s["max_epochs"]) if hasattr(plugin, "make")
-           else plugin.Config(**{**params, **s["fixed"], "epochs": s["max_epochs"]}))
-    epoch = iter(range(1, s["max_epochs"] + 1))
-    plugin.train(cfg, lambda val_metric, t_wall, **_: tune.report(
+    cfg = qc.trainer_config(name, seed, dict(config))
+    epoch = iter(range(1, cfg.epochs + 1))
+    qc.plugin(name).train(cfg, lambda val_metric, t_wall, **_: tune.report(
         {"score": val_metric if math.isfinite(val_metric) else -1.0, "t_wall": t_wall,
          "epoch": next(epoch)}))
 
@@ -203,10 +193,10 @@ def main() -> None:
     args = ap.parse_args()
     logging.basicConfig(level=logging.ERROR)
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-    from benchmarks import lcbench
     from hpsearch.search import cluster
 
-    lands = [n for n in args.landscapes if not n.startswith("lcbench-") or lcbench.available()]
+    lands = [n for n in args.landscapes
+             if not n.startswith("lcbench-") or qc.lcbench.available()]
     if len(lands) < len(args.landscapes):
         print("lcbench skipped: no surrogate data (see benchmarks/lcbench.py)")
     budget_of = {n: int(args.budget * qc.spec(n, 0)["max_epochs"]) for n in lands}

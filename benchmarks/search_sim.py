@@ -15,7 +15,6 @@ import types
 import optuna
 
 from benchmarks import quality_common as qc
-from benchmarks import search_quality as sq
 from hpsearch import spaces
 from hpsearch.search.schedulers import AdaptiveHyperband
 from hpsearch.search.searcher import StudySearcher
@@ -23,7 +22,7 @@ from hpsearch.search.searcher import StudySearcher
 
 def simulate(name: str, seed: int, conc: int, budget: int, opts: dict) -> list:
     s = qc.spec(name, seed)
-    top, plugin = s["max_epochs"], sq._plugin(name)
+    top, plugin = s["max_epochs"], qc.plugin(name)
     space = spaces.get(s["space"]).fn
     sampler = opts.get("sampler", "tpe")
     searcher = StudySearcher(
@@ -42,9 +41,7 @@ def simulate(name: str, seed: int, conc: int, budget: int, opts: dict) -> list:
         n += 1
         cfg = searcher.suggest(tid)
         rows = []
-        fixed = {**s["fixed"], "epoch_s": 0.0}
-        c = (plugin.make(cfg, **fixed, epochs=top) if hasattr(plugin, "make")
-             else plugin.Config(**{**cfg, **fixed, "epochs": top}))
+        c = qc.trainer_config(name, seed, cfg, epoch_s=0.0)
         plugin.train(c, lambda val_metric, **_: rows.append(val_metric))
         sched.on_trial_add(None, types.SimpleNamespace(trial_id=tid))
         running[tid] = (cfg, rows, 0)
