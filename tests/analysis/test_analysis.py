@@ -183,12 +183,25 @@ def test_sensitivity_cells_hold_only_trials_compared_at_the_epoch():
     assert cells["n_bad"].sum() == 1
 
 
-def test_early_stopping_reliability_warns_when_early_ranks_mislead():
-    import math
+def _run_of(rows: list[dict], params: list[str]):
+    """A Run (maximising val_metric) from per-epoch rows holding epoch, status, val_metric
+    and `params`; the schema's other columns empty."""
     from pathlib import Path
 
-    from hpsearch.analysis import stopping
     from hpsearch.rundir.tables import Run, summarize_trials
+
+    ep = pd.DataFrame(rows)
+    for col in ("train_loss", "val_loss", "gap", "time_total_s", "gpu_mem_mb",
+                "gpu_mem_device_mb", "error"):
+        ep[col] = None
+    return Run(Path("."), {"metric": "val_metric", "mode": "max"}, ep,
+               summarize_trials(ep, params, "max"), params)
+
+
+def test_early_stopping_reliability_warns_when_early_ranks_mislead():
+    import math
+
+    from hpsearch.analysis import stopping
 
     rows = []
     for i in range(12):  # better configs learn slower: epoch-1 ranks are reversed at 9
@@ -199,12 +212,7 @@ def test_early_stopping_reliability_warns_when_early_ranks_mislead():
                          else ("stopped_early" if e == last else "running"),
                          "val_metric": (0.2 + 0.7 * q) * (1 - math.exp(-e / (0.5 + 8 * q))),
                          "lr": q})
-    ep = pd.DataFrame(rows)
-    for col in ("train_loss", "val_loss", "gap", "time_total_s", "gpu_mem_mb",
-                "gpu_mem_device_mb", "error"):
-        ep[col] = None
-    run = Run(Path("."), {"metric": "val_metric", "mode": "max"}, ep,
-              summarize_trials(ep, ["lr"], "max"), ["lr"])
+    run = _run_of(rows, ["lr"])
     agree = stopping.compute_agreement(run)
     assert list(agree["epoch"]) == [1] and agree["spearman"].iloc[0] < 0
     (text,) = stopping.warnings(agree)
@@ -295,17 +303,16 @@ def test_importance_has_bootstrap_ranges_and_doubts_are_said(beta1_only):
     assert 0 <= row["low"] <= row["high"] <= 1 and row["high"] > 0.5  # beta1 drives the score
     few = importance.warnings_for(pd.DataFrame(columns=["param", "evaluator", "importance"]), 4)
     assert few and "only 4 trials" in few[0]
-    split = pd.DataFrame({"param": list("abcd") * 2, "evaluator": ["fanova"] * 4 + ["ped_anova"] * 4,
+    split = pd.DataFrame({"param": list("abcd") * 2,
+                          "evaluator": ["fanova"] * 4 + ["ped_anova"] * 4,
                           "importance": [0.4, 0.3, 0.2, 0.1, 0.1, 0.2, 0.3, 0.4]})
     assert "rank the parameters differently" in importance.warnings_for(split, 50)[0]
 
 
 def test_predicted_final_scores_rank_stopped_trials_by_their_config():
     import math
-    from pathlib import Path
 
     from hpsearch.analysis import predicted
-    from hpsearch.rundir.tables import Run, summarize_trials
 
     rows = []
     for i in range(30):
@@ -316,12 +323,7 @@ def test_predicted_final_scores_rank_stopped_trials_by_their_config():
                          "status": "completed" if e == 6 else
                          ("stopped_early" if e == last else "running"),
                          "val_metric": q * (1 - math.exp(-e / 2))})
-    ep = pd.DataFrame(rows)
-    for col in ("train_loss", "val_loss", "gap", "time_total_s", "gpu_mem_mb",
-                "gpu_mem_device_mb", "error"):
-        ep[col] = None
-    run = Run(Path("."), {"metric": "val_metric", "mode": "max"}, ep,
-              summarize_trials(ep, ["x"], "max"), ["x"])
+    run = _run_of(rows, ["x"])
     pred = predicted.predict_final(run).set_index("trial_id")
     stopped = pred[pred["status"] == "stopped_early"]
     assert stopped["measured"].isna().all()  # no epoch-6 measurement: only a prediction

@@ -19,7 +19,8 @@ def _crossing(n=30, epochs=27, seed=0):
     for i in range(n):
         q = rng.random()  # final quality
         tau = 0.5 + 8 * q  # better configs learn slower
-        curves[f"t{i}"] = {e: (0.2 + 0.7 * q) * (1 - math.exp(-e / tau)) for e in range(1, epochs + 1)}
+        curves[f"t{i}"] = {e: (0.2 + 0.7 * q) * (1 - math.exp(-e / tau))
+                           for e in range(1, epochs + 1)}
     return curves
 
 
