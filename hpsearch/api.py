@@ -188,15 +188,18 @@ def analyze(run_dir: str | Path | Run, fmt: str = "md",
     comparison at one epoch: `at_epoch`, or by default the highest epoch that at least
     max(3, 1/4 of the trials) reached (`Run.compare` says which and how many). `predicted`
     adds each config's final score as a model predicts it, labelled as predicted."""
+    from hpsearch.analysis import stopping
     from hpsearch.analysis.report import write_report
     from hpsearch.analysis.summary import compute_summary, render
-
-    from hpsearch.analysis import stopping
 
     run_ = run_dir if isinstance(run_dir, Run) else load_run(run_dir, warn, at_epoch)
     path = write_report(run_, fmt, predicted=predicted)
     for text in stopping.warnings(stopping.compute_agreement(run_)) if warn else ():
         warn(text)
+    from hpsearch.analysis.curves import contention_note
+
+    if warn and contention_note(run_.trials):
+        warn(contention_note(run_.trials))
     from hpsearch.analysis.summary import fair_lines
 
     text = render(compute_summary(run_.trials, run_.meta.get("trainer", "?"), run_.mode), "md")
@@ -249,7 +252,24 @@ def export(run_dir: str | Path, out: str | Path = "best", top: int = 3, fmt: str
     ranked = rank_confirmed(raw, run_.mode)
     raw.to_csv(Path(out) / "confirm_runs.csv", index=False)
     ranked.to_csv(Path(out) / "confirm.csv", index=False)
+    _record_exported(run_, ranked)
     return Export(written, ranked)
+
+
+def _record_exported(run_: Run, ranked: pd.DataFrame) -> None:
+    """Keep the confirmed exports' test metrics beside the run's report, the one place the
+    analysis shows held-out test data (never a searched trial's)."""
+    from hpsearch.rundir import layout
+
+    report = run_.rundir.report_dir
+    try:
+        report.mkdir(exist_ok=True)
+        layout.atomic_write(report / layout.EXPORTED, ranked.to_csv(index=False))
+    except OSError as exc:  # the export itself succeeded; the report just lacks the table
+        import logging
+
+        logging.getLogger(__name__).warning("could not record the export in %s: %s",
+                                            report, exc)
 
 
 from hpsearch.single import estimate, train  # noqa: E402  (re-exported)

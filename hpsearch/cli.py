@@ -111,10 +111,12 @@ def cmd_export(args) -> int:
     ranked = result.confirmed
     if ranked is not None:
         print(f"confirmation on {ranked['seeds'].iloc[0]} fresh seeds (mean ± std of "
-              "val_metric):")
+              "val_metric, ranked by it; test_metric on held-out data, never used to rank):")
         for r in ranked.itertuples():
+            test = ("" if not math.isfinite(r.test_mean) else
+                    f"  test_metric {_fmt(r.test_mean)} ± {_fmt(r.test_std)}")
             print(f"  #{r.confirmed_rank} (search #{r.search_rank}) trial {r.trial_id}: "
-                  f"{_fmt(r.mean)} ± {_fmt(r.std)}")
+                  f"{_fmt(r.mean)} ± {_fmt(r.std)}{test}")
         winner = ranked.iloc[0]
         if winner["search_rank"] != 1:
             print(f"note: the search's winner (search #1) is NOT the confirmed winner: "
@@ -164,8 +166,11 @@ def cmd_train(args) -> int:
                                  args.save_model)
     if args.save_model:
         print(f"weights: {args.save_model} (torch.load(..., weights_only=True))")
+    test = last.get("test_metric")
+    held = (f"; held-out test_metric = {_fmt(test)} (test_loss {_fmt(last.get('test_loss'))})"
+            if isinstance(test, (int, float)) and math.isfinite(test) else "")
     print(f"final val_metric ({trainer.metric}) = {_fmt(last.get('val_metric'))}, status "
-          f"{last.get('status')}")
+          f"{last.get('status')}{held}")
     return 0
 
 
@@ -176,9 +181,13 @@ def cmd_spaces(args) -> int:
         for name in sorted(spaces.SPACES):
             s = spaces.get(name)
             print(f"{name:22} trainer={s.trainer:5} {s.doc}")
+            if s.report:
+                print(f"{'':22} reproduces: {s.report}")
         return 0
     s = spaces.get(args.name)
     print(f"{s.name}: {s.doc}\ntrainer: {s.trainer}")
+    if s.report:
+        print(f"reproduces: {s.report}")
     for name, text in spaces.describe(s).items():
         print(f"  {name:14} {text}")
     if s.grid:

@@ -49,7 +49,8 @@ def train(trainer: str | None = None, config: Mapping | str | Path | None = None
 
     `report(row)` sees each epoch's row; `on_start(trainer, cfg)` is called once the config
     is checked, before training starts; `save_model` keeps the trained weights there
-    (`torch.load(path, weights_only=True)` reads them).
+    (`torch.load(path, weights_only=True)` reads them). A trainer that holds out a test
+    split (every built-in one) adds `test_loss` and `test_metric` to the last row.
 
     Returns:
         (trainer, Config, the last epoch's row).
@@ -66,7 +67,7 @@ def train(trainer: str | None = None, config: Mapping | str | Path | None = None
     epochs = cfg.get("epochs") if isinstance(cfg, dict) else getattr(cfg, "epochs", None)
     reporter = Reporter(report or (lambda row: None), "val_metric", epochs)
     try:
-        last = reporter.finish(resolved.train(cfg, reporter, keeper))
+        last = reporter.finish(resolved.train(cfg, reporter, keeper, test=True))
     except ContractError as exc:
         raise UserError(f"trainer {resolved.name!r}: {exc}") from None
     except (KeyboardInterrupt, UserError):

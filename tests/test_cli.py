@@ -106,8 +106,10 @@ def test_user_trainer_module_function(tmp_path, monkeypatch, capsys):
 def test_spaces_lists_and_shows(capsys):
     assert main(["spaces"]) == 0
     out = capsys.readouterr().out
-    for name in ("adam_betas", "mlp_optimizers", "lm_optimizers_depth", "vit_norm_depth"):
+    for name in ("adam_betas", "mlp_optimizers", "mlp_activations", "lm_optimizers_depth",
+                 "vit_norm_depth"):
         assert name in out
+    assert out.count("reproduces: ") == 5
     assert main(["spaces", "vit_norm_depth"]) == 0
     out = capsys.readouterr().out
     assert "norm           one of pre, post" in out
@@ -141,11 +143,19 @@ def test_run_analyze_export_train_round_trip(ray_local, tmp_path, capsys):
     # 3 trials: every pair is too sparse for a heatmap, and the report says so.
     assert "Not drawn (too sparse to read)" in html and "marginal_lr.png" in html
     assert (report / "summary.html").exists() and "interactive_slice.html" in html
+    # CPU trials: memory is estimated and said to be; parameter counts are listed; the
+    # held-out test split is nowhere in a search's tables.
+    assert "<b>estimate</b>" in html and "n_params" in html
+    assert "test_metric" not in (report / "epochs.csv").read_text().splitlines()[0]
     assert main(["export", str(run), "--top", "2", "--out", str(tmp_path / "best"),
                  "--confirm-seeds", "1", "--save-models", str(tmp_path / "weights")]) == 0
-    assert "confirmation on 1 fresh seeds" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "confirmation on 1 fresh seeds" in out and "test_metric" in out
     confirmed = (tmp_path / "best" / "confirm.csv").read_text().splitlines()
-    assert len(confirmed) == 3  # header + the two exported configs
+    assert len(confirmed) == 3 and "test_mean" in confirmed[0]  # header + the two exported
+    assert main(["analyze", str(run)]) == 0
+    capsys.readouterr()
+    assert "Exported configs on held-out test data" in (report / "report.html").read_text()
     import torch
 
     weights = sorted((tmp_path / "weights").glob("*.pt"))
@@ -156,9 +166,11 @@ def test_run_analyze_export_train_round_trip(ray_local, tmp_path, capsys):
     assert doc["config"]["data"] == "digits" and doc["config"]["epochs"] == 2
     assert doc["hpsearch_version"] and doc["trial_id"]
     assert main(["train", "--config", str(tmp_path / "best" / "1.yaml"), "--json"]) == 0
-    rows = [json.loads(x) for x in capsys.readouterr().out.splitlines() if x.startswith("{")]
-    # Same config, same seed: the trial's metric is reproduced.
+    out = capsys.readouterr().out
+    rows = [json.loads(x) for x in out.splitlines() if x.startswith("{")]
+    # Same config, same seed: the trial's metric is reproduced; the test split is reported.
     assert rows[-1]["val_metric"] == pytest.approx(doc["metrics"]["final_val_metric"], abs=0.01)
+    assert 0 < rows[-1]["test_metric"] <= 1 and "held-out test_metric" in out
 
 
 def test_points_file_must_be_a_list(tmp_path, capsys):

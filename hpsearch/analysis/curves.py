@@ -1,7 +1,10 @@
-"""Learning curves over epochs and wall-clock, and the per-config GPU memory table."""
+"""Learning curves over epochs and wall-clock, the per-config GPU memory table (measured,
+or estimated when the trials ran on CPU) and a note when trials shared the machine."""
 
 from __future__ import annotations
 
+import html as _html
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +14,11 @@ from hpsearch.analysis._common import finite
 from hpsearch.analysis._html import img, save, table
 from hpsearch.rundir import Run
 
-__all__ = ["compute_curves", "compute_memory", "config_label", "plot", "section"]
+logger = logging.getLogger(__name__)
+__all__ = ["compute_curves", "compute_memory", "estimate_memory", "contention_note",
+           "config_label", "plot", "section"]
+# Distinct memory shapes estimated for a CPU run's table (each costs ~0.1-1 s).
+MAX_ESTIMATES = 24
 
 
 def config_label(row: pd.Series, params: list[str]) -> str:
@@ -45,6 +52,56 @@ def compute_curves(epochs: pd.DataFrame, trials: pd.DataFrame, params: list[str]
     long["split"] = long["split"].str.replace("_metric", "")
     long["metric"] = finite(long["metric"])
     return long.sort_values(["trial_id", "split", "epoch"], ignore_index=True)
+
+
+def estimate_memory(run: Run, max_shapes: int = MAX_ESTIMATES) -> pd.Series:
+    """Estimated peak GPU memory (MiB, `hpsearch estimate`: the model and a training step
+    on fake tensors, plus the data) per trial, for runs whose trials measured none (CPU
+    runs). Configs come from each trial's first epoch row (searched and fixed values);
+    trials of one memory shape share one estimate; at most `max_shapes` shapes, the rest
+    NaN. Empty when the trainer cannot be estimated."""
+    from hpsearch import trainers
+    from hpsearch.trainers import memory
+
+    try:
+        trainer = trainers.get(run.meta.get("trainer", ""))
+    except Exception:  # a user module no longer importable: no estimate, not an error
+        return pd.Series(dtype=float)
+    if trainer.module is None or trainer.config_cls is None or not memory.supports(
+            trainer.module):
+        return pd.Series(dtype=float)
+    first = run.epochs.drop_duplicates("trial_id").set_index("trial_id")
+    fields = [c for c in first.columns if trainer.has_field(c)]
+    out, by_shape = {}, {}
+    for tid, row in first[fields].iterrows():
+        values = {k: (v.item() if hasattr(v, "item") else v) for k, v in row.items()
+                  if not (isinstance(v, float) and np.isnan(v))}
+        try:
+            cfg = trainer.config_cls(**values)
+            key = memory.shape_key(cfg)
+            if key not in by_shape:
+                if len(by_shape) >= max_shapes:
+                    continue
+                by_shape[key] = memory.estimate(trainer.module, cfg).total_mb
+            out[tid] = by_shape[key]
+        except Exception as exc:  # one config the estimate cannot build: left blank
+            logger.info("no memory estimate for trial %s: %s", tid, exc)
+    return pd.Series(out, dtype=float)
+
+
+def contention_note(trials: pd.DataFrame, html: bool = False) -> str:
+    """A sentence when trials ran at the same time on one machine (their wall-clock times
+    include the contention and compare only among trials that shared it alike), else ""."""
+    if "concurrent" not in trials:
+        return ""
+    c = pd.to_numeric(trials["concurrent"], errors="coerce").dropna()
+    if c.empty or c.median() < 1.2:
+        return ""
+    text = (f"Wall-clock: trials shared the machine (on average {c.median():.1f} ran at once, "
+            f"at most {c.max():.1f}), so time_total_s and epoch_time_s include contention "
+            "for the CPU/GPU and differ between identical configs; time one config alone "
+            "with `hpsearch train --config` (or a search with --max-concurrent 1).")
+    return f"<p><b>{_html.escape(text)}</b></p>" if html else text
 
 
 def compute_memory(trials: pd.DataFrame, params: list[str]) -> pd.DataFrame:
@@ -98,11 +155,25 @@ def section(run: Run, out: Path) -> str:
     figs = [save(plot(cur, "epoch", metric_name=run.metric_name), out / "curves_epoch.png"),
             save(plot(cur, "time_total_s", metric_name=run.metric_name),
                   out / "curves_time.png")]
-    mem = compute_memory(run.trials, run.params)
+    trials = run.trials
+    measured = pd.to_numeric(trials["gpu_mem_mb"], errors="coerce").notna().any()
+    cpu_estimate = False
+    if not measured and "gpu_mem_mb_estimate" not in trials:
+        est = estimate_memory(run)
+        if len(est):
+            trials = trials.assign(gpu_mem_mb_estimate=trials["trial_id"].map(est))
+            cpu_estimate = True
+    mem = compute_memory(trials, run.params)
     mem.to_csv(out / "memory.csv", index=False)
-    note = ("" if mem["gpu_mem_mb"].notna().any()
-            else "<p>GPU memory: not measured (trials ran on CPU).</p>")
-    if "gpu_mem_mb_estimate" in mem:
+    note = contention_note(run.trials, html=True)
+    if cpu_estimate:
+        note += ("<p>The trials ran on CPU: gpu_mem_mb (measured) is empty and "
+                 "gpu_mem_mb_estimate is an <b>estimate</b> of the peak each config would "
+                 "hold on a GPU (its model and a training step on fake tensors, plus its data; "
+                 "`hpsearch estimate`), not a measurement.</p>")
+    elif not measured:
+        note += "<p>GPU memory: not measured (trials ran on CPU).</p>"
+    if "gpu_mem_mb_estimate" in mem and not cpu_estimate:
         ratio = mem["actual_over_estimate"].dropna()
         note += ("<p>gpu_mem_mb_estimate: peak predicted before the trial ran (its model and "
                  "a training step on fake tensors, plus its data); gpu_share: the part "

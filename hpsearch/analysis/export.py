@@ -14,8 +14,8 @@ import pandas as pd
 import yaml
 
 from hpsearch import __version__, trainers
-from hpsearch.errors import UserError
 from hpsearch.analysis._common import finite
+from hpsearch.errors import UserError
 from hpsearch.rundir import Run, load_run
 
 __all__ = ["select_top", "export_best_configs", "rank_confirmed"]
@@ -107,14 +107,24 @@ def export_best_configs(run: Run | str | Path, out_dir: str | Path, top: int = 3
     return written
 
 
+def _finite(values) -> list[float]:
+    return [float(v) for v in values
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)]
+
+
 def rank_confirmed(results: pd.DataFrame, mode: str) -> pd.DataFrame:
-    """Mean and std of val_metric per exported config, ranked in the run's direction."""
+    """Mean and std of val_metric per exported config, ranked in the run's direction by
+    validation only; the held-out test metric's mean and std are reported beside it
+    (`test_mean`, `test_std`), never used to rank."""
     rows = []
     for (rank, tid), g in results.groupby(["rank", "trial_id"]):
-        vals = [v for v in g["val_metric"] if isinstance(v, float) and math.isfinite(v)]
+        vals = _finite(g["val_metric"])
+        tests = _finite(g["test_metric"]) if "test_metric" in g else []
         rows.append({"search_rank": rank, "trial_id": tid, "seeds": len(g),
                      "mean": statistics.fmean(vals) if vals else math.nan,
                      "std": statistics.stdev(vals) if len(vals) > 1 else 0.0,
+                     "test_mean": statistics.fmean(tests) if tests else math.nan,
+                     "test_std": statistics.stdev(tests) if len(tests) > 1 else 0.0,
                      "diverged": int((g["status"] == "diverged").sum())})
     out = pd.DataFrame(rows)
     out = out.sort_values("mean", ascending=(mode == "min"), na_position="last",

@@ -9,8 +9,16 @@ from pathlib import Path
 
 import pandas as pd
 
-from hpsearch.analysis import (curves, importance, interactive, overfitting, sensitivity,
-                               stopping, summary)
+from hpsearch.analysis import (
+    curves,
+    importance,
+    interactive,
+    losses,
+    overfitting,
+    sensitivity,
+    stopping,
+    summary,
+)
 from hpsearch.analysis import predicted as predicted_view
 from hpsearch.analysis._html import table
 from hpsearch.rundir import Run, layout, load_run
@@ -23,6 +31,7 @@ SECTIONS = [
     ("Sensitivity", sensitivity.section),
     ("Importance", importance.section),
     ("Overfitting", overfitting.section),
+    ("Losses per grid cell", losses.section),
     ("Early-stopping reliability", stopping.section),
     ("Interactive views", interactive.section),
     ("Learning curves and memory", curves.section),
@@ -33,14 +42,31 @@ def _trials_table(run: Run) -> str:
     """Every trial (up to 100; diverged and failed ones always), the columns that fit a
     page: rank order by score at the comparison epoch, then final score."""
     cols = ["trial_id", "status", "epochs", "score", "final_score", *run.params,
-            "runaway_loss", "error"]
+            "n_params", "time_total_s", "concurrent", "runaway_loss", "error"]
     t = run.trials[[c for c in cols if c in run.trials]]
     bad = t[t["status"].isin(("diverged", "error"))]
     shown = pd.concat([t.head(100), bad]).drop_duplicates("trial_id")
     note = (f"<p>score = {html.escape(run.score_label)}; final_score = the metric at the "
-            f"trial's last epoch. {len(shown)} of {len(t)} trials; all of them in "
-            "trials.csv.</p>")
+            "trial's last epoch; n_params = trainable parameters; time_total_s = the trial's "
+            "training wall-clock; concurrent = how many trials ran at once on its machine "
+            f"on average (1 = alone). {len(shown)} of {len(t)} trials; all of them in "
+            "trials.csv.</p>" + curves.contention_note(run.trials, html=True))
     return note + '<div style="overflow-x:auto">' + table(shown, len(shown)) + "</div>"
+
+
+def _exported_table(path: Path, metric_name: str) -> str:
+    """The last `hpsearch export --confirm-seeds`: each exported config re-trained on fresh
+    seeds, validation (what ranks them) and the held-out test metric (reported only)."""
+    try:
+        df = pd.read_csv(path)
+    except (OSError, ValueError, pd.errors.ParserError):
+        return "<p>exported_confirmed.csv could not be read.</p>"
+    return (f"<p>From the last <code>hpsearch export --confirm-seeds</code>: each exported "
+            f"config re-trained on {int(df['seeds'].max()) if len(df) else 0} fresh seed(s). "
+            f"mean/std: val_metric ({html.escape(metric_name)}), which ranks them; "
+            "test_mean/test_std: the held-out test split, which no search, ranking or "
+            "table of this report uses. Searched trials are never evaluated on it.</p>"
+            + table(df, 50))
 
 
 def _section(title: str, body: str) -> str:
@@ -94,6 +120,10 @@ def write_report(run: Run | str | Path, fmt: str = "md", predicted: bool = False
     sections = [_section("Summary", intro + fair + summary.render(summ, "html")),
                 _section("Trials", _trials_table(run))]
     sections += [_section(title, fn(run, out)) for title, fn in SECTIONS]
+    exported = out / layout.EXPORTED
+    if exported.exists():
+        sections.insert(2, _section("Exported configs on held-out test data",
+                                    _exported_table(exported, run.metric_name)))
     if predicted:
         sections.append(_section("Predicted final scores (a model's estimate)",
                                  predicted_view.section(run, out)))

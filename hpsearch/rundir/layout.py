@@ -27,6 +27,7 @@ MEASURED = "memory_measured.json"  # {config shape key: peak gpu_mem_mb measured
 PROCESSES = "ray_processes.json"  # what a local run started, for `resume` after a crash
 LOCK = ".hpsearch.lock"
 REPORT = "report"
+EXPORTED = "exported_confirmed.csv"  # in REPORT: `export --confirm-seeds` results, test metrics
 # Ray Tune's experiment state: rewritten in place, so a full disk can truncate it.
 TUNE_STATE_GLOB = "experiment_state-*.json"
 TUNE_STATE_BACKUP = ".tune-state-backup"

@@ -3,7 +3,6 @@ Tune's trial folders, and `trials` (one row per trial), as pandas frames."""
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,16 +12,12 @@ import pandas as pd
 
 from hpsearch.errors import UserError
 from hpsearch.rundir.layout import PACKING, RunDir
+from hpsearch.rundir.results import SCHEMA, trial_rows
+from hpsearch.rundir.timing import concurrency
 
 __all__ = ["SCHEMA", "Run", "load_run", "summarize_trials", "comparison_epoch"]
 
-# Keys Ray Tune adds to every result; not ours to carry into the tidy frame.
-_TUNE_KEYS = {"timestamp", "checkpoint_dir_name", "done", "training_iteration", "trial_id",
-              "date", "time_this_iter_s", "time_since_restore", "iterations_since_restore",
-              "pid", "config", "should_checkpoint", "time_total_s_tune"}
 REPLICATE_KEYS = {"seed"}
-SCHEMA = ["epoch", "train_loss", "val_loss", "train_metric", "val_metric", "gap",
-          "epoch_time_s", "time_total_s", "gpu_mem_mb", "gpu_mem_device_mb", "status", "error"]
 
 
 @dataclass
@@ -95,64 +90,6 @@ def _known(v) -> bool:
     return not (isinstance(v, float) and math.isnan(v))
 
 
-def _read_results(trial_dir: Path) -> list[dict]:
-    rows = []
-    result_file = trial_dir / "result.json"
-    if not result_file.exists():
-        return rows
-    for line in result_file.read_text(errors="replace").splitlines():
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
-            continue  # a line cut short by a crash
-        if isinstance(row, dict):
-            rows.append(row)
-    return rows
-
-
-def _tune_error(trial_dir: Path) -> str | None:
-    err = trial_dir / "error.txt"
-    if not err.exists():
-        return None
-    lines = [ln for ln in err.read_text(errors="replace").splitlines() if ln.strip()]
-    return lines[-1][:500] if lines else "error"
-
-
-def _params(trial_dir: Path) -> dict:
-    try:
-        config = json.loads((trial_dir / "params.json").read_text())
-    except (OSError, ValueError):
-        return {}
-    return config if isinstance(config, dict) else {}
-
-
-def _trial_rows(trial_dir: Path, finished: bool, config_keys: set) -> list[dict]:
-    results = _read_results(trial_dir)
-    config = _params(trial_dir)
-    config_keys.update(config)
-    tid = results[0].get("trial_id") if results else trial_dir.name
-    by_epoch: dict[int, dict] = {}
-    for r in results:
-        if isinstance(r.get("epoch"), (int, float)):  # a retried epoch replaces the earlier
-            by_epoch[int(r["epoch"])] = r
-    rows = []
-    for epoch in sorted(by_epoch):
-        r = by_epoch[epoch]
-        extra = {k: v for k, v in r.items() if k not in _TUNE_KEYS and k not in SCHEMA
-                 and k not in config}  # e.g. node_ip, hostname, a user trainer's metrics
-        rows.append({"trial_id": tid, **{k: r.get(k) for k in SCHEMA}, **extra, **config})
-    error = _tune_error(trial_dir)
-    if rows:
-        last = rows[-1]
-        if error and last["status"] not in ("completed", "diverged"):
-            last["status"], last["error"] = "error", error
-        elif last["status"] == "running" and (finished or error):
-            last["status"] = "stopped_early"
-    elif error:
-        rows.append({"trial_id": tid, "epoch": 0, "status": "error", "error": error, **config})
-    return rows
-
-
 def comparison_epoch(epochs: pd.DataFrame, metric: str = "val_metric") -> tuple[int, int]:
     """(epoch, trials that reached it): the highest epoch that at least max(3, a quarter of
     the trials) reached (all trials if fewer than 3; a trial that diverged at an epoch
@@ -188,7 +125,7 @@ def load_run(path: str | Path | RunDir, require_trials: bool = True,
     rows: list[dict] = []
     config_keys: set[str] = set()
     for trial_dir in rd.trial_dirs():
-        rows.extend(_trial_rows(trial_dir, finished, config_keys))
+        rows.extend(trial_rows(trial_dir, finished, config_keys))
     if not rows and require_trials:
         raise UserError(f"{rd.path}: no trial has reported a result yet")
     epochs = pd.DataFrame(rows)
@@ -266,6 +203,7 @@ def summarize_trials(epochs: pd.DataFrame, params: list[str], mode: str,
                 gpu_mem_device_mb=("_dev", "max"))
     last = g.tail(1).set_index("trial_id")
     vl = df.assign(_vl=num("val_loss")).groupby("trial_id", sort=False)["_vl"]
+    tl = df.assign(_tl=num("train_loss")).groupby("trial_id", sort=False)["_tl"]
     # A finite runaway: the loss ended at least twice its best and above where it started
     # (tanh + SGD at a huge lr ends near a loss of 28 with no NaN; it is not a result).
     runaway = (vl.last() >= 2 * vl.min()) & (vl.last() > vl.first()) & (vl.min() > 0)
@@ -283,8 +221,11 @@ def summarize_trials(epochs: pd.DataFrame, params: list[str], mode: str,
         "status": last["status"], "epochs": pd.to_numeric(last["epoch"]).fillna(0).astype(int),
         "best_val_metric": agg["best_val_metric"], "final_val_metric": last["_vm"],
         "final_train_loss": last["train_loss"], "final_val_loss": last["val_loss"],
+        "min_train_loss": tl.min(), "min_val_loss": vl.min(),
         "final_gap": last["_gap"], "max_gap": agg["max_gap"],
-        "time_total_s": agg["time_total_s"], "gpu_mem_mb": agg["gpu_mem_mb"],
+        "time_total_s": agg["time_total_s"],
+        "concurrent": concurrency(df).reindex(last.index),
+        "gpu_mem_mb": agg["gpu_mem_mb"],
         "gpu_mem_device_mb": agg["gpu_mem_device_mb"],
         "n_params": last["n_params"] if "n_params" in last else None,
         "error": last["error"] if "error" in last else None,

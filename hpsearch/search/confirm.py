@@ -21,7 +21,7 @@ def _train_once(trainer_name: str, values: dict, save_to: str | None = None) -> 
     trainer = trainers.get(trainer_name)
     rows: list[dict] = []
     keeper = ModelKeeper.for_trainer(trainer, save_to)
-    trainer.train(trainer.make_config(values), rows.append, keeper)
+    trainer.train(trainer.make_config(values), rows.append, keeper, test=True)
     if keeper:
         keeper.write()
     return rows[-1] if rows else {"status": "error", "val_metric": None}
@@ -38,7 +38,8 @@ def confirm_seeds(docs: list[dict], seeds: int, cpus_per_task: float = 1.0,
         save_models: a directory: each re-training's weights go to `RANK-seedSEED.pt`.
 
     Returns:
-        One row per (rank, seed): rank, trial_id, seed, val_metric, status.
+        One row per (rank, seed): rank, trial_id, seed, val_metric, test_metric (held-out
+        data; NaN when the trainer has no test split), status.
     """
     task = ray.remote(num_cpus=cpus_per_task, num_gpus=gpus_per_task)(_train_once)
     jobs = []
@@ -54,5 +55,7 @@ def confirm_seeds(docs: list[dict], seeds: int, cpus_per_task: float = 1.0,
     for (rank, tid, seed), ref in jobs:
         last = ray.get(ref)
         rows.append({"rank": rank, "trial_id": tid, "seed": seed,
-                     "val_metric": last.get("val_metric"), "status": last.get("status")})
+                     "val_metric": last.get("val_metric"),
+                     "test_metric": last.get("test_metric", float("nan")),
+                     "status": last.get("status")})
     return pd.DataFrame(rows)

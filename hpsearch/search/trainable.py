@@ -9,6 +9,7 @@ import logging
 import math
 import os
 import tempfile
+import time
 import traceback
 
 import torch
@@ -52,6 +53,8 @@ def _reporter(metric: str, mode: str, checkpointer: TuneCheckpointer):
         row = dict(row)
         # Tune's own clock would count setup too; use the trainer's epoch time.
         row["time_this_iter_s"] = row.get("epoch_time_s")
+        # When the epoch ended (unix s): the analysis counts the trials that ran at once.
+        row.setdefault("wall_end", time.time())
         value = row.get(metric)
         if not isinstance(value, (int, float)) or not math.isfinite(value):
             # NaN/inf is divergence whatever status the trainer sent; the worst value keeps

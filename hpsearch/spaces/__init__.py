@@ -11,7 +11,13 @@ from typing import Any, Callable
 import optuna
 
 from hpsearch.errors import UserError
-from hpsearch.spaces import adam_betas, lm_optimizers_depth, mlp_optimizers, vit_norm_depth
+from hpsearch.spaces import (
+    adam_betas,
+    lm_optimizers_depth,
+    mlp_activations,
+    mlp_optimizers,
+    vit_norm_depth,
+)
 from hpsearch.spaces.yaml_space import YamlSpace
 
 __all__ = ["SPACES", "Space", "get", "with_fixed", "sample_configs", "check_keys", "default_for",
@@ -19,6 +25,7 @@ __all__ = ["SPACES", "Space", "get", "with_fixed", "sample_configs", "check_keys
 
 SPACES: dict[str, ModuleType] = {
     "mlp_optimizers": mlp_optimizers,
+    "mlp_activations": mlp_activations,
     "adam_betas": adam_betas,
     "lm_optimizers_depth": lm_optimizers_depth,
     "vit_norm_depth": vit_norm_depth,
@@ -42,13 +49,15 @@ def default_for(trainer: str) -> str:
 
 @dataclass(frozen=True)
 class Space:
-    """A resolved space: the sampling function, the trainer it targets and its hand grid."""
+    """A resolved space: the sampling function, the trainer it targets, its hand grid and
+    the seed report it reproduces (built-in spaces)."""
 
     name: str
     fn: Callable[[optuna.Trial], dict]
     trainer: str | None
     grid: dict | None
     doc: str
+    report: str = ""
 
 
 def get(name: str) -> Space:
@@ -65,7 +74,8 @@ def get(name: str) -> Space:
                         "or a .yaml file")
     mod = SPACES[name]
     doc = (mod.__doc__ or "").strip().splitlines()[0] if mod.__doc__ else ""
-    return Space(name, mod.space, getattr(mod, "TRAINER", None), getattr(mod, "GRID", None), doc)
+    return Space(name, mod.space, getattr(mod, "TRAINER", None), getattr(mod, "GRID", None), doc,
+                 getattr(mod, "REPORT", ""))
 
 
 def with_fixed(trial: optuna.Trial, space_fn: Callable, fixed: dict) -> dict:

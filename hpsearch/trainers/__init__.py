@@ -33,6 +33,7 @@ class Trainer:
     metric: str  # what val_metric measures, e.g. "accuracy" or "perplexity"
     mode: str  # "max" or "min" for val_metric
     takes_checkpointer: bool = False
+    takes_test: bool = False  # its train function evaluates a held-out test split on request
     module: ModuleType | None = None  # where load_data/make_model/LOSS live, for estimates
 
     def make_config(self, values: dict[str, Any], where: str = "") -> Any:
@@ -57,11 +58,15 @@ class Trainer:
                                                    dataclasses.fields(self.config_cls)}
 
     def train(self, cfg: Any, report: Callable[[dict], Any],
-              checkpointer: Checkpointer | None = None) -> dict:
-        """Run the trainer; the checkpointer goes only to a function that declares it."""
+              checkpointer: Checkpointer | None = None, test: bool = False) -> dict:
+        """Run the trainer; the checkpointer and `test` go only to a function that declares
+        them (`test=True`: add held-out test metrics to the last row; never in a search)."""
+        kwargs: dict[str, Any] = {}
         if self.takes_checkpointer:
-            return self.train_fn(cfg, report, checkpointer=checkpointer)
-        return self.train_fn(cfg, report)
+            kwargs["checkpointer"] = checkpointer
+        if test and self.takes_test:
+            kwargs["test"] = True
+        return self.train_fn(cfg, report, **kwargs)
 
 
 def add_import_path(path: str) -> None:
@@ -109,8 +114,8 @@ def get(name: str) -> Trainer:
     else:
         raise UserError(f"unknown trainer {name!r}; valid: {', '.join(sorted(TRAINERS))} "
                         "or package.module:function")
-    cfg_cls, metric, mode, takes = check_module(name, module, fn)
-    return Trainer(name, cfg_cls, fn, metric, mode, takes, module)
+    cfg_cls, metric, mode, takes, takes_test = check_module(name, module, fn)
+    return Trainer(name, cfg_cls, fn, metric, mode, takes, module=module, takes_test=takes_test)
 
 
 def check_runnable(cfg: Any, local: bool = True) -> None:

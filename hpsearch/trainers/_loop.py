@@ -7,6 +7,7 @@ import logging
 import math
 import re
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Callable
 
@@ -79,6 +80,10 @@ class Data:
     x_val: torch.Tensor
     y_val: torch.Tensor
     classes: int = 0  # output size: classes, or the vocabulary for a language model
+    # The held-out test split: evaluated once, after the last epoch, only when asked
+    # (`hpsearch train`, `export --confirm-seeds`); a search never sees it.
+    x_test: torch.Tensor | None = None
+    y_test: torch.Tensor | None = None
 
 
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
@@ -163,21 +168,13 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss_fn: LossFn
     total, correct, has_correct = 0.0, 0.0, False
     for start in range(0, x.shape[0], batch_size):
         xb, yb = x[start:start + batch_size], y[start:start + batch_size]
-        with (autocast or _null)():
+        with (autocast or nullcontext)():
             loss, n_correct = loss_fn(model, xb, yb, True)
         total += loss.float().item() * xb.shape[0]
         if n_correct is not None:
             correct += float(n_correct)
             has_correct = True
     return total / x.shape[0], (correct / x.shape[0] if has_correct else None)
-
-
-class _null:
-    def __enter__(self):
-        return None
-
-    def __exit__(self, *exc):
-        return False
 
 
 def _metric(kind: str, loss: float, accuracy: float | None) -> float:
@@ -188,7 +185,7 @@ def _metric(kind: str, loss: float, accuracy: float | None) -> float:
 
 def fit(cfg: TrainConfig, model: nn.Module, data: Data, loss_fn: LossFn, metric: str,
         report: Report, checkpointer: Checkpointer | None = None,
-        device: torch.device | None = None) -> dict:
+        device: torch.device | None = None, test: bool = False) -> dict:
     """Train `model` for `cfg.epochs`, calling `report` once per epoch with the metrics schema.
 
     Args:
@@ -200,12 +197,15 @@ def fit(cfg: TrainConfig, model: nn.Module, data: Data, loss_fn: LossFn, metric:
         report: called with one dict per epoch (`ray.tune.report` wrapper or `list.append`).
         checkpointer: optional state store, so a restarted trial resumes at its last epoch.
         device: where to train; default from `cfg.device`.
+        test: after the last epoch, evaluate the held-out test split (`data.x_test`) and add
+            `test_loss` and `test_metric` to the last row. Never during a search.
 
     Returns:
         The last reported row. Its `status` is "completed" or "diverged".
     """
     device = device or resolve_device(cfg.device)
     model.to(device)
+    x_test, y_test = data.x_test, data.y_test
     data = Data(*(t.to(device) for t in (data.x_train, data.y_train, data.x_val, data.y_val)),
                 data.classes)
     opt = build_optimizer(cfg, model)
@@ -214,7 +214,7 @@ def fit(cfg: TrainConfig, model: nn.Module, data: Data, loss_fn: LossFn, metric:
     use_amp = cfg.amp == "bf16" and device.type == "cuda"
 
     def autocast():
-        return torch.autocast("cuda", dtype=torch.bfloat16) if use_amp else _null()
+        return torch.autocast("cuda", dtype=torch.bfloat16) if use_amp else nullcontext()
 
     start_epoch, time_total = 1, 0.0
     state = checkpointer.load() if checkpointer else None
@@ -258,6 +258,9 @@ def fit(cfg: TrainConfig, model: nn.Module, data: Data, loss_fn: LossFn, metric:
             "status": status,
             "n_params": n_params,
         }
+        if test and epoch == cfg.epochs and not diverged:
+            row.update(_test_metrics(model, x_test, y_test, loss_fn, metric, eval_bs,
+                                     autocast, device))
         if checkpointer and not diverged:
             checkpointer.save({
                 "epoch": epoch, "time_total_s": time_total, "model": model.state_dict(),
@@ -270,13 +273,21 @@ def fit(cfg: TrainConfig, model: nn.Module, data: Data, loss_fn: LossFn, metric:
     return row
 
 
+def _test_metrics(model, x, y, loss_fn, metric, batch_size, autocast, device) -> dict:
+    """test_loss and test_metric on the held-out split (NaN when the data set has none)."""
+    if x is None or y is None or len(x) == 0:
+        return {"test_loss": math.nan, "test_metric": math.nan}
+    loss, acc = evaluate(model, x.to(device), y.to(device), loss_fn, batch_size, autocast)
+    return {"test_loss": loss, "test_metric": _metric(metric, loss, acc)}
+
+
 def fit_module(module, cfg: TrainConfig, report: Report,
-               checkpointer: Checkpointer | None = None) -> dict:
+               checkpointer: Checkpointer | None = None, test: bool = False) -> dict:
     """Train a built-in trainer module: its `load_data`, `make_model`, `LOSS` and `METRIC`
-    through `fit` (the same three the memory estimate uses)."""
+    through `fit` (the same three the memory estimate uses); `test`: see `fit`."""
     data = module.load_data(cfg)
     return fit(cfg, module.make_model(cfg, data), data, module.LOSS, module.METRIC, report,
-               checkpointer)
+               checkpointer, test=test)
 
 
 def count_params(model: nn.Module) -> int:

@@ -44,7 +44,10 @@ class TrainerModule(Protocol):
             schema: train_loss, val_loss, train_metric, gap, epoch_time_s, time_total_s,
             gpu_mem_mb, status), and returns the last row. The `checkpointer` parameter is
             optional: a function that declares it gets one (see `Checkpointer`) and can
-            resume a trial after a crash.
+            resume a trial after a crash. A function that declares a `test` parameter gets
+            `test=True` from `hpsearch train` and `export --confirm-seeds` (never from a
+            search): it then adds `test_metric` (and `test_loss`) on its held-out test data
+            to the last row.
     """
 
     Config: type
@@ -60,7 +63,8 @@ class _NoConfig:
     """Stands in for a module without Config: its train function gets a plain dict."""
 
 
-def check_module(name: str, module: Any, fn: Callable) -> tuple[type | None, str, str, bool]:
+def check_module(name: str, module: Any, fn: Callable
+                 ) -> tuple[type | None, str, str, bool, bool]:
     """Check a trainer module against `TrainerModule`.
 
     Args:
@@ -70,7 +74,7 @@ def check_module(name: str, module: Any, fn: Callable) -> tuple[type | None, str
 
     Returns:
         (Config class or None: a plain dict config, metric name, mode, whether `fn` takes a
-        checkpointer).
+        checkpointer, whether it takes `test`).
 
     Raises:
         UserError: one line naming what is missing or wrong.
@@ -99,4 +103,4 @@ def check_module(name: str, module: Any, fn: Callable) -> tuple[type | None, str
                                                   for p in positional):
         raise UserError(f"trainer {name!r}: the train function must take (cfg, report), "
                         f"it takes ({', '.join(params)})")
-    return cfg_cls, str(metric), mode, "checkpointer" in params
+    return cfg_cls, str(metric), mode, "checkpointer" in params, "test" in params

@@ -26,7 +26,9 @@ TEXT_SETS = ("shakespeare", "wikitext2:PATH")
 
 @dataclass
 class ImageSet:
-    """Images as float tensors (N, C, H, W) in [0, 1]-ish scale, integer labels."""
+    """Images as float tensors (N, C, H, W) in [0, 1]-ish scale, integer labels. The test
+    split is held out: searches never see it (`hpsearch train` and `export --confirm-seeds`
+    report it)."""
 
     x_train: torch.Tensor
     y_train: torch.Tensor
@@ -34,23 +36,27 @@ class ImageSet:
     y_val: torch.Tensor
     classes: int
     name: str
+    x_test: torch.Tensor
+    y_test: torch.Tensor
 
 
 @dataclass
 class TextSet:
-    """Token ids for a train and a validation corpus, and the vocabulary size."""
+    """Token ids for train, validation and held-out test corpora, and the vocabulary size."""
 
     train: torch.Tensor
     val: torch.Tensor
     vocab_size: int
     name: str
+    test: torch.Tensor
 
 
-def _split(x: np.ndarray, y: np.ndarray, n_val: int, seed: int = 0):
-    # A fixed permutation: the split must not change with the trial's seed.
+def _split(x: np.ndarray, y: np.ndarray, n_val: int, n_test: int, seed: int = 0):
+    """train, val, test by one fixed permutation: the split never changes with the trial's
+    seed, and validation keeps the examples it had before a test split existed."""
     perm = np.random.default_rng(seed).permutation(len(x))
-    val, train = perm[:n_val], perm[n_val:]
-    return x[train], y[train], x[val], y[val]
+    val, test, train = perm[:n_val], perm[n_val:n_val + n_test], perm[n_val + n_test:]
+    return x[train], y[train], x[val], y[val], x[test], y[test]
 
 
 def _read_idx(path: Path) -> np.ndarray:
@@ -109,14 +115,16 @@ def fashion_available() -> bool:
 
 
 @lru_cache(maxsize=2)  # reused actors (reuse_actors=True) skip re-reading the IDX files
-def _fashion(n_train: int = 10_000, n_val: int = 2_000) -> ImageSet:
+def _fashion(n_train: int = 10_000, n_val: int = 2_000, n_test: int = 2_000) -> ImageSet:
     x = _read_idx(FASHION_DIR / "train-images-idx3-ubyte.gz")
     y = _read_idx(FASHION_DIR / "train-labels-idx1-ubyte.gz")
     xv = _read_idx(FASHION_DIR / "t10k-images-idx3-ubyte.gz")
     yv = _read_idx(FASHION_DIR / "t10k-labels-idx1-ubyte.gz")
-    # Validation comes from the official test split, so it never overlaps training.
+    # Validation and test come from the official test split (disjoint halves of it), so
+    # neither overlaps training.
+    test = slice(n_val, n_val + n_test)
     return _to_image_set(x[:n_train, None] / 255.0, y[:n_train], xv[:n_val, None] / 255.0,
-                         yv[:n_val], 10, "fashion10k")
+                         yv[:n_val], 10, "fashion10k", xv[test, None] / 255.0, yv[test])
 
 
 @lru_cache(maxsize=1)
@@ -125,7 +133,8 @@ def _digits() -> ImageSet:
 
     d = load_digits()
     x, y = d.images[:, None] / 16.0, d.target
-    return _to_image_set(*_split(x, y, 360), 10, "digits")
+    xt, yt, xv, yv, xs, ys = _split(x, y, 360, 300)
+    return _to_image_set(xt, yt, xv, yv, 10, "digits", xs, ys)
 
 
 def _penguins() -> ImageSet:
@@ -143,7 +152,8 @@ def _penguins() -> ImageSet:
     x = df[["bill_length_mm", "bill_depth_mm"]].to_numpy(dtype=np.float64)
     x = (x - x.mean(0)) / x.std(0)
     y = df["species"].astype("category").cat.codes.to_numpy()
-    return _to_image_set(*_split(x[:, :, None, None], y, 68), 3, "penguins")
+    xt, yt, xv, yv, xs, ys = _split(x[:, :, None, None], y, 68, 50)
+    return _to_image_set(xt, yt, xv, yv, 3, "penguins", xs, ys)
 
 
 class _ArrayUnpickler(pickle.Unpickler):
@@ -171,14 +181,16 @@ def _cifar10(root: Path) -> ImageSet:
 
     parts = [load(f"data_batch_{i}") for i in range(1, 6) if (root / f"data_batch_{i}").exists()]
     x, y = np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
-    xv, yv = load("test_batch") if (root / "test_batch").exists() else (x[:1000], y[:1000])
-    return _to_image_set(x, y, xv, yv, 10, "cifar10")
+    # Validation: the last 5,000 training images; test: the official test_batch (held out).
+    n_val = min(5000, len(x) // 5)
+    xs, ys = load("test_batch") if (root / "test_batch").exists() else (x[:0], y[:0])
+    return _to_image_set(x[:-n_val], y[:-n_val], x[-n_val:], y[-n_val:], 10, "cifar10", xs, ys)
 
 
-def _to_image_set(x, y, xv, yv, classes, name) -> ImageSet:
+def _to_image_set(x, y, xv, yv, classes, name, xs, ys) -> ImageSet:
     f = lambda a: torch.as_tensor(np.ascontiguousarray(a), dtype=torch.float32)  # noqa: E731
     g = lambda a: torch.as_tensor(np.array(a), dtype=torch.long)  # noqa: E731
-    return ImageSet(f(x), g(y), f(xv), g(yv), classes, name)
+    return ImageSet(f(x), g(y), f(xv), g(yv), classes, name, f(xs), g(ys))
 
 
 def load_images(name: str) -> ImageSet:
@@ -219,19 +231,23 @@ def _shakespeare_dir() -> Path:
 
 @lru_cache(maxsize=4)
 def _shakespeare(max_chars: int) -> TextSet:
-    """Char-level: training plays and a held-out play, so validation is unseen text."""
+    """Char-level: training plays, a held-out play for validation (Hamlet) and another for
+    the test (Macbeth), so both are unseen text."""
     plays = sorted(_shakespeare_dir().glob("*_gut.txt"))
     val_play = next(p for p in plays if p.name.startswith("hamlet"))
+    test_play = next(p for p in plays if p.name.startswith("macbeth"))
     train_text = ""
     for p in plays:
-        if p != val_play and len(train_text) < max_chars:
+        if p not in (val_play, test_play) and len(train_text) < max_chars:
             train_text += _strip_gutenberg(p.read_text(encoding="latin-1"))
     train_text = train_text[:max_chars]
-    val_text = _strip_gutenberg(val_play.read_text(encoding="latin-1"))[: max(max_chars // 5, 1000)]
-    chars = sorted(set(train_text) | set(val_text))
+    held = max(max_chars // 5, 1000)
+    val_text = _strip_gutenberg(val_play.read_text(encoding="latin-1"))[:held]
+    test_text = _strip_gutenberg(test_play.read_text(encoding="latin-1"))[:held]
+    chars = sorted(set(train_text) | set(val_text) | set(test_text))
     stoi = {c: i for i, c in enumerate(chars)}
     enc = lambda s: torch.tensor([stoi[c] for c in s], dtype=torch.long)  # noqa: E731
-    return TextSet(enc(train_text), enc(val_text), len(chars), "shakespeare")
+    return TextSet(enc(train_text), enc(val_text), len(chars), "shakespeare", enc(test_text))
 
 
 def _strip_gutenberg(text: str) -> str:
@@ -242,18 +258,24 @@ def _strip_gutenberg(text: str) -> str:
 
 
 def _wikitext2(root: Path, max_tokens: int) -> TextSet:
-    """Word level, from wiki.train.tokens / wiki.valid.tokens; unseen words map to <unk>."""
+    """Word level, from wiki.train/valid/test.tokens (test optional); unseen words map to
+    <unk>."""
     files = [root / "wiki.train.tokens", root / "wiki.valid.tokens"]
     for f in files:
         if not f.exists():
             raise UserError(f"wikitext2: missing {f.name} in {root}")
-    train_words = (files[0].read_text(encoding="utf-8").replace("\n", " <eos> ").split())
-    val_words = (files[1].read_text(encoding="utf-8").replace("\n", " <eos> ").split())
-    train_words, val_words = train_words[:max_tokens], val_words[: max(max_tokens // 5, 1000)]
+
+    def words(path: Path) -> list[str]:
+        return path.read_text(encoding="utf-8").replace("\n", " <eos> ").split()
+
+    held = max(max_tokens // 5, 1000)
+    train_words, val_words = words(files[0])[:max_tokens], words(files[1])[:held]
+    test_file = root / "wiki.test.tokens"
+    test_words = words(test_file)[:held] if test_file.exists() else []
     vocab = {w: i for i, w in enumerate(sorted(set(train_words) | {"<unk>"}))}
     unk = vocab["<unk>"]
     enc = lambda ws: torch.tensor([vocab.get(w, unk) for w in ws], dtype=torch.long)  # noqa: E731
-    return TextSet(enc(train_words), enc(val_words), len(vocab), "wikitext2")
+    return TextSet(enc(train_words), enc(val_words), len(vocab), "wikitext2", enc(test_words))
 
 
 def load_text(name: str, max_tokens: int = 250_000) -> TextSet:

@@ -103,7 +103,9 @@ def load_data(cfg: Config) -> _loop.Data:
     text = datasets.load_text(cfg.data, cfg.max_tokens)
     x, y = datasets.windows(text.train, cfg.context)
     xv, yv = datasets.windows(text.val, cfg.context)
-    return _loop.Data(x, y, xv, yv, text.vocab_size)
+    xs, ys = (datasets.windows(text.test, cfg.context) if len(text.test) > cfg.context
+              else (None, None))
+    return _loop.Data(x, y, xv, yv, text.vocab_size, xs, ys)
 
 
 def make_model(cfg: Config, data: _loop.Data) -> nn.Module:
@@ -118,6 +120,6 @@ def build(cfg: Config):
     return make_model(cfg, data), data
 
 
-def train(cfg: Config, report: _loop.Report, checkpointer=None) -> dict:
+def train(cfg: Config, report: _loop.Report, checkpointer=None, test: bool = False) -> dict:
     """Train an LSTM or GPT language model (metric: validation perplexity, lower is better)."""
-    return _loop.fit_module(sys.modules[__name__], cfg, report, checkpointer)
+    return _loop.fit_module(sys.modules[__name__], cfg, report, checkpointer, test)

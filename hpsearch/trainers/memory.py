@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import warnings
+from contextlib import nullcontext
 from dataclasses import dataclass
 from functools import lru_cache
 from types import ModuleType
@@ -110,7 +111,7 @@ def _tracked_peak(module: ModuleType, cfg, data: _loop.Data) -> dict:
 
     def autocast():
         # CPU autocast stands in for CUDA's: both keep bf16 copies of matmul inputs.
-        return torch.autocast("cpu", dtype=torch.bfloat16) if use_amp else _loop._null()
+        return torch.autocast("cpu", dtype=torch.bfloat16) if use_amp else nullcontext()
 
     def batch(x: torch.Tensor, y: torch.Tensor, n: int):
         return (torch.empty((n, *x.shape[1:]), dtype=x.dtype),

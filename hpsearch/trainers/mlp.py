@@ -69,7 +69,8 @@ LOSS = classification_loss
 def load_data(cfg: Config) -> _loop.Data:
     """Train/val tensors for `cfg.data` (cached per process)."""
     ds = datasets.load_images(cfg.data)
-    return _loop.Data(ds.x_train, ds.y_train, ds.x_val, ds.y_val, ds.classes)
+    return _loop.Data(ds.x_train, ds.y_train, ds.x_val, ds.y_val, ds.classes, ds.x_test,
+                      ds.y_test)
 
 
 def make_model(cfg: Config, data: _loop.Data) -> nn.Module:
@@ -84,6 +85,6 @@ def build(cfg: Config):
     return make_model(cfg, data), data
 
 
-def train(cfg: Config, report: _loop.Report, checkpointer=None) -> dict:
+def train(cfg: Config, report: _loop.Report, checkpointer=None, test: bool = False) -> dict:
     """Train an MLP classifier (metric: accuracy)."""
-    return _loop.fit_module(sys.modules[__name__], cfg, report, checkpointer)
+    return _loop.fit_module(sys.modules[__name__], cfg, report, checkpointer, test)

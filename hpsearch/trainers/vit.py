@@ -75,7 +75,8 @@ def load_data(cfg: Config) -> _loop.Data:
     ds = datasets.load_images(cfg.data)
     if ds.x_train.dim() != 4 or ds.x_train.shape[-1] < cfg.patch:
         raise ValueError(f"data {cfg.data!r} is not an image set the ViT can patch")
-    return _loop.Data(ds.x_train, ds.y_train, ds.x_val, ds.y_val, ds.classes)
+    return _loop.Data(ds.x_train, ds.y_train, ds.x_val, ds.y_val, ds.classes, ds.x_test,
+                      ds.y_test)
 
 
 def make_model(cfg: Config, data: _loop.Data) -> nn.Module:
@@ -90,6 +91,6 @@ def build(cfg: Config):
     return make_model(cfg, data), data
 
 
-def train(cfg: Config, report: _loop.Report, checkpointer=None) -> dict:
+def train(cfg: Config, report: _loop.Report, checkpointer=None, test: bool = False) -> dict:
     """Train a ViT classifier with pre- or post-norm blocks (metric: accuracy)."""
-    return _loop.fit_module(sys.modules[__name__], cfg, report, checkpointer)
+    return _loop.fit_module(sys.modules[__name__], cfg, report, checkpointer, test)

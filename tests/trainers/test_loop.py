@@ -109,3 +109,28 @@ def test_weight_decay_left_unset_is_the_optimizers_usual_default(name, default):
     explicit = _loop.TrainConfig(optimizer="adamw", weight_decay=0.0)
     assert _loop.build_optimizer(explicit, torch.nn.Linear(3, 2)).param_groups[0][
         "weight_decay"] == 0.0
+
+
+@pytest.mark.parametrize("name,overrides", [
+    ("mlp", {"data": "digits", "depth": 1, "width": 16}),
+    ("vit", {"data": "digits", "layers": 1, "dim": 16, "heads": 2}),
+    ("lm", {"max_tokens": 5000, "layers": 1, "dim": 16, "context": 16}),
+])
+def test_test_split_only_when_asked_and_only_after_the_last_epoch(name, overrides):
+    t = trainers.get(name)
+    cfg = t.make_config({**overrides, "epochs": 2})
+    rows: list[dict] = []
+    t.train(cfg, rows.append)  # what a search calls: never the test split
+    assert not any("test_metric" in r for r in rows)
+    rows = []
+    t.train(cfg, rows.append, test=True)
+    assert "test_metric" not in rows[0]
+    assert math.isfinite(rows[-1]["test_metric"]) and math.isfinite(rows[-1]["test_loss"])
+    # Evaluating the test split changes nothing the search sees.
+    assert rows[-1]["val_metric"] == pytest.approx(_val_of(t, cfg))
+
+
+def _val_of(t, cfg):
+    rows: list[dict] = []
+    t.train(cfg, rows.append)
+    return rows[-1]["val_metric"]

@@ -77,7 +77,9 @@ def test_cifar10_loader_from_local_dir(tmp_path):
                  b"labels": list(range(10)) * 2}
         (tmp_path / name).write_bytes(pickle.dumps(batch))
     ds = data.load_images(f"cifar10:{tmp_path}")
-    assert ds.x_train.shape == (20, 3, 32, 32) and ds.classes == 10
+    # validation: the last fifth of the training batches; test: the official test_batch.
+    assert ds.x_train.shape == (16, 3, 32, 32) and ds.classes == 10
+    assert len(ds.x_val) == 4 and len(ds.x_test) == 20
     assert 0 <= float(ds.x_train.min()) and float(ds.x_train.max()) <= 1
 
 
@@ -92,9 +94,33 @@ def test_missing_data_dir_is_a_user_error():
 
 def test_digits_and_penguins():
     d = data.load_images("digits")
-    assert d.x_train.shape[1:] == (1, 8, 8) and len(d.x_val) == 360
+    assert d.x_train.shape[1:] == (1, 8, 8) and len(d.x_val) == 360 and len(d.x_test) == 300
     p = data.load_images("penguins")
-    assert p.x_train.shape[1:] == (2, 1, 1) and p.classes == 3
+    assert p.x_train.shape[1:] == (2, 1, 1) and p.classes == 3 and len(p.x_test) == 50
+
+
+def _rows(x: torch.Tensor) -> set:
+    return {bytes(r.numpy().tobytes()) for r in x.flatten(1)}
+
+
+@pytest.mark.parametrize("name", ["digits", "fashion10k", "penguins"])
+def test_every_image_set_holds_out_a_disjoint_test_split(name):
+    d = data.load_images(name)
+    assert len(d.x_test) > 0 and len(d.x_test) == len(d.y_test)
+    # Same example twice would leak: no test image is a training or validation image
+    # (penguins: 2 rounded features, so a few legitimate duplicates are possible).
+    leaked = _rows(d.x_test) & (_rows(d.x_train) | _rows(d.x_val))
+    assert len(leaked) <= (3 if name == "penguins" else 0)
+
+
+def test_shakespeare_and_wikitext_hold_out_a_test_text(tmp_path):
+    text = data.load_text("shakespeare", 20_000)
+    assert len(text.test) >= 4000 and not torch.equal(text.test[:500], text.val[:500])
+    (tmp_path / "wiki.train.tokens").write_text(" the cat sat \n" * 50)
+    (tmp_path / "wiki.valid.tokens").write_text(" the dog sat \n" * 20)
+    assert len(data.load_text(f"wikitext2:{tmp_path}").test) == 0  # no test file: none
+    (tmp_path / "wiki.test.tokens").write_text(" the cat ran \n" * 20)
+    assert len(data.load_text(f"wikitext2:{tmp_path}").test) == 80
 
 
 def test_cifar10_loader_refuses_code_in_pickles(tmp_path):
