@@ -51,7 +51,7 @@ def pivot_layout(cells: pd.DataFrame, params: list[str]) -> tuple[str, str, list
 
 def _cell(final, low, bad: int) -> str:
     if bad and pd.isna(final):
-        return "diverged"
+        return f"diverged (min {low:.3g})" if pd.notna(low) else "diverged"
     if pd.isna(final):
         return "-"
     text = f"{final:.3g} / {low:.3g}" if pd.notna(low) else f"{final:.3g}"
