@@ -54,7 +54,7 @@ def measure(name: str, overrides: dict, rounds: int) -> dict:
     so both see the same machine load; keep each side's fastest epoch."""
     trainer = trainers.get(name)
     cfg = trainer.make_config({**overrides, "epochs": 2, "device": "cpu"})
-    module = trainers.TRAINERS[name]
+    module = trainers.get(name).module
     loss = module.lm_loss if name == "lm" else module.classification_loss
     model, data = module.build(cfg)
     model2, data2 = module.build(cfg)

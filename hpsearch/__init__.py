@@ -13,20 +13,21 @@ The public Python API (what the CLI calls too)::
 
 __version__ = "0.2.0"
 
-from hpsearch.api import (  # noqa: E402
-                          Analysis,
-                          Export,
-                          analyze,
-                          estimate,
-                          export,
-                          load_run,
-                          resume,
-                          run,
-                          search_config,
-                          train,
-)
 from hpsearch.errors import UserError  # noqa: E402
-from hpsearch.rundir import Run  # noqa: E402
 
 __all__ = ["__version__", "run", "resume", "load_run", "analyze", "export", "train",
            "estimate", "search_config", "Run", "Analysis", "Export", "UserError"]
+
+
+def __getattr__(name: str):
+    """The API is imported on first use (PEP 562): `import hpsearch` stays light, so a Ray
+    worker that only runs `hpsearch.search.trainable` does not load pandas and the driver."""
+    if name == "Run":
+        from hpsearch.rundir import Run
+
+        return Run
+    if name in __all__:
+        from hpsearch import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -8,9 +8,19 @@ if "ray" not in _sys.modules:
     # public API sets it to "1" first when the user joins a cluster with an address).
     _os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 
-from hpsearch.search.confirm import confirm_seeds  # noqa: E402
-from hpsearch.search.runner import pull_results, resume_search, run_search  # noqa: E402
-from hpsearch.search.tuner import build_tuner, validate  # noqa: E402
-
 __all__ = ["build_tuner", "run_search", "resume_search", "validate", "confirm_seeds",
            "pull_results"]
+
+# Where each export lives. They are imported on first use (PEP 562): a Ray worker imports
+# this package to reach `search.trainable` and must not pay for the driver's modules
+# (runner, tuner, confirm pull in torch, pandas and every trainer).
+_EXPORTS = {"build_tuner": "tuner", "validate": "tuner", "run_search": "runner",
+            "resume_search": "runner", "pull_results": "runner", "confirm_seeds": "confirm"}
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        import importlib
+
+        return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -20,7 +20,7 @@ from hpsearch import __version__
 from hpsearch.config import SearchConfig, config_from_dict, config_to_dict
 from hpsearch.errors import UserError
 from hpsearch.rundir import Run, RunDir, layout, load_run
-from hpsearch.search import cluster, storage
+from hpsearch.search import cluster, searcher, storage
 from hpsearch.search.guard import ContractGuard, DiskGuard, check_free, disk_errors, stop_if_guarded
 from hpsearch.search.progress import Progress
 from hpsearch.search.schedulers import EpochBudget
@@ -162,7 +162,10 @@ def _locked_run(rd, cfg, trainer, space, grid, total, stream, num_cpus, num_gpus
                          if stream else [])
             tuner = build_tuner(cfg, space, callbacks + [guard, ContractGuard(rd.path)], grid)
             with storage.credentials_hidden(), quiet_loggers(), disk_errors(rd):
-                tuner.fit()
+                try:
+                    tuner.fit()
+                finally:
+                    searcher.flush_all()  # every ended trial in optuna.db
             pull_results(cfg)
             return stop_if_guarded(rd, _finish(rd, meta, experiment_path(cfg), total))
         finally:
@@ -259,7 +262,10 @@ def resume_search(run_dir: str | Path, stream: str | None = "stdout",
                                        trainable=make_trainable(cfg, meta.get("import_path")),
                                        resume_errored=True, param_space=None)
             with storage.credentials_hidden(), disk_errors(rd):
-                results = tuner.fit()
+                try:
+                    results = tuner.fit()
+                finally:
+                    searcher.flush_all()
             pull_results(cfg, source)
             if before:
                 _fail_orphans(rd, cfg.study_name, before)

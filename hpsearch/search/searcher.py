@@ -13,15 +13,25 @@ running trials as pending (constant liar), so parallel suggestions spread out. O
 TPE on the study instead puts the trials that ran longest first, i.e. whatever early
 stopping promoted, which on crossing learning curves are the fast starters that end worse.
 A fraction `random_fraction` of the suggestions stays random (BOHB does the same) so a
-misleading model cannot lock the search in one region."""
+misleading model cannot lock the search in one region.
+
+The driver works on an in-memory copy of the study; each trial goes into the run's storage
+(optuna.db) once, when it ends, from a writer thread. Writing every suggested parameter,
+attribute and epoch to sqlite as it happened cost ~0.1 s of driver time per trial, during
+which a freed slot waited for its next trial. Every `save` (Tune's experiment checkpoints)
+first waits for the writes, so a saved searcher never knows a trial optuna.db lacks."""
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
 import pickle
+import queue
 import random
+import threading
 import warnings
+import weakref
 from typing import Callable
 
 import optuna
@@ -32,7 +42,15 @@ from ray.tune.search import Searcher
 from hpsearch import fidelity
 
 logger = logging.getLogger(__name__)
-__all__ = ["StudySearcher", "TUNE_TRIAL_ATTR", "DIVERGED_ATTR", "model_trials"]
+__all__ = ["StudySearcher", "TUNE_TRIAL_ATTR", "DIVERGED_ATTR", "model_trials", "flush_all"]
+_LIVE: "weakref.WeakSet[StudySearcher]" = weakref.WeakSet()
+_UNPICKLED = ("_queue", "_writer")  # the writer thread lives and dies with its process
+
+
+def flush_all() -> None:
+    """Wait until every searcher of this process has written its ended trials."""
+    for searcher in list(_LIVE):
+        searcher.flush()
 
 TUNE_TRIAL_ATTR = "tune_trial_id"  # user attr tying an Optuna trial to its Tune trial
 DIVERGED_ATTR = "diverged"
@@ -112,9 +130,15 @@ class StudySearcher(Searcher):
         self.model_epochs: list[int | None] = []  # the epoch each suggestion was fitted at
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         self._space_fn = space_fn
-        self._study = optuna.create_study(
-            storage=storage, study_name=study_name, sampler=sampler, load_if_exists=True,
-            direction="maximize" if mode == "max" else "minimize")
+        direction = "maximize" if mode == "max" else "minimize"
+        # The driver's working copy (in memory) and the run's record (optuna.db).
+        self._study = optuna.create_study(sampler=sampler, direction=direction)
+        self._record = optuna.create_study(storage=storage, study_name=study_name,
+                                           load_if_exists=True, direction=direction)
+        self._recorded: set[str] | None = set()  # Tune trials in the record (None: re-read)
+        self._queue: queue.Queue | None = None
+        self._writer: threading.Thread | None = None
+        _LIVE.add(self)
         for point in points or []:
             self._study.enqueue_trial(point)
         self._trials: dict[str, optuna.Trial] = {}
@@ -123,7 +147,48 @@ class StudySearcher(Searcher):
 
     @property
     def study(self) -> optuna.Study:
+        """The in-memory study the searcher works on (running trials included)."""
         return self._study
+
+    def _write(self, trial_id: str, number: int) -> None:
+        """Queue an ended trial for the run's record, once. After a restore the record is
+        read again and every ended trial it lacks is queued (a driver killed between a
+        trial's end and its write loses nothing; none is added twice)."""
+        if self._record is None:
+            return
+        if self._recorded is None:
+            self._recorded = {t.user_attrs.get(TUNE_TRIAL_ATTR)
+                              for t in self._record.get_trials(deepcopy=False)}
+            for t in self._study.get_trials(deepcopy=False):
+                tid = t.user_attrs.get(TUNE_TRIAL_ATTR)
+                if t.state.is_finished() and tid not in self._recorded and tid != trial_id:
+                    self._enqueue(tid, t)
+        if trial_id not in self._recorded:
+            self._enqueue(trial_id, self._study.get_trials(deepcopy=False)[number])
+
+    def _enqueue(self, trial_id: str, frozen) -> None:
+        if self._writer is None or not self._writer.is_alive():
+            self._queue = queue.Queue()
+            self._writer = threading.Thread(target=self._write_loop, args=(self._queue,),
+                                            name="hpsearch-study-writer", daemon=True)
+            self._writer.start()
+        self._recorded.add(trial_id)
+        self._queue.put(copy.deepcopy(frozen))
+
+    def _write_loop(self, q: queue.Queue) -> None:
+        while True:
+            frozen = q.get()
+            try:
+                self._record.add_trial(frozen)
+            except Exception as exc:  # the record is a copy: never stop the search for it
+                logger.warning("could not write trial %d to the study: %s", frozen.number, exc)
+            finally:
+                q.task_done()
+
+    def flush(self) -> None:
+        """Wait until every ended trial is in the run's record."""
+        if self._queue is not None:
+            self._queue.join()
 
     def set_search_properties(self, metric, mode, config, **spec) -> bool:
         # metric/mode are set once in SearchConfig and passed to both this and TuneConfig.
@@ -202,12 +267,21 @@ class StudySearcher(Searcher):
             state, values = TrialState.PRUNED, None
         self._study.tell(trial, values, state=state, skip_if_finished=True)
         self._done.add(trial_id)
+        self._write(trial_id, trial.number)
 
     def save(self, checkpoint_path: str) -> None:
+        self.flush()
+        state = {k: v for k, v in self.__dict__.items() if k not in _UNPICKLED}
         with open(checkpoint_path, "wb") as f:
-            pickle.dump(self.__dict__, f)
+            pickle.dump(state, f)
 
     def restore(self, checkpoint_path: str) -> None:
         # The run directory is trusted input (README): Tune's own restore unpickles it too.
         with open(checkpoint_path, "rb") as f:
-            self.__dict__.update(pickle.load(f))
+            state = pickle.load(f)
+        # A searcher saved by hpsearch < 0.3 worked on optuna.db itself: nothing to copy.
+        state.setdefault("_record", None)
+        self.__dict__.update(state)
+        self._queue = self._writer = None
+        self._recorded = None  # trials that ended after this snapshot may be recorded
+        _LIVE.add(self)

@@ -8,11 +8,11 @@ import json
 import logging
 import math
 import os
+import sys
 import tempfile
 import time
 import traceback
 
-import torch
 from ray import tune
 
 from hpsearch import trainers
@@ -41,6 +41,8 @@ class TuneCheckpointer:
                 with open(row_file) as f:
                     self.restored_row = json.load(f)
             # weights_only: a checkpoint is data, never code.
+            import torch  # a checkpointing trainer is a torch trainer: already imported
+
             return torch.load(os.path.join(d, _STATE_FILE), map_location="cpu",
                               weights_only=True)
 
@@ -67,6 +69,8 @@ def _reporter(metric: str, mode: str, checkpointer: TuneCheckpointer):
             tune.report(row)
             return
         with tempfile.TemporaryDirectory() as d:
+            import torch
+
             torch.save(state, os.path.join(d, _STATE_FILE))
             with open(os.path.join(d, _ROW_FILE), "w") as f:
                 json.dump(row, f, default=str)
@@ -108,7 +112,8 @@ def run_trial(config: dict, trainer_name: str, metric: str, mode: str,
         failure = f"contract: {contract}"
     except Exception as exc:  # a trainer bug or CUDA OOM ends this trial, not the search
         logger.warning("trial failed: %s", traceback.format_exc(limit=3))
-        oom = isinstance(exc, torch.cuda.OutOfMemoryError)
+        torch = sys.modules.get("torch")  # a trainer without torch cannot run out of CUDA
+        oom = torch is not None and isinstance(exc, torch.cuda.OutOfMemoryError)
         failure = f"{'CUDA OOM: ' if oom else ''}{user_frame(exc)}"
     if failure:
         row = {"epoch": (report.last or {}).get("epoch", 0) + 1, "status": "error",

@@ -13,14 +13,23 @@ from types import ModuleType
 from typing import Any, Callable
 
 from hpsearch.errors import UserError
-from hpsearch.trainers import lm, mlp, vit
-from hpsearch.trainers._loop import TrainConfig
 from hpsearch.trainers.base import Checkpointer, TrainerModule, check_module
 
 __all__ = ["TRAINERS", "Trainer", "get", "Checkpointer", "TrainConfig", "TrainerModule",
            "check_runnable", "add_import_path"]
 
-TRAINERS: dict[str, ModuleType] = {"mlp": mlp, "lm": lm, "vit": vit}
+# Built-in trainers by name -> module, imported when first resolved: a Ray worker running a
+# user trainer never imports torch for hpsearch's sake (it cost each worker ~3 s).
+TRAINERS: dict[str, str] = {"mlp": "hpsearch.trainers.mlp", "lm": "hpsearch.trainers.lm",
+                            "vit": "hpsearch.trainers.vit"}
+
+
+def __getattr__(name: str):
+    if name == "TrainConfig":  # re-exported lazily for the same reason
+        from hpsearch.trainers._loop import TrainConfig
+
+        return TrainConfig
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @dataclass(frozen=True)
@@ -110,7 +119,8 @@ def get(name: str) -> Trainer:
         if not callable(fn):
             raise UserError(f"trainer {name!r}: {mod_name} has no function {fn_name!r}")
     elif name in TRAINERS:
-        module, fn = TRAINERS[name], TRAINERS[name].train
+        module = importlib.import_module(TRAINERS[name])
+        fn = module.train
     else:
         raise UserError(f"unknown trainer {name!r}; valid: {', '.join(sorted(TRAINERS))} "
                         "or package.module:function")
