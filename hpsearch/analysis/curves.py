@@ -3,6 +3,7 @@ or estimated when the trials ran on CPU) and a note when trials shared the machi
 
 from __future__ import annotations
 
+import contextlib
 import html as _html
 import logging
 from pathlib import Path
@@ -17,8 +18,11 @@ from hpsearch.rundir import Run
 logger = logging.getLogger(__name__)
 __all__ = ["compute_curves", "compute_memory", "estimate_memory", "contention_note",
            "config_label", "plot", "section"]
-# Distinct memory shapes estimated for a CPU run's table (each costs ~0.1-1 s).
-MAX_ESTIMATES = 24
+# Distinct memory shapes estimated for a CPU run's table (each costs ~0.1-1 s), taken in
+# the trials' rank order; the estimates are kept in the report directory for the next run
+# of `analyze`.
+MAX_ESTIMATES = 12
+ESTIMATES_FILE = "memory_estimates.json"
 
 
 def config_label(row: pd.Series, params: list[str]) -> str:
@@ -54,13 +58,18 @@ def compute_curves(epochs: pd.DataFrame, trials: pd.DataFrame, params: list[str]
     return long.sort_values(["trial_id", "split", "epoch"], ignore_index=True)
 
 
-def estimate_memory(run: Run, max_shapes: int = MAX_ESTIMATES) -> pd.Series:
+def estimate_memory(run: Run, max_shapes: int = MAX_ESTIMATES,
+                    cache: Path | None = None) -> pd.Series:
     """Estimated peak GPU memory (MiB, `hpsearch estimate`: the model and a training step
     on fake tensors, plus the data) per trial, for runs whose trials measured none (CPU
     runs). Configs come from each trial's first epoch row (searched and fixed values);
-    trials of one memory shape share one estimate; at most `max_shapes` shapes, the rest
-    NaN. Empty when the trainer cannot be estimated."""
+    trials of one memory shape share one estimate; at most `max_shapes` new shapes are
+    estimated, best-ranked trials first, the rest NaN. `cache`: a JSON file of estimates by
+    shape, read first and updated. Empty when the trainer cannot be estimated."""
+    import json
+
     from hpsearch import trainers
+    from hpsearch.rundir import atomic_write
     from hpsearch.trainers import memory
 
     try:
@@ -72,20 +81,29 @@ def estimate_memory(run: Run, max_shapes: int = MAX_ESTIMATES) -> pd.Series:
         return pd.Series(dtype=float)
     first = run.epochs.drop_duplicates("trial_id").set_index("trial_id")
     fields = [c for c in first.columns if trainer.has_field(c)]
-    out, by_shape = {}, {}
-    for tid, row in first[fields].iterrows():
+    order = [t for t in run.trials["trial_id"] if t in first.index]
+    by_shape: dict[str, float] = {}
+    try:
+        by_shape = dict(json.loads(cache.read_text())) if cache and cache.exists() else {}
+    except (OSError, ValueError, TypeError):
+        by_shape = {}
+    known, out = len(by_shape), {}
+    for tid, row in first.loc[order, fields].iterrows():
         values = {k: (v.item() if hasattr(v, "item") else v) for k, v in row.items()
                   if not (isinstance(v, float) and np.isnan(v))}
         try:
             cfg = trainer.config_cls(**values)
             key = memory.shape_key(cfg)
             if key not in by_shape:
-                if len(by_shape) >= max_shapes:
+                if len(by_shape) - known >= max_shapes:
                     continue
                 by_shape[key] = memory.estimate(trainer.module, cfg).total_mb
             out[tid] = by_shape[key]
         except Exception as exc:  # one config the estimate cannot build: left blank
             logger.info("no memory estimate for trial %s: %s", tid, exc)
+    if cache and len(by_shape) > known:
+        with contextlib.suppress(OSError):
+            atomic_write(cache, json.dumps(by_shape))
     return pd.Series(out, dtype=float)
 
 
@@ -159,7 +177,7 @@ def section(run: Run, out: Path) -> str:
     measured = pd.to_numeric(trials["gpu_mem_mb"], errors="coerce").notna().any()
     cpu_estimate = False
     if not measured and "gpu_mem_mb_estimate" not in trials:
-        est = estimate_memory(run)
+        est = estimate_memory(run, cache=out / ESTIMATES_FILE)
         if len(est):
             trials = trials.assign(gpu_mem_mb_estimate=trials["trial_id"].map(est))
             cpu_estimate = True

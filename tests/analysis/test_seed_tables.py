@@ -95,7 +95,7 @@ def test_trials_keep_minimum_losses_and_parameter_count():
     assert row["n_params"] == 1234
 
 
-def test_memory_is_estimated_for_cpu_runs_and_marked_as_estimate(tmp_path):
+def test_memory_is_estimated_for_cpu_runs_and_marked_as_estimate(tmp_path, monkeypatch):
     from hpsearch.analysis import curves
 
     rows = []
@@ -111,6 +111,12 @@ def test_memory_is_estimated_for_cpu_runs_and_marked_as_estimate(tmp_path):
     assert "<b>estimate</b>" in html and "gpu_mem_mb_estimate" in html
     mem = pd.read_csv(tmp_path / "memory.csv")
     assert mem["gpu_mem_mb"].isna().all() and mem["gpu_mem_mb_estimate"].notna().all()
+    # The next analyze reuses the estimates kept beside the report.
+    from hpsearch.trainers import memory
+
+    monkeypatch.setattr(memory, "estimate", lambda *a: 1 / 0)
+    again = curves.estimate_memory(run, cache=tmp_path / curves.ESTIMATES_FILE)
+    assert again.to_dict() == est.to_dict()
 
 
 def test_confirmed_exports_rank_by_validation_never_by_test():
