@@ -22,7 +22,9 @@ def compute_summary(trials: pd.DataFrame, trainer: str, mode: str = "max",
 
     Returns:
         architecture, layers, optimizer, trials, completed, diverged, best, median, best_trial,
-        is_best (the best row of its architecture). Sorted by architecture, layers, optimizer.
+        n_params (trainable parameters: one number, or "low-high" when widths differ within
+        the row), is_best (the best row of its architecture). Sorted by architecture,
+        layers, optimizer.
     """
     df = trials.copy()
     arch_cols = [c for c in ARCH_PARAMS if c in df and df[c].notna().any()]
@@ -42,13 +44,24 @@ def compute_summary(trials: pd.DataFrame, trainer: str, mode: str = "max",
                      "diverged": int((g["status"] == "diverged").sum()),
                      "best": v.max() if mode == "max" else v.min(), "median": v.median(),
                      "errored": int((g["status"] == "error").sum()),
-                     "best_trial": g.loc[idx, "trial_id"] if idx is not None else None})
+                     "best_trial": g.loc[idx, "trial_id"] if idx is not None else None,
+                     "n_params": _count_range(g["n_params"]) if "n_params" in g else None})
     out = pd.DataFrame(rows)
     if out.empty:
         return out
+    if out["n_params"].isna().all():  # a trainer that reports no parameter count
+        out = out.drop(columns="n_params")
     best = out.groupby("architecture")["best"].transform("max" if mode == "max" else "min")
     out["is_best"] = out["best"].eq(best) & out["best"].notna()
     return out
+
+
+def _count_range(s: pd.Series) -> str | None:
+    v = pd.to_numeric(s, errors="coerce").dropna()
+    if v.empty:
+        return None
+    lo, hi = int(v.min()), int(v.max())
+    return f"{lo:,}" if lo == hi else f"{lo:,}-{hi:,}"
 
 
 def _cell(v) -> str:

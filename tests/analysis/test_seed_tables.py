@@ -93,6 +93,9 @@ def test_trials_keep_minimum_losses_and_parameter_count():
     assert row["min_val_loss"] == pytest.approx(0.6)
     assert row["final_val_loss"] == pytest.approx(0.7)
     assert row["n_params"] == 1234
+    from hpsearch.analysis.summary import compute_summary
+
+    assert set(compute_summary(t, "mlp")["n_params"]) == {"1,234"}  # the CLI's table too
 
 
 def test_memory_is_estimated_for_cpu_runs_and_marked_as_estimate(tmp_path, monkeypatch):
