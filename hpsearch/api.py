@@ -198,8 +198,9 @@ def analyze(run_dir: str | Path | Run, fmt: str = "md",
         warn(text)
     from hpsearch.analysis.curves import contention_note
 
-    if warn and contention_note(run_.trials):
-        warn(contention_note(run_.trials))
+    note = contention_note(run_.trials) if warn else ""
+    if note:
+        warn(note)
     from hpsearch.analysis.summary import fair_lines
 
     text = render(compute_summary(run_.trials, run_.meta.get("trainer", "?"), run_.mode), "md")
