@@ -92,7 +92,7 @@ def estimate_memory(run: Run, max_shapes: int = MAX_ESTIMATES,
         values = {k: (v.item() if hasattr(v, "item") else v) for k, v in row.items()
                   if not (isinstance(v, float) and np.isnan(v))}
         try:
-            cfg = trainer.config_cls(**values)
+            cfg = trainer.make_config(values)
             key = memory.shape_key(cfg)
             if key not in by_shape:
                 if len(by_shape) - known >= max_shapes:

@@ -107,19 +107,14 @@ def export_best_configs(run: Run | str | Path, out_dir: str | Path, top: int = 3
     return written
 
 
-def _finite(values) -> list[float]:
-    return [float(v) for v in values
-            if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)]
-
-
 def rank_confirmed(results: pd.DataFrame, mode: str) -> pd.DataFrame:
     """Mean and std of val_metric per exported config, ranked in the run's direction by
     validation only; the held-out test metric's mean and std are reported beside it
     (`test_mean`, `test_std`), never used to rank."""
     rows = []
     for (rank, tid), g in results.groupby(["rank", "trial_id"]):
-        vals = _finite(g["val_metric"])
-        tests = _finite(g["test_metric"]) if "test_metric" in g else []
+        vals = finite(g["val_metric"]).dropna().tolist()
+        tests = finite(g["test_metric"]).dropna().tolist() if "test_metric" in g else []
         rows.append({"search_rank": rank, "trial_id": tid, "seeds": len(g),
                      "mean": statistics.fmean(vals) if vals else math.nan,
                      "std": statistics.stdev(vals) if len(vals) > 1 else 0.0,
