@@ -71,6 +71,8 @@ def main() -> None:
     ap.add_argument("--data", default="fashion10k", help="fashion10k (2000 val) or digits")
     ap.add_argument("--methods", nargs="+", default=["hpsearch", "random+fifo"],
                     choices=["hpsearch", "random+fifo"], help="searches beside the grid")
+    ap.add_argument("--grid-from", help="take the grid's row from this earlier --json output "
+                    "(same data and max epochs) instead of running the grid again")
     ap.add_argument("--json")
     args = ap.parse_args()
     logging.basicConfig(level=logging.ERROR)
@@ -79,11 +81,17 @@ def main() -> None:
     cluster.connect(num_cpus=2)
     results: dict = {}
     with tempfile.TemporaryDirectory() as tmp:
-        grid = _search("grid", 0, 1, args.max_epochs, tmp, args.data)
-        budget, grid_best = len(grid), max(grid)
+        if args.grid_from:
+            earlier = json.loads(Path(args.grid_from).read_text())
+            budget, grid_best = earlier["budget"], earlier["grid_best"]
+            results["grid"] = earlier["grid"]
+        else:
+            grid = _search("grid", 0, 1, args.max_epochs, tmp, args.data)
+            budget, grid_best = len(grid), max(grid)
+            reached = _reach(grid, grid_best - args.tol)
+            results["grid"] = [{"seed": 0, "epochs_to_grid_best": reached,
+                                "best_at_budget": grid_best, "epochs_total": budget}]
         target = grid_best - args.tol
-        results["grid"] = [{"seed": 0, "epochs_to_grid_best": _reach(grid, target),
-                            "best_at_budget": grid_best, "epochs_total": budget}]
         for method in args.methods:
             results[method] = []
             for seed in args.seeds:
