@@ -114,3 +114,28 @@ def regret_at(curve: list[tuple[int, float]], epochs: int) -> float:
 
 def save(path: Path, rows: list[dict]) -> None:
     path.write_text(json.dumps(rows, indent=1))
+
+
+def compact(row: dict, budget: int) -> dict:
+    """A run as `results_search_quality.json` keeps it: regret at 1/4, 1/2 and all of the
+    budget, and the regret curve every 25 epochs (not every epoch)."""
+    curve = row["curve"]
+    out = {k: row[k] for k in ("landscape", "seed", "concurrency", "method")}
+    out.update(budget=budget, wall_s=round(row["wall_s"], 1),
+               regret={str(f): round(regret_at(curve, int(budget * f)), 5)
+                       for f in (0.25, 0.5, 1.0)},
+               curve_every_25=[[k, round(regret_at(curve, k), 5)]
+                               for k in range(25, budget + 1, 25)])
+    return out
+
+
+def merge_into(path: Path, rows: list[dict], budget_of: dict) -> int:
+    """Compact `rows` and write them into the results file at `path`, replacing the runs
+    with the same landscape, seed, concurrency and method; returns the number of rows."""
+    key = ("landscape", "seed", "concurrency", "method")
+    new = [compact(r, budget_of[r["landscape"]]) for r in rows]
+    done = {tuple(r[k] for k in key) for r in new}
+    old = json.loads(path.read_text()) if path.exists() else []
+    merged = [r for r in old if tuple(r[k] for k in key) not in done] + new
+    path.write_text(json.dumps(merged, indent=0))
+    return len(merged)

@@ -7,7 +7,7 @@ and scheduler -> Optuna storage), with `--budget-epochs` = budget x epochs per t
 
     python -m benchmarks.search_quality [--landscapes cross nocross ...] [--seeds 0 1 2 3 4]
         [--concurrency 2 8] [--budget 18.5] [--methods ...] [--field results_field.json]
-        [--json benchmarks/results_search_quality.json]
+        [--json runs.json] [--merge benchmarks/results_search_quality.json]
 
 Prints, per landscape and concurrency, the median regret (and the 25-75% range over seeds)
 at 1/4, 1/2 and all of the budget, and each method's ratio to random+ASHA, plain Optuna
@@ -190,6 +190,9 @@ def main() -> None:
     ap.add_argument("--budget", type=float, default=18.5, help="in full trainings")
     ap.add_argument("--field", help="JSON written by benchmarks.field_baselines to merge")
     ap.add_argument("--json", help="write every regret curve here")
+    ap.add_argument("--merge", help="merge these runs, compacted, into a results file such "
+                    "as benchmarks/results_search_quality.json (same landscape, seed, "
+                    "concurrency and method replaced)")
     args = ap.parse_args()
     logging.basicConfig(level=logging.ERROR)
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
@@ -227,6 +230,10 @@ def main() -> None:
     print("\n".join(summarize(rows, budget_of)))
     if args.json:
         qc.save(Path(args.json), rows)
+    if args.merge:
+        ran = [r for r in rows if "curve" in r and "wall_s" in r and r.get("method") in
+               [*HPSEARCH, *PEERS]]
+        print(f"{args.merge}: {qc.merge_into(Path(args.merge), ran, budget_of)} runs")
 
 
 if __name__ == "__main__":
