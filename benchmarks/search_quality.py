@@ -224,6 +224,7 @@ def main() -> None:
                               f"{qc.regret_at(curve, budget_of[land]):.4f} "
                               f"({len(trace)} epochs, {time.time() - t0:.0f} s)", flush=True)
         cluster.shutdown(temp_dir)
+    ran = list(rows)  # this invocation's runs, before any --field rows join them
     if args.field:
         rows += [r for r in json.loads(Path(args.field).read_text())
                  if r["landscape"] in lands and r["seed"] in args.seeds]
@@ -231,8 +232,6 @@ def main() -> None:
     if args.json:
         qc.save(Path(args.json), rows)
     if args.merge:
-        ran = [r for r in rows if "curve" in r and "wall_s" in r and r.get("method") in
-               [*HPSEARCH, *PEERS]]
         print(f"{args.merge}: {qc.merge_into(Path(args.merge), ran, budget_of)} runs")
 
 
