@@ -54,3 +54,19 @@ def test_no_dashboard(ray_local):
     for port in (8265,):
         with pytest.raises(OSError):
             urllib.request.urlopen(f"http://127.0.0.1:{port}", timeout=2)
+
+
+def test_private_ray_prestarts_no_idle_workers_unless_the_user_asks(monkeypatch):
+    """Tune's trial actors never use Ray's prestarted idle workers: a private Ray starts none
+    (the setting holds while `ray.init` spawns the raylet), and a value the user set wins."""
+    from hpsearch.search import cluster
+
+    key = "RAY_prestart_worker_first_driver"
+    monkeypatch.delenv(key, raising=False)
+    with cluster._no_idle_workers():  # noqa: SLF001
+        assert os.environ[key] == "0"
+    assert key not in os.environ
+    monkeypatch.setenv(key, "1")
+    with cluster._no_idle_workers():  # noqa: SLF001
+        assert os.environ[key] == "1"
+    assert os.environ[key] == "1"
