@@ -31,10 +31,10 @@ def simulate(name: str, seed: int, conc: int, budget: int, opts: dict) -> list:
         else optuna.samplers.RandomSampler(seed=seed),
         storage=None, study_name="sim", equal_fidelity=sampler == "tpe", seed=seed,
         min_obs=int(opts.get("min_obs", 8)), random_fraction=float(opts.get("rand", 0.2)))
+    # sched=asha|fifo: one bracket, ASHA's (grace 1) or none.
+    brackets = {"asha": "asha", "fifo": "none"}.get(opts.get("sched"), "hyperband")
     sched = AdaptiveHyperband("score", "max", top, 1, 3.0, seed=seed,
-                              adaptive=opts.get("agree", "1") == "1")
-    if opts.get("sched") in ("asha", "fifo"):  # one bracket: ASHA's (grace 1) or none
-        sched._rungs = sched._rungs[:1] if opts["sched"] == "asha" else [[]]
+                              adaptive=opts.get("agree", "1") == "1", brackets=brackets)
     trace, running, n = [], {}, 0
 
     def start():

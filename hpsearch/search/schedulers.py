@@ -61,11 +61,14 @@ class AdaptiveHyperband(FIFOScheduler):
         seed: seeds the bracket draw.
         min_pairs: trials that must have reached both a rung and a later epoch before that
             rung's agreement is trusted over the prior.
+        adaptive: draw brackets by measured agreement (False: Hyperband's fixed weights).
+        brackets: "hyperband" (all of them), or one alone for comparisons in the same loop:
+            "asha" (the first: ASHA on shared rungs) or "none" (no early stopping).
     """
 
     def __init__(self, metric: str, mode: str, max_t: int, grace_period: int = 1,
                  reduction_factor: float = 3.0, seed: int = 0, min_pairs: int = 8,
-                 adaptive: bool = True) -> None:
+                 adaptive: bool = True, brackets: str = "hyperband") -> None:
         super().__init__()
         self._adaptive = adaptive
         self._metric, self._sign, self._max_t = metric, 1.0 if mode == "max" else -1.0, max_t
@@ -76,6 +79,10 @@ class AdaptiveHyperband(FIFOScheduler):
             graces.append(g)
             g = int(math.ceil(g * reduction_factor))
         self._rungs = [fidelity.rungs(g, reduction_factor, max_t) for g in graces] + [[]]
+        if brackets not in ("hyperband", "asha", "none"):
+            raise ValueError(f"brackets must be hyperband, asha or none, got {brackets!r}")
+        if brackets != "hyperband":
+            self._rungs = self._rungs[:1] if brackets == "asha" else [[]]
         self._rng = random.Random(seed)
         self._bracket: dict[str, int] = {}
         self._curves: dict[str, dict[int, float]] = {}  # higher is better

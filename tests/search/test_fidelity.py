@@ -5,6 +5,7 @@ import math
 import random
 
 import optuna
+import pytest
 from optuna.trial import TrialState
 
 from hpsearch import fidelity
@@ -151,3 +152,20 @@ def test_the_model_keeps_the_best_trials_when_capped():
     assert len(frozen) == searcher.MODEL_MAX_TRIALS
     values = sorted((t.value for t in frozen), reverse=True)
     assert values[:30] == [i / 1000 for i in range(999, 969, -1)]  # TPE's good set intact
+
+
+def test_scheduler_with_one_bracket_is_asha_or_no_early_stopping():
+    """brackets="asha" judges every trial from the grace period; "none" stops nothing
+    before max_t (the simulator's random+ASHA and FIFO baselines use these)."""
+    asha = AdaptiveHyperband("score", "max", max_t=9, grace_period=1, reduction_factor=3,
+                             brackets="asha")
+    fifo = AdaptiveHyperband("score", "max", max_t=9, grace_period=1, reduction_factor=3,
+                             brackets="none")
+    assert asha.weights() == [1.0] and fifo.weights() == [1.0]
+    asha_says = [asha.decide(f"a{i}", _result(1, v)) for i, v in enumerate([5, 4, 3, 6])]
+    assert asha_says == ["CONTINUE", "STOP", "STOP", "CONTINUE"]  # the top third so far
+    fifo_says = {fifo.decide(f"f{i}", _result(e, float(i))) for i in range(6) for e in (1, 3)}
+    assert fifo_says == {"CONTINUE"}
+    assert fifo.decide("f0", _result(9, 0.0)) == "STOP"  # max_t: done
+    with pytest.raises(ValueError, match="brackets"):
+        AdaptiveHyperband("score", "max", max_t=9, brackets="bohb")
