@@ -4,8 +4,10 @@
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import logging
 import os
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -144,11 +146,25 @@ def run_search(cfg: SearchConfig, stream: str | None = "stdout", grid: bool = Fa
         raise
 
 
+def _preload_study_storage() -> None:
+    """Import what the run's sqlite study loads on first use (SQLAlchemy and alembic, ~0.8 s)
+    in a thread while Ray starts, instead of on the way to the first trial."""
+    def load() -> None:
+        for name in ("sqlalchemy.orm", "sqlalchemy.dialects.sqlite", "alembic.command",
+                     "alembic.config", "alembic.migration", "alembic.script"):
+            try:
+                importlib.import_module(name)
+            except ImportError:  # Optuna says what it lacks when it needs it
+                return
+    threading.Thread(target=load, name="hpsearch-preload", daemon=True).start()
+
+
 def _locked_run(rd, cfg, trainer, space, grid, total, stream, num_cpus, num_gpus, verbose):
     with rd.lock():
         if rd.exists():  # another run took the directory while this one validated
             raise UserError(f"{rd.path} already holds a run; choose another --out")
         started_here = not ray.is_initialized()
+        _preload_study_storage()
         temp_dir = cluster.connect(cfg.address, num_cpus=num_cpus, num_gpus=num_gpus,
                                    verbose=verbose)
         try:
