@@ -17,6 +17,7 @@ Without --peers, one hpsearch search per N with Ray's start-up counted.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -107,8 +108,38 @@ def peers(n: int, epoch_s: float, slots: int, rounds: int) -> dict:
             "tune_over_hpsearch": med["tune"] / med["hpsearch"]}
 
 
+@contextlib.contextmanager
+def _timed(marks: dict):
+    """Wrap the runner's Ray start, Tuner build and Ray shutdown to time them (marks: name ->
+    (start, end), perf_counter)."""
+    from hpsearch.search import runner
+
+    saved = {"connect": (runner.cluster, "connect"), "shutdown": (runner.cluster, "shutdown"),
+             "build_tuner": (runner, "build_tuner")}
+    originals = {k: getattr(obj, attr) for k, (obj, attr) in saved.items()}
+
+    def wrap(name):
+        def timed(*a, **kw):
+            t = time.perf_counter()
+            try:
+                return originals[name](*a, **kw)
+            finally:
+                marks[name] = (t, time.perf_counter())
+        return timed
+    for name, (obj, attr) in saved.items():
+        setattr(obj, attr, wrap(name))
+    try:
+        yield
+    finally:
+        for name, (obj, attr) in saved.items():
+            setattr(obj, attr, originals[name])
+
+
 def measure(n: int, epoch_s: float, epochs: int, slots: int, sampler: str) -> dict:
-    """One hpsearch search from a cold start: Ray's start-up and shutdown are counted."""
+    """One hpsearch search from a cold start: Ray's start-up and shutdown are counted, and
+    timed apart with the Tuner's build, the wait for the first trial, the gap between trials
+    and what follows the last one."""
+    marks: dict = {}
     with tempfile.TemporaryDirectory() as d:
         cfg = SearchConfig(trainer="benchmarks.sleep_trainer:train",
                            space="benchmarks/sleep_space.yaml", run_dir=f"{d}/run", samples=n,
@@ -116,15 +147,25 @@ def measure(n: int, epoch_s: float, epochs: int, slots: int, sampler: str) -> di
                            scheduler=SchedulerConfig(kind="fifo"),
                            resources=ResourcesConfig(max_concurrent=slots),
                            fixed={"epoch_s": epoch_s})
-        t0 = time.perf_counter()
-        run = run_search(cfg, stream=None, num_cpus=slots)
+        t0, u0 = time.perf_counter(), time.time()
+        with _timed(marks):
+            run = run_search(cfg, stream=None, num_cpus=slots)
         wall = time.perf_counter() - t0
     busy = n * epochs * epoch_s
+    ends = run.epochs["wall_end"] - u0  # epoch ends, seconds after the start
+    first_start, last_end = float(ends.min()) - epoch_s, float(ends.max())
+    phases = {"ray_start_s": marks["connect"][1] - marks["connect"][0],
+              "build_tuner_s": marks["build_tuner"][1] - marks["build_tuner"][0],
+              "to_first_trial_s": first_start - (marks["build_tuner"][1] - t0),
+              "gap_per_trial_s": ((last_end - first_start) * slots - busy) / n,
+              "after_last_trial_s": (marks["shutdown"][0] - t0) - last_end,
+              "ray_shutdown_s": marks["shutdown"][1] - marks["shutdown"][0]}
     return {"trials": n, "epoch_s": epoch_s, "epochs": epochs, "slots": slots,
             "sampler": sampler, "wall_s": wall, "completed": int((run.trials["status"] ==
                                                                    "completed").sum()),
             "efficiency": busy / (wall * slots),
-            "driver_s_per_trial": (wall * slots - busy) / n, "ray_start_counted": True}
+            "driver_s_per_trial": (wall * slots - busy) / n, "ray_start_counted": True,
+            "phases": phases}
 
 
 def main() -> None:
@@ -163,6 +204,11 @@ def main() -> None:
         for r in rows:
             print(f"{r['trials']:7d} {r['epoch_s']:7.2f} {r['slots']:5d} {r['wall_s']:8.1f} "
                   f"{r['efficiency']:10.1%} {r['driver_s_per_trial']:14.3f}")
+        print("\nwhere the overhead goes (s; the gap is per trial, per slot):")
+        for r in rows:
+            print(f"{r['trials']:7d} trials: " + ", ".join(
+                f"{k.removesuffix('_s').replace('_', ' ')} {v:.3f}"
+                for k, v in r["phases"].items()))
     if args.json:
         with open(args.json, "w") as f:
             json.dump(rows, f, indent=2)
