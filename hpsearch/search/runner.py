@@ -164,7 +164,8 @@ def _locked_run(rd, cfg, trainer, space, grid, total, stream, num_cpus, num_gpus
         if rd.exists():  # another run took the directory while this one validated
             raise UserError(f"{rd.path} already holds a run; choose another --out")
         started_here = not ray.is_initialized()
-        _preload_study_storage()
+        if started_here:  # only a connect that does work has time to overlap
+            _preload_study_storage()
         temp_dir = cluster.connect(cfg.address, num_cpus=num_cpus, num_gpus=num_gpus,
                                    verbose=verbose)
         try:
