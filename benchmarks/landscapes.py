@@ -13,6 +13,10 @@ per optimizer, peaks, best depth), so a method cannot be tuned to one of them.
 - `diverge`: `cross` plus regions that diverge (NaN) after a fast start: too high an lr, and
   Adam with beta1 > 0.95 and beta2 < 0.99.
 - `noisy`: `cross` with epoch-to-epoch noise of 0.03 (accuracy units).
+- `overfit`: validation curves that peak and then decline: deeper nets peak higher (+0.02 per
+  layer) and sooner, then lose more per epoch (faster still at a high lr), so the ranks
+  around epochs 3-9 favour configs that end worse.
+- `nocross-noisy`: `nocross` with noise of 0.03: ranks are final ranks only up to noise.
 
 `true_final(cfg, landscape, instance, epochs)` is the noise-free score at the last epoch
 (chance, 0.1, for a config that diverges), the quantity regret is measured on.
@@ -28,7 +32,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 METRIC, MODE = "accuracy", "max"
-LANDSCAPES = ("cross", "nocross", "late", "diverge", "noisy")
+LANDSCAPES = ("cross", "nocross", "late", "diverge", "noisy", "overfit", "nocross-noisy")
 CHANCE = 0.1
 OPTIMIZERS = ("sgd", "momentum", "adam", "adamw")
 
@@ -92,8 +96,15 @@ def curve(c: Config, epochs: int | None = None) -> list[float]:
     n = epochs or c.epochs
     t = np.arange(1, n + 1, dtype=float)
     slow = 1 + 0.15 * (c.depth - 1)
-    if c.landscape == "nocross":
+    if c.landscape in ("nocross", "nocross-noisy"):
         y = CHANCE + (a - CHANCE) * (1 - np.exp(-t / 4.0))
+    elif c.landscape == "overfit":
+        tau = float(np.clip(3.0 * 10 ** (-0.4 * e), 0.3, 40))
+        peak = a + 0.02 * (c.depth - 1)
+        t_peak = 2.5 * tau / (1 + 0.25 * (c.depth - 1))
+        drop = 0.0012 * c.depth * 10 ** float(np.clip(0.3 * e, -1, 1))
+        y = CHANCE + (peak - CHANCE) * (1 - np.exp(-t / tau)) - drop * np.maximum(0, t - t_peak)
+        y = np.maximum(y, CHANCE)
     elif c.landscape == "late":
         t0 = float(np.clip(6.0 * 10 ** (-0.8 * e) * slow, 0.5, 40))
         y = CHANCE + (a - CHANCE) / (1 + np.exp(-(t - t0) / max(t0 / 4, 0.3)))
@@ -146,7 +157,7 @@ def train(cfg: Config, report) -> None:
     """The trainer plugin: reports the landscape's curve plus noise, epoch by epoch."""
     if cfg.landscape not in LANDSCAPES:
         raise ValueError(f"landscape must be one of {LANDSCAPES}, got {cfg.landscape!r}")
-    sigma = 0.03 if cfg.landscape == "noisy" else 0.005
+    sigma = 0.03 if cfg.landscape in ("noisy", "nocross-noisy") else 0.005
     key = zlib.crc32(repr(sorted(asdict(cfg).items())).encode())
     rng = np.random.default_rng(key)
     for y in curve(cfg):

@@ -9,6 +9,7 @@ search_quality (the real Ray Tune path), not from this.
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import types
 
@@ -30,7 +31,8 @@ def simulate(name: str, seed: int, conc: int, budget: int, opts: dict) -> list:
         optuna.samplers.TPESampler(seed=seed) if sampler == "optuna-tpe"
         else optuna.samplers.RandomSampler(seed=seed),
         storage=None, study_name="sim", equal_fidelity=sampler == "tpe", seed=seed,
-        min_obs=int(opts.get("min_obs", 8)), random_fraction=float(opts.get("rand", 0.2)))
+        min_obs=int(opts["min_obs"]) if "min_obs" in opts else None,
+        random_fraction=float(opts.get("rand", 0.2)))
     # sched=asha|fifo: one bracket, ASHA's (grace 1) or none.
     brackets = {"asha": "asha", "fifo": "none"}.get(opts.get("sched"), "hyperband")
     sched = AdaptiveHyperband("score", "max", top, 1, 3.0, seed=seed,
@@ -82,6 +84,7 @@ def main() -> None:
     ap.add_argument("--landscapes", nargs="+", default=list(qc.SYNTHETIC))
     ap.add_argument("--seeds", type=int, nargs="+", default=list(range(10)))
     ap.add_argument("--mean", action="store_true", help="also print the mean regret")
+    ap.add_argument("--json", help="write every seed's regret per landscape here")
     ap.add_argument("--concurrency", type=int, default=2)
     ap.add_argument("--budget", type=float, default=18.5)
     ap.add_argument("--variant", nargs="*", default=[], help="key=value: sampler "
@@ -92,15 +95,19 @@ def main() -> None:
     args = ap.parse_args()
     opts = dict(kv.split("=", 1) for kv in args.variant)
     optuna.logging.set_verbosity(optuna.logging.ERROR)
-    out = []
+    out, per_seed = [], {}
     for land in args.landscapes:
         budget = int(args.budget * qc.spec(land, 0)["max_epochs"])
         vals = [qc.regret_at(qc.regret_curve(land, seed, simulate(
             land, seed, args.concurrency, budget, opts), budget), budget)
             for seed in args.seeds]
+        per_seed[land] = dict(zip(args.seeds, vals))
         out.append(f"{land}={statistics.median(vals):.4f}"
                    + (f"/{statistics.mean(vals):.4f}" if args.mean else ""))
     print(" ".join(args.variant) or "default", " ".join(out), flush=True)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"variant": opts, "regret": per_seed}, f)
 
 
 if __name__ == "__main__":

@@ -7,11 +7,12 @@ early-stopped or diverged trial is told PRUNED (Optuna keeps its intermediate va
 step = epoch) and an errored one FAIL.
 
 With `equal_fidelity=True` (hpsearch's default) new configs come from a TPE fitted at one
-epoch: the highest epoch that at least `min_obs` trials reached (BOHB's rule), on every
-trial's score *at that epoch*; trials that diverged before it count as the worst score, and
-running trials as pending (constant liar), so parallel suggestions spread out. Optuna's own
-TPE on the study instead puts the trials that ran longest first, i.e. whatever early
-stopping promoted, which on crossing learning curves are the fast starters that end worse.
+epoch: the highest epoch that at least `min_obs` trials reached (BOHB's rule; by default
+twice the number of parameters, at least 8), on every trial's score *at that epoch*; trials
+that diverged before it count as the worst score, and running trials as pending (constant
+liar), so parallel suggestions spread out. Optuna's own TPE on the study instead puts the
+trials that ran longest first, i.e. whatever early stopping promoted, which on crossing
+learning curves are the fast starters that end worse.
 A fraction `random_fraction` of the suggestions stays random (BOHB does the same) so a
 misleading model cannot lock the search in one region.
 
@@ -42,7 +43,8 @@ from ray.tune.search import Searcher
 from hpsearch import fidelity
 
 logger = logging.getLogger(__name__)
-__all__ = ["StudySearcher", "TUNE_TRIAL_ATTR", "DIVERGED_ATTR", "model_trials", "flush_all"]
+__all__ = ["StudySearcher", "TUNE_TRIAL_ATTR", "DIVERGED_ATTR", "model_trials", "flush_all",
+           "default_min_obs"]
 _LIVE: "weakref.WeakSet[StudySearcher]" = weakref.WeakSet()
 _UNPICKLED = ("_queue", "_writer")  # the writer thread lives and dies with its process
 
@@ -87,6 +89,14 @@ def model_trials(trials: list, min_obs: int, maximize: bool) -> tuple[int | None
                    for t, v in _capped(picked, maximize)]
 
 
+def default_min_obs(trials: list) -> int:
+    """Trials an epoch needs before the model learns from it: twice the number of parameters
+    suggested so far (every branch of a conditional space), at least 8. With fewer, TPE's
+    good set (the best 10%) is one trial, possibly a lucky one (benchmarks/README.md)."""
+    names = {name for t in trials for name in t.params}
+    return max(8, 2 * len(names))
+
+
 MODEL_MAX_TRIALS = 300
 
 
@@ -116,7 +126,7 @@ class StudySearcher(Searcher):
         points: configs evaluated first (`Study.enqueue_trial`).
         equal_fidelity: suggest from a TPE fitted at one epoch (see the module doc); the
             study's own `sampler` then only draws the random suggestions.
-        min_obs: trials needed at an epoch before the model learns from it.
+        min_obs: trials an epoch needs before the model learns from it (`default_min_obs`).
         random_fraction: share of suggestions left to `sampler` once the model is fitted.
         seed: seeds the model's TPE and the random/model choice.
     """
@@ -124,7 +134,7 @@ class StudySearcher(Searcher):
     def __init__(self, space_fn: Callable[[optuna.Trial], dict], metric: str, mode: str,
                  sampler: optuna.samplers.BaseSampler, storage, study_name: str,
                  points: list[dict] | None = None, equal_fidelity: bool = False,
-                 min_obs: int = 8, random_fraction: float = 0.2, seed: int = 0) -> None:
+                 min_obs: int | None = None, random_fraction: float = 0.2, seed: int = 0) -> None:
         super().__init__(metric=metric, mode=mode)
         self._equal_fidelity, self._min_obs = equal_fidelity, min_obs
         self._random_fraction, self._seed = random_fraction, seed
@@ -202,7 +212,8 @@ class StudySearcher(Searcher):
         trials = self._study.get_trials(deepcopy=False)
         if any(t.state == TrialState.WAITING for t in trials):
             return None  # --points still queued: they go first
-        epoch, frozen = model_trials(trials, self._min_obs, self.mode == "max")
+        min_obs = self._min_obs or default_min_obs(trials)
+        epoch, frozen = model_trials(trials, min_obs, self.mode == "max")
         self.model_epochs.append(epoch)
         if epoch is None or self._rng.random() < self._random_fraction:
             return None

@@ -10,7 +10,7 @@ from optuna.trial import TrialState
 
 from hpsearch import fidelity
 from hpsearch.search.schedulers import AdaptiveHyperband, EpochBudget
-from hpsearch.search.searcher import DIVERGED_ATTR, StudySearcher, model_trials
+from hpsearch.search.searcher import DIVERGED_ATTR, StudySearcher, default_min_obs, model_trials
 
 
 def _crossing(n=30, epochs=27, seed=0):
@@ -96,6 +96,34 @@ def test_searcher_suggests_from_the_equal_fidelity_model():
     assert s.model_epochs[:6] == [None] * 6 and s.model_epochs[-1] == 3  # all reached 3
     late = xs[20:]
     assert sum(abs(x - 0.8) < 0.15 for x in late) >= 12  # the model found the region
+
+
+def test_the_model_waits_for_twice_as_many_trials_as_parameters():
+    """With 8 trials TPE's good set (its best 10%) is a single trial: the default waits for
+    twice the number of parameters, counting every branch of a conditional space."""
+    def trials(*param_sets):
+        return [optuna.trial.create_trial(params=p, distributions={
+            k: optuna.distributions.CategoricalDistribution([v]) for k, v in p.items()},
+            value=0.0) for p in param_sets]
+
+    assert default_min_obs([]) == 8
+    assert default_min_obs(trials({"x": 1, "y": 2})) == 8  # never fewer than 8
+    assert default_min_obs(trials({"opt": "sgd", "lr": 1, "momentum": 1},
+                                  {"opt": "adam", "lr": 1, "beta1": 1, "beta2": 1},
+                                  {"opt": "adamw", "lr": 1, "beta1": 1, "beta2": 1,
+                                   "weight_decay": 1, "depth": 1})) == 14
+
+    def space(trial):
+        return {f"p{k}": trial.suggest_float(f"p{k}", 0, 1) for k in range(6)}
+
+    s = StudySearcher(space, "score", "max", optuna.samplers.RandomSampler(seed=0),
+                      storage=None, study_name="t", equal_fidelity=True,
+                      random_fraction=0.0, seed=0)
+    for i in range(14):
+        cfg = s.suggest(f"t{i}")
+        s.on_trial_complete(f"t{i}", {"score": cfg["p0"], "epoch": 1, "status": "completed"})
+    # 6 parameters: no model until 12 trials have a score at an epoch, then at once.
+    assert s.model_epochs == [None] * 12 + [1, 1]
 
 
 def _result(epoch, value):
