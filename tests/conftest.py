@@ -11,6 +11,13 @@ os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 
 
+def pytest_collection_modifyitems(items):
+    """Tests that run a real search first (longest first is the usual rule for keeping
+    parallel workers busy): `make test` is CPU-bound on 2 cores, and a search collected last
+    ran alone at the end while the other workers idled."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 @pytest.fixture(scope="session")
 def ray_local():
     """A private Ray instance, shared by every test that needs one."""
