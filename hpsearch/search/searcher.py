@@ -7,20 +7,19 @@ early-stopped or diverged trial is told PRUNED (Optuna keeps its intermediate va
 step = epoch) and an errored one FAIL.
 
 With `equal_fidelity=True` (hpsearch's default) new configs come from a TPE fitted at one
-epoch: the highest epoch that at least `min_obs` trials reached (BOHB's rule; by default
-twice the number of parameters, at least 8), on every trial's score *at that epoch*; trials
-that diverged before it count as the worst score, and running trials as pending (constant
-liar), so parallel suggestions spread out. Optuna's own TPE on the study instead puts the
-trials that ran longest first, i.e. whatever early stopping promoted, which on crossing
-learning curves are the fast starters that end worse.
-A fraction `random_fraction` of the suggestions stays random (BOHB does the same) so a
-misleading model cannot lock the search in one region.
+epoch: the highest that `min_obs` trials reached (BOHB's rule; by default twice the number
+of parameters, 8 until an epoch has that many), on every trial's score *at that epoch*;
+trials that diverged before it count as the worst, running ones as pending (constant liar).
+Optuna's own TPE on the study instead puts the trials that ran longest first: whatever early
+stopping promoted, on crossing curves the fast starters that end worse. A share
+`random_fraction` of suggestions stays random (as in BOHB) so a misleading model cannot
+lock the search in one region.
 
 The driver works on an in-memory copy of the study; each trial goes into the run's storage
-(optuna.db) once, when it ends, from a writer thread. Writing every suggested parameter,
-attribute and epoch to sqlite as it happened cost ~0.1 s of driver time per trial, during
-which a freed slot waited for its next trial. Every `save` (Tune's experiment checkpoints)
-first waits for the writes, so a saved searcher never knows a trial optuna.db lacks."""
+(optuna.db) once, when it ends, from a writer thread (writing every parameter and epoch as
+it happened cost ~0.1 s of driver time per trial). Every `save` (Tune's experiment
+checkpoints) first waits for the writes, so a saved searcher never knows a trial optuna.db
+lacks."""
 
 from __future__ import annotations
 
@@ -62,9 +61,8 @@ def model_trials(trials: list, min_obs: int, maximize: bool) -> tuple[int | None
     """What the equal-fidelity model is told: (epoch, frozen trials valued at that epoch).
 
     Finished or running trials with a score at the chosen epoch keep it; a trial that
-    diverged before it gets the worst score seen at it; running trials without one come as
-    RUNNING (pending). Stopped-early trials that never reached the epoch are left out: their
-    score there is unknown, not bad."""
+    diverged before it gets the worst score seen at it; running ones without one are pending.
+    Trials stopped before the epoch are left out: their score there is unknown, not bad."""
     curves = {t.number: {e: v for e, v in t.intermediate_values.items() if math.isfinite(v)}
               for t in trials}
     epoch = fidelity.model_epoch(curves, min_obs)
@@ -89,22 +87,22 @@ def model_trials(trials: list, min_obs: int, maximize: bool) -> tuple[int | None
                    for t, v in _capped(picked, maximize)]
 
 
-def default_min_obs(trials: list) -> int:
-    """Trials an epoch needs before the model learns from it: twice the number of parameters
-    suggested so far (every branch of a conditional space), at least 8. With fewer, TPE's
-    good set (the best 10%) is one trial, possibly a lucky one (benchmarks/README.md)."""
-    names = {name for t in trials for name in t.params}
-    return max(8, 2 * len(names))
-
-
+MIN_OBS_START = 8  # trials an epoch needs before the model starts (BOHB's rule, d + 1)
 MODEL_MAX_TRIALS = 300
+
+
+def default_min_obs(trials: list) -> int:
+    """Trials an epoch needs for the model to prefer it: twice the parameters suggested so
+    far (every branch of a conditional space), at least 8. With 8, TPE's good set (its best
+    10%) is one, possibly lucky, trial (benchmarks/README.md)."""
+    names = {name for t in trials for name in t.params}
+    return max(MIN_OBS_START, 2 * len(names))
 
 
 def _capped(picked: list, maximize: bool) -> list:
     """At most MODEL_MAX_TRIALS valued (trial, value) pairs, plus the pending ones: TPE's
-    cost grows with the trials it is fitted on (0.2 s per suggestion at 1,000). Its good set
-    is at most the best 25, so the best 30 are always kept and the rest is a fixed random
-    sample."""
+    cost grows with its trials (0.2 s per suggestion at 1,000). Its good set is at most the
+    best 25, so the best 30 are always kept and the rest is a fixed random sample."""
     valued = [p for p in picked if p[1] is not None]
     if len(valued) <= MODEL_MAX_TRIALS:
         return picked
@@ -126,7 +124,7 @@ class StudySearcher(Searcher):
         points: configs evaluated first (`Study.enqueue_trial`).
         equal_fidelity: suggest from a TPE fitted at one epoch (see the module doc); the
             study's own `sampler` then only draws the random suggestions.
-        min_obs: trials an epoch needs before the model learns from it (`default_min_obs`).
+        min_obs: trials an epoch needs before the model learns from it (default: see above).
         random_fraction: share of suggestions left to `sampler` once the model is fitted.
         seed: seeds the model's TPE and the random/model choice.
     """
@@ -212,8 +210,10 @@ class StudySearcher(Searcher):
         trials = self._study.get_trials(deepcopy=False)
         if any(t.state == TrialState.WAITING for t in trials):
             return None  # --points still queued: they go first
-        min_obs = self._min_obs or default_min_obs(trials)
-        epoch, frozen = model_trials(trials, min_obs, self.mode == "max")
+        maximize = self.mode == "max"
+        epoch, frozen = model_trials(trials, self._min_obs or default_min_obs(trials), maximize)
+        if epoch is None and not self._min_obs:  # no epoch has that many yet: start at 8
+            epoch, frozen = model_trials(trials, MIN_OBS_START, maximize)
         self.model_epochs.append(epoch)
         if epoch is None or self._rng.random() < self._random_fraction:
             return None

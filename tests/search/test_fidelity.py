@@ -98,9 +98,10 @@ def test_searcher_suggests_from_the_equal_fidelity_model():
     assert sum(abs(x - 0.8) < 0.15 for x in late) >= 12  # the model found the region
 
 
-def test_the_model_waits_for_twice_as_many_trials_as_parameters():
-    """With 8 trials TPE's good set (its best 10%) is a single trial: the default waits for
-    twice the number of parameters, counting every branch of a conditional space."""
+def test_the_model_prefers_epochs_with_twice_as_many_trials_as_parameters():
+    """With 8 trials at an epoch TPE's good set (its best 10%) is a single trial: the model
+    starts at 8 but, once an epoch has twice as many trials as parameters (every branch of a
+    conditional space), learns from the highest such epoch."""
     def trials(*param_sets):
         return [optuna.trial.create_trial(params=p, distributions={
             k: optuna.distributions.CategoricalDistribution([v]) for k, v in p.items()},
@@ -119,11 +120,15 @@ def test_the_model_waits_for_twice_as_many_trials_as_parameters():
     s = StudySearcher(space, "score", "max", optuna.samplers.RandomSampler(seed=0),
                       storage=None, study_name="t", equal_fidelity=True,
                       random_fraction=0.0, seed=0)
-    for i in range(14):
+    for i in range(20):
         cfg = s.suggest(f"t{i}")
-        s.on_trial_complete(f"t{i}", {"score": cfg["p0"], "epoch": 1, "status": "completed"})
-    # 6 parameters: no model until 12 trials have a score at an epoch, then at once.
-    assert s.model_epochs == [None] * 12 + [1, 1]
+        s.on_trial_result(f"t{i}", {"score": cfg["p0"], "epoch": 1})
+        last = 2 if i % 2 == 0 else 1  # every other trial also reaches epoch 2
+        s.on_trial_complete(f"t{i}", {"score": cfg["p0"], "epoch": last,
+                                      "status": "completed"})
+    # 6 parameters: the model starts once 8 trials have epoch 1; at 16 trials 8 have reached
+    # epoch 2, which BOHB's plain rule would switch to, but 12 are wanted: it stays at 1.
+    assert s.model_epochs == [None] * 8 + [1] * 12
 
 
 def _result(epoch, value):
