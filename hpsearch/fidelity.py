@@ -44,16 +44,20 @@ def quantile(xs: list[float], q: float) -> float:
     return s[lo] + (s[hi] - s[lo]) * (pos - lo)
 
 
-def model_epoch(curves: Curves, min_obs: int) -> int | None:
-    """The highest epoch with a score from at least `min_obs` trials (BOHB's rule; None if
-    none). In the search-quality harness this beat choosing the lowest epoch whose ranks
+def model_epoch(curves: Curves, min_obs: int, start: int | None = None) -> int | None:
+    """The highest epoch with a score from at least `min_obs` trials (BOHB's rule); while no
+    epoch has that many, the highest with at least `start` (default `min_obs`); None if
+    none. In the search-quality harness this beat choosing the lowest epoch whose ranks
     agree with the last (more trials, but noisier ranks) on 4 of 5 landscapes."""
     counts: dict[int, int] = {}
     for curve in curves.values():
         for epoch in curve:
             counts[epoch] = counts.get(epoch, 0) + 1
-    ok = [e for e, n in counts.items() if n >= min_obs]
-    return max(ok) if ok else None
+    for need in (min_obs, min_obs if start is None else start):
+        ok = [e for e, n in counts.items() if n >= need]
+        if ok:
+            return max(ok)
+    return None
 
 
 def _ranks(xs: list[float]) -> list[float]:

@@ -57,7 +57,8 @@ TUNE_TRIAL_ATTR = "tune_trial_id"  # user attr tying an Optuna trial to its Tune
 DIVERGED_ATTR = "diverged"
 
 
-def model_trials(trials: list, min_obs: int, maximize: bool) -> tuple[int | None, list]:
+def model_trials(trials: list, min_obs: int, maximize: bool,
+                 start: int | None = None) -> tuple[int | None, list]:
     """What the equal-fidelity model is told: (epoch, frozen trials valued at that epoch).
 
     Finished or running trials with a score at the chosen epoch keep it; a trial that
@@ -65,7 +66,7 @@ def model_trials(trials: list, min_obs: int, maximize: bool) -> tuple[int | None
     Trials stopped before the epoch are left out: their score there is unknown, not bad."""
     curves = {t.number: {e: v for e, v in t.intermediate_values.items() if math.isfinite(v)}
               for t in trials}
-    epoch = fidelity.model_epoch(curves, min_obs)
+    epoch = fidelity.model_epoch(curves, min_obs, start)
     if epoch is None:
         return None, []
     at = [curves[t.number][epoch] for t in trials if epoch in curves[t.number]]
@@ -210,10 +211,8 @@ class StudySearcher(Searcher):
         trials = self._study.get_trials(deepcopy=False)
         if any(t.state == TrialState.WAITING for t in trials):
             return None  # --points still queued: they go first
-        maximize = self.mode == "max"
-        epoch, frozen = model_trials(trials, self._min_obs or default_min_obs(trials), maximize)
-        if epoch is None and not self._min_obs:  # no epoch has that many yet: start at 8
-            epoch, frozen = model_trials(trials, MIN_OBS_START, maximize)
+        epoch, frozen = model_trials(trials, self._min_obs or default_min_obs(trials),
+                                     self.mode == "max", start=self._min_obs or MIN_OBS_START)
         self.model_epochs.append(epoch)
         if epoch is None or self._rng.random() < self._random_fraction:
             return None

@@ -48,6 +48,8 @@ def test_model_epoch_is_the_highest_epoch_enough_trials_reached():
     assert fidelity.model_epoch(part, min_obs=8) == 3  # only 5 trials ran past epoch 3
     assert fidelity.model_epoch(part, min_obs=5) == 27
     assert fidelity.model_epoch({}, min_obs=8) is None
+    assert fidelity.model_epoch(part, min_obs=5, start=8) == 27  # min_obs met: start unused
+    assert fidelity.model_epoch(part, min_obs=1000, start=8) == 3  # none has 1000: start
 
 
 def _study_with(curves: dict, states: dict, diverged=()):
