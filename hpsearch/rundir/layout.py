@@ -31,6 +31,7 @@ EXPORTED = "exported_confirmed.csv"  # in REPORT: `export --confirm-seeds` resul
 # Ray Tune's experiment state: rewritten in place, so a full disk can truncate it.
 TUNE_STATE_GLOB = "experiment_state-*.json"
 TUNE_STATE_BACKUP = ".tune-state-backup"
+LOST_TRIALS = ".lost-trials"  # folders of trials Tune's saved state lost (run again)
 # What the analysis reads from each Ray Tune trial folder (checkpoints are not among them).
 RESULT_FILES = frozenset({"result.json", "params.json", "error.txt", "progress.csv"})
 _PRIVATE_DIR, _PRIVATE_FILE = 0o700, 0o600
@@ -240,6 +241,18 @@ class RunDir:
         if not self.path.is_dir():
             return []
         return sorted(p for p in self.path.iterdir() if (p / "params.json").is_file())
+
+    def set_aside_trial(self, trial_id: str) -> list[str]:
+        """Move the folders of Tune trial `trial_id` (named `<trainable>_<id>_...`) into
+        LOST_TRIALS, out of the tables: a driver killed mid-save left Tune's state without
+        the trial, so its config runs again as a new one. Returns the folders moved."""
+        moved = []
+        for folder in self.trial_dirs():
+            if f"_{trial_id}_" in folder.name:
+                (self.path / LOST_TRIALS).mkdir(exist_ok=True, mode=_PRIVATE_DIR)
+                folder.rename(self.path / LOST_TRIALS / folder.name)
+                moved.append(folder.name)
+        return moved
 
     def write_trial_file(self, trial: str, name: str, data: bytes) -> None:
         """Store one of a trial's result files (copied from cloud storage)."""

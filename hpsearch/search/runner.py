@@ -12,9 +12,7 @@ import time
 import uuid
 from pathlib import Path
 
-import optuna
 import ray
-from optuna.trial import TrialState
 from ray import tune
 from ray.util.client import ray as ray_client
 
@@ -22,7 +20,7 @@ from hpsearch import __version__
 from hpsearch.config import SearchConfig, config_from_dict, config_to_dict
 from hpsearch.errors import UserError
 from hpsearch.rundir import Run, RunDir, layout, load_run
-from hpsearch.search import cluster, searcher, storage
+from hpsearch.search import cluster, ledger, searcher, storage
 from hpsearch.search.guard import ContractGuard, DiskGuard, check_free, disk_errors, stop_if_guarded
 from hpsearch.search.progress import Progress
 from hpsearch.search.schedulers import EpochBudget
@@ -69,15 +67,18 @@ def _meta(cfg: SearchConfig, trainer, grid: bool, total: int) -> dict:
             "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "finished": False}
 
 
-def _all_ended(experiment: str, expected: int) -> bool:
-    """Whether Tune's saved state has every planned trial ended. (Tune's ResultGrid counts
-    trials it stopped on Ctrl-C as terminated; the state saved before that says PENDING.)"""
+def _all_ended(rd: RunDir, meta: dict, experiment: str, expected: int) -> bool:
+    """Whether Tune's saved state has every planned trial ended (plus those only optuna.db
+    has, see ledger.py). (Tune's ResultGrid counts trials it stopped on Ctrl-C as
+    terminated; the state saved before that says PENDING.)"""
     try:
         trials = tune.ExperimentAnalysis(experiment).trials
     except Exception as exc:  # no readable state: not finished, `resume` will say more
         logger.warning("cannot read Tune's experiment state: %s", exc)
         return False
-    return sum(t.status in ("TERMINATED", "ERROR") for t in trials) >= expected
+    ended = sum(t.status in ("TERMINATED", "ERROR") for t in trials)
+    return ended + ledger.ended_outside_tune(rd, meta.get("study_name"),
+                                             {t.trial_id for t in trials}) >= expected
 
 
 def _finish(rd: RunDir, meta: dict, experiment: str, expected: int) -> Run:
@@ -87,7 +88,7 @@ def _finish(rd: RunDir, meta: dict, experiment: str, expected: int) -> Run:
     if budget is not None:
         meta["budget_spent"] = budget
     finished = (DiskGuard.tripped(rd.path) is None and not ContractGuard.message(rd.path)
-                and (budget is not None or _all_ended(experiment, expected)))
+                and (budget is not None or _all_ended(rd, meta, experiment, expected)))
     meta["finished"] = finished
     rd.write_meta(meta)
     if not finished:
@@ -221,26 +222,6 @@ def pull_results(cfg: SearchConfig, source: str | None = None) -> None:
         storage.pull_results(source or experiment_path(cfg), RunDir(cfg.run_dir))
 
 
-def _fail_orphans(rd: RunDir, study_name: str, numbers: set[int]) -> None:
-    """Optuna trials left RUNNING by the killed driver that the restored searcher never
-    picked up again are marked FAIL, so the study has no phantom running trials."""
-    study = optuna.load_study(study_name=study_name, storage=rd.study_url)
-    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        if t.number in numbers:
-            study.tell(t.number, state=TrialState.FAIL, skip_if_finished=True)
-            logger.warning("optuna trial %d was orphaned by the crash; marked FAIL", t.number)
-
-
-def _running_numbers(rd: RunDir, study_name: str) -> set[int] | None:
-    if not rd.file(layout.STUDY_DB).exists() or not study_name:
-        return None
-    try:
-        study = optuna.load_study(study_name=study_name, storage=rd.study_url)
-    except KeyError:
-        return None
-    return {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
-
-
 def resume_search(run_dir: str | Path, stream: str | None = "stdout",
                   num_cpus: int | None = None, verbose: bool = False) -> Run:
     """Finish an interrupted run with `Tuner.restore` (errored trials resumed too).
@@ -253,7 +234,10 @@ def resume_search(run_dir: str | Path, stream: str | None = "stdout",
     cfg = config_from_dict(meta)
     # Restore only into the directory the user named, never a path from inside the file.
     cfg = dataclasses.replace(cfg, run_dir=str(rd.path))
-    source = str(rd.path)
+    source, was = str(rd.path), meta.get("experiment")
+    if not storage.is_uri(cfg.storage) and was and Path(was).resolve() != rd.path.resolve():
+        raise UserError(f"{rd.path} was moved from {was}: Ray Tune's saved state would put "
+                        "new trials there; move it back to resume (analyze works anywhere)")
     if storage.is_uri(cfg.storage):
         storage.check_uri(cfg.storage)
         source = storage.recorded_experiment(meta)
@@ -268,7 +252,7 @@ def resume_search(run_dir: str | Path, stream: str | None = "stdout",
                             "resume from")
         if not ray.is_initialized():
             cluster.cleanup_stale(rd)
-        before = _running_numbers(rd, cfg.study_name)
+        before = ledger.running_numbers(rd, cfg.study_name)
         started_here = not ray.is_initialized()
         temp_dir = cluster.connect(cfg.address, num_cpus=num_cpus, verbose=verbose)
         try:
@@ -285,7 +269,7 @@ def resume_search(run_dir: str | Path, stream: str | None = "stdout",
                     searcher.flush_all()
             pull_results(cfg, source)
             if before:
-                _fail_orphans(rd, cfg.study_name, before)
+                ledger.fail_orphans(rd, cfg.study_name, before)
             total = meta.get("trials_planned") or (len(results) if meta.get("grid")
                                                    else cfg.samples)
             return stop_if_guarded(rd, _finish(rd, meta, source, total))

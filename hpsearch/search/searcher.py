@@ -7,13 +7,8 @@ early-stopped or diverged trial is told PRUNED (Optuna keeps its intermediate va
 step = epoch) and an errored one FAIL.
 
 With `equal_fidelity=True` (hpsearch's default) new configs come from a TPE fitted at one
-epoch: the highest that `min_obs` trials reached (BOHB's rule; by default twice the number
-of parameters, 8 until an epoch has that many), on every trial's score *at that epoch*;
-trials that diverged before it count as the worst, running ones as pending (constant liar).
-Optuna's own TPE on the study instead puts the trials that ran longest first: whatever early
-stopping promoted, on crossing curves the fast starters that end worse. A share
-`random_fraction` of suggestions stays random (as in BOHB) so a misleading model cannot
-lock the search in one region.
+epoch on every trial's score *at that epoch* (model.py); a share `random_fraction` of
+suggestions stays random (as in BOHB) so a misleading model cannot lock the search in.
 
 The driver works on an in-memory copy of the study; each trial goes into the run's storage
 (optuna.db) once, when it ends, from a writer thread (writing every parameter and epoch as
@@ -36,80 +31,23 @@ from typing import Callable
 
 import optuna
 from optuna.exceptions import UpdateFinishedTrialError
-from optuna.trial import TrialState, create_trial
+from optuna.trial import TrialState
 from ray.tune.search import Searcher
 
-from hpsearch import fidelity
+from hpsearch.search.model import DIVERGED_ATTR, MIN_OBS_START, default_min_obs, model_trials
 
 logger = logging.getLogger(__name__)
 __all__ = ["StudySearcher", "TUNE_TRIAL_ATTR", "DIVERGED_ATTR", "model_trials", "flush_all",
-           "default_min_obs"]
+           "default_min_obs", "MIN_OBS_START"]
 _LIVE: "weakref.WeakSet[StudySearcher]" = weakref.WeakSet()
 _UNPICKLED = ("_queue", "_writer")  # the writer thread lives and dies with its process
+TUNE_TRIAL_ATTR = "tune_trial_id"  # user attr tying an Optuna trial to its Tune trial
 
 
 def flush_all() -> None:
     """Wait until every searcher of this process has written its ended trials."""
     for searcher in list(_LIVE):
         searcher.flush()
-
-TUNE_TRIAL_ATTR = "tune_trial_id"  # user attr tying an Optuna trial to its Tune trial
-DIVERGED_ATTR = "diverged"
-
-
-def model_trials(trials: list, min_obs: int, maximize: bool,
-                 start: int | None = None) -> tuple[int | None, list]:
-    """What the equal-fidelity model is told: (epoch, frozen trials valued at that epoch).
-
-    Finished or running trials with a score at the chosen epoch keep it; a trial that
-    diverged before it gets the worst score seen at it; running ones without one are pending.
-    Trials stopped before the epoch are left out: their score there is unknown, not bad."""
-    curves = {t.number: {e: v for e, v in t.intermediate_values.items() if math.isfinite(v)}
-              for t in trials}
-    epoch = fidelity.model_epoch(curves, min_obs, start)
-    if epoch is None:
-        return None, []
-    at = [curves[t.number][epoch] for t in trials if epoch in curves[t.number]]
-    worst = min(at) if maximize else max(at)
-    picked = []  # (trial, its value at the epoch, or None: running, pending)
-    for t in trials:
-        if not t.params:
-            continue
-        value = curves[t.number].get(epoch)
-        if value is None and t.user_attrs.get(DIVERGED_ATTR):
-            value = worst
-        if value is not None or t.state == TrialState.RUNNING:
-            picked.append((t, value))
-    # Frozen trials are built for the capped set only (building 1,000 cost ~35 ms).
-    return epoch, [create_trial(params=t.params, distributions=t.distributions, value=v)
-                   if v is not None else
-                   create_trial(params=t.params, distributions=t.distributions,
-                                state=TrialState.RUNNING)
-                   for t, v in _capped(picked, maximize)]
-
-
-MIN_OBS_START = 8  # trials an epoch needs before the model starts (BOHB's rule, d + 1)
-MODEL_MAX_TRIALS = 300
-
-
-def default_min_obs(trials: list) -> int:
-    """Trials an epoch needs for the model to prefer it: twice the parameters suggested so
-    far (every branch of a conditional space), at least 8. With 8, TPE's good set (its best
-    10%) is one, possibly lucky, trial (benchmarks/README.md)."""
-    names = {name for t in trials for name in t.params}
-    return max(MIN_OBS_START, 2 * len(names))
-
-
-def _capped(picked: list, maximize: bool) -> list:
-    """At most MODEL_MAX_TRIALS valued (trial, value) pairs, plus the pending ones: TPE's
-    cost grows with its trials (0.2 s per suggestion at 1,000). Its good set is at most the
-    best 25, so the best 30 are always kept and the rest is a fixed random sample."""
-    valued = [p for p in picked if p[1] is not None]
-    if len(valued) <= MODEL_MAX_TRIALS:
-        return picked
-    valued.sort(key=lambda p: p[1], reverse=maximize)
-    rest = random.Random(len(valued)).sample(valued[30:], MODEL_MAX_TRIALS - 30)
-    return valued[:30] + rest + [p for p in picked if p[1] is None]
 
 
 class StudySearcher(Searcher):
@@ -128,13 +66,18 @@ class StudySearcher(Searcher):
         min_obs: trials an epoch needs before the model learns from it (default: see above).
         random_fraction: share of suggestions left to `sampler` once the model is fitted.
         seed: seeds the model's TPE and the random/model choice.
+        max_trials: how many trials the search runs. The searcher counts them (Tune's own
+            count sits in a separate file, which a driver killed while Tune copied its
+            state can leave out of step with the trial list; see `sync`).
     """
 
     def __init__(self, space_fn: Callable[[optuna.Trial], dict], metric: str, mode: str,
                  sampler: optuna.samplers.BaseSampler, storage, study_name: str,
                  points: list[dict] | None = None, equal_fidelity: bool = False,
-                 min_obs: int | None = None, random_fraction: float = 0.2, seed: int = 0) -> None:
+                 min_obs: int | None = None, random_fraction: float = 0.2, seed: int = 0,
+                 max_trials: int | None = None) -> None:
         super().__init__(metric=metric, mode=mode)
+        self._max_trials, self._count, self._kept, self._reconcile = max_trials, 0, 0, False
         self._equal_fidelity, self._min_obs = equal_fidelity, min_obs
         self._random_fraction, self._seed = random_fraction, seed
         self._rng = random.Random(seed)
@@ -227,7 +170,10 @@ class StudySearcher(Searcher):
             self._space_fn(trial)
         return trial.params
 
-    def suggest(self, trial_id: str) -> dict | None:
+    def suggest(self, trial_id: str) -> dict | str | None:
+        if getattr(self, "_max_trials", None) is not None and self._count >= self._max_trials:
+            return Searcher.FINISHED
+        self._count = getattr(self, "_count", 0) + 1
         if self._equal_fidelity:
             params = self._model_params()
             if params:
@@ -296,4 +242,58 @@ class StudySearcher(Searcher):
         self.__dict__.update(state)
         self._queue = self._writer = None
         self._recorded = None  # trials that ended after this snapshot may be recorded
+        self._reconcile, self._kept = True, 0
         _LIVE.add(self)
+
+    # -- Tune's trial list: the count of trials, and agreeing with it after a restore ------
+    def sync(self, tune_trials: list) -> list[str]:
+        """Called with Tune's trials at the start of each Tune step (`ledger.TrialLedger`),
+        before Tune asks for new ones: the count `max_trials` is checked against.
+
+        A driver killed while Tune copied its state to the run directory can leave this
+        searcher's snapshot ahead of Tune's trial list or behind it. After a restore the
+        first call makes them agree: a Tune trial the snapshot lacks is added to the study
+        with its config (told its end if it already ended); a trial the snapshot has and
+        Tune lost never ends: it is told FAIL with user attr `lost` and its config goes
+        first in the queue, so it runs again. Returns the lost trials' Tune ids."""
+        lost = self._agree_with(tune_trials) if getattr(self, "_reconcile", False) else []
+        self._reconcile = False
+        self._count = len(tune_trials) + getattr(self, "_kept", 0)
+        return lost
+
+    def _agree_with(self, tune_trials: list) -> list[str]:
+        ids, lost = {t.trial_id for t in tune_trials}, []
+        for tid, trial in list(self._trials.items()):
+            if tid in ids:
+                continue
+            if tid in self._done:  # ended, and in optuna.db (`save` flushes first)
+                self._kept += 1
+                continue
+            trial.set_user_attr("lost", True)
+            self._study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
+            self._done.add(tid)
+            self._study.enqueue_trial(trial.params)
+            lost.append(tid)
+        for t in tune_trials:
+            if t.trial_id not in self._trials:
+                self._adopt(t)
+        return lost
+
+    def _adopt(self, tune_trial) -> None:
+        config = dict(tune_trial.config)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # config keys the space does not suggest
+            self._study.enqueue_trial(config)
+            trial = self._study.ask()
+            made = self._space_fn(trial)
+        if any(config.get(k) != v for k, v in made.items()):
+            logger.warning("trial %s: its config does not map onto the space; the model "
+                           "will not learn from it", tune_trial.trial_id)
+            self._study.tell(trial, state=TrialState.FAIL)
+            return
+        trial.set_user_attr(TUNE_TRIAL_ATTR, tune_trial.trial_id)
+        self._trials[tune_trial.trial_id] = trial
+        self._steps[tune_trial.trial_id] = set()
+        if tune_trial.is_finished():
+            self.on_trial_complete(tune_trial.trial_id, tune_trial.last_result or None,
+                                   error=tune_trial.status == tune_trial.ERROR)

@@ -19,12 +19,13 @@ from hpsearch.config import SearchConfig, coerce_value
 from hpsearch.errors import UserError
 from hpsearch.rundir import RunDir
 from hpsearch.search import cluster, packing, storage
+from hpsearch.search.ledger import TrialLedger
 from hpsearch.search.schedulers import AdaptiveHyperband, EpochBudget
 from hpsearch.search.searcher import StudySearcher
 from hpsearch.search.trainable import run_trial
 
-__all__ = ["build_tuner", "validate", "experiment_path", "make_trainable", "grid_size",
-           "quiet_loggers"]
+__all__ = ["build_tuner", "validate", "experiment_path", "make_trainable",
+           "grid_size", "quiet_loggers"]
 
 _NO_AUTO_LOGGERS = "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"
 # What the built-in trainers report that a search can optimise (DESIGN.md schema).
@@ -76,7 +77,8 @@ def _searcher(cfg: SearchConfig, space) -> StudySearcher:
     return StudySearcher(fn, metric=cfg.metric, mode=cfg.mode, sampler=sampler,
                          storage=RunDir(cfg.run_dir).study_url, study_name=cfg.study_name,
                          points=[dict(p) for p in cfg.points],
-                         equal_fidelity=cfg.sampler == "tpe", seed=cfg.seed)
+                         equal_fidelity=cfg.sampler == "tpe", seed=cfg.seed,
+                         max_trials=cfg.samples)
 
 
 def _scheduler(cfg: SearchConfig):
@@ -168,7 +170,9 @@ def build_tuner(cfg: SearchConfig, space, callbacks: list | None = None,
         search_alg, samples = None, 1
     else:
         param_space = None
-        search_alg, samples = _searcher(dataclasses.replace(cfg, fixed=fixed), space), cfg.samples
+        search_alg, samples = _searcher(dataclasses.replace(cfg, fixed=fixed), space), -1
+        callbacks.append(TrialLedger(search_alg, str(cfg.run_dir),
+                                     local=not storage.is_uri(cfg.storage)))
     tune_config = tune.TuneConfig(
         metric=cfg.metric, mode=cfg.mode, search_alg=search_alg, scheduler=_scheduler(cfg),
         num_samples=samples, max_concurrent_trials=slots, reuse_actors=True)

@@ -179,12 +179,12 @@ def test_epoch_budget_stops_all_once_spent(tmp_path):
 
 
 def test_the_model_keeps_the_best_trials_when_capped():
-    from hpsearch.search import searcher
+    from hpsearch.search import model
 
     curves = {f"t{i}": {1: i / 1000} for i in range(1000)}
     study = _study_with(curves, {k: TrialState.COMPLETE for k in curves})
     _, frozen = model_trials(study.get_trials(), min_obs=8, maximize=True)
-    assert len(frozen) == searcher.MODEL_MAX_TRIALS
+    assert len(frozen) == model.MODEL_MAX_TRIALS
     values = sorted((t.value for t in frozen), reverse=True)
     assert values[:30] == [i / 1000 for i in range(999, 969, -1)]  # TPE's good set intact
 

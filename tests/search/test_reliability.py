@@ -107,9 +107,32 @@ def test_killed_driver_is_resumed_on_its_own_ray(tmp_path, foreign_cluster):
     record = json.loads((run_dir / "ray_processes.json").read_text())
     proc.send_signal(signal.SIGKILL)
     proc.wait()
+    # Tune copies its state files to the run directory in the background, so a kill can
+    # leave its trial list older than the searcher's snapshot: drop the newest trial (lost:
+    # its config must run again) and one that ended, if any (it must count, not rerun).
+    state = max(run_dir.glob("experiment_state-*.json"))
+    data = json.loads(state.read_text())
+    entries = [json.loads(t[0]) for t in data["trial_data"]]
+    ended = [i for i, e in enumerate(entries[:-1]) if e["status"] == "TERMINATED"][:1]
+    data["trial_data"] = [t for i, t in enumerate(data["trial_data"])
+                          if i not in ended and i != len(entries) - 1]
+    dropped = entries[-1]
+    state.write_text(json.dumps(data))
+    # A copy elsewhere is not resumed: Tune's saved state would put new trials in run_dir.
+    moved = shutil.copytree(run_dir, tmp_path / "moved")
+    res = subprocess.run(_cli("resume", str(moved)), capture_output=True, text=True,
+                         timeout=120, env=env)
+    assert res.returncode == 2 and f"was moved from {run_dir}" in res.stderr, res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1
     res = subprocess.run(_cli("resume", str(run_dir), "--num-cpus", "2"), capture_output=True,
                          text=True, timeout=400, env=env)
     assert res.returncode == 0, res.stderr[-3000:]
+    if dropped["status"] != "TERMINATED":  # it never ended: its config ran again
+        assert f"trial {dropped['trial_id']} was lost" in res.stderr
+        tag = f"_{dropped['trial_id']}_"  # its folder (if it had started) is set aside
+        assert not [p for p in run_dir.iterdir() if tag in p.name]
+        lost = run_dir / ".lost-trials"
+        assert all(tag in p.name for p in (lost.iterdir() if lost.exists() else []))
     trials = pd.read_csv(run_dir / "trials.csv")
     assert len(trials) == 5 and set(trials["status"]) <= {"completed", "diverged"}
     params = [c for c in ("depth", "lr", "batch_size", "optimizer") if c in trials]

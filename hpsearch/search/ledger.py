@@ -1,0 +1,73 @@
+"""After a crash: making Ray Tune's trial list, the searcher and the run's record
+(optuna.db) agree.
+
+Ray Tune writes its state (trial list, search-algorithm counter, searcher snapshot) to a
+staging folder and copies it to the run directory in the background, file by file, so a
+driver killed mid-copy can leave them out of step. The searcher therefore counts the trials
+itself and, given Tune's trial list after a restore, adopts what it never saw and runs
+again what Tune lost (`StudySearcher.sync`); `ended_outside_tune` counts the trials that
+ended but are missing from Tune's list, for deciding whether a run is finished."""
+
+from __future__ import annotations
+
+import logging
+
+import optuna
+from optuna.trial import TrialState
+from ray import tune
+
+from hpsearch.rundir import RunDir, layout
+from hpsearch.search.searcher import TUNE_TRIAL_ATTR, StudySearcher
+
+logger = logging.getLogger(__name__)
+__all__ = ["TrialLedger", "fail_orphans", "running_numbers", "ended_outside_tune"]
+
+
+class TrialLedger(tune.Callback):
+    """Gives the searcher Tune's trial list at the start of each step: it counts the trials
+    (Tune runs `num_samples=-1`) and, after a restore, agrees with the list (see
+    `StudySearcher.sync`). Folders of trials Tune lost are set aside (RunDir)."""
+
+    def __init__(self, searcher: StudySearcher, run_dir: str, local: bool) -> None:
+        self._searcher, self._run_dir, self._local = searcher, run_dir, local
+
+    def on_step_begin(self, iteration, trials, **info) -> None:
+        for trial_id in self._searcher.sync(trials):
+            moved = RunDir(self._run_dir).set_aside_trial(trial_id) if self._local else []
+            logger.warning("trial %s was lost from Ray Tune's saved state (driver killed while "
+                           "saving it); its config runs again%s", trial_id,
+                           f"; its folder moved to {layout.LOST_TRIALS}/" if moved else "")
+
+
+def ended_outside_tune(rd: RunDir, study_name: str | None, tune_ids: set[str]) -> int:
+    """Trials in optuna.db that ended but are not in Tune's trial list (its saved state was
+    older than the searcher's when the driver was killed); the lost ones (run again) aside."""
+    if not study_name or not rd.file(layout.STUDY_DB).exists():
+        return 0
+    try:
+        study = optuna.load_study(study_name=study_name, storage=rd.study_url)
+    except KeyError:
+        return 0
+    return sum(1 for t in study.get_trials(deepcopy=False)
+               if t.state.is_finished() and not t.user_attrs.get("lost")
+               and t.user_attrs.get(TUNE_TRIAL_ATTR) not in tune_ids)
+
+
+def fail_orphans(rd: RunDir, study_name: str, numbers: set[int]) -> None:
+    """Optuna trials left RUNNING by the killed driver that the restored searcher never
+    picked up again are marked FAIL, so the study has no phantom running trials."""
+    study = optuna.load_study(study_name=study_name, storage=rd.study_url)
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        if t.number in numbers:
+            study.tell(t.number, state=TrialState.FAIL, skip_if_finished=True)
+            logger.warning("optuna trial %d was orphaned by the crash; marked FAIL", t.number)
+
+
+def running_numbers(rd: RunDir, study_name: str) -> set[int] | None:
+    if not rd.file(layout.STUDY_DB).exists() or not study_name:
+        return None
+    try:
+        study = optuna.load_study(study_name=study_name, storage=rd.study_url)
+    except KeyError:
+        return None
+    return {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}

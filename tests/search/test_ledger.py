@@ -1,0 +1,99 @@
+"""The searcher counts the trials and, after a restore, agrees with Tune's trial list: a
+driver killed while Tune copied its state can leave the searcher's snapshot ahead of the
+trial list (a trial Tune lost) or behind it (a trial the searcher never saw)."""
+
+from types import SimpleNamespace
+
+import optuna
+from optuna.trial import TrialState
+from ray.tune.search import Searcher
+
+from hpsearch.search.searcher import TUNE_TRIAL_ATTR, StudySearcher
+
+
+def space(trial):
+    return {"data": "digits", "lr": trial.suggest_float("lr", 1e-4, 1.0, log=True),
+            "depth": trial.suggest_int("depth", 1, 6)}
+
+
+def _searcher(tmp_path, max_trials):
+    return StudySearcher(space, metric="val_metric", mode="max",
+                         sampler=optuna.samplers.RandomSampler(seed=0),
+                         storage=f"sqlite:///{tmp_path}/optuna.db", study_name="s",
+                         max_trials=max_trials)
+
+
+def _tune(trial_id, config, status="RUNNING", last_result=None):
+    return SimpleNamespace(trial_id=trial_id, config=config, status=status, ERROR="ERROR",
+                           last_result=last_result,
+                           is_finished=lambda: status in ("TERMINATED", "ERROR"))
+
+
+def _end(s, trial_id, value, epoch=3):
+    row = {"val_metric": value, "epoch": epoch, "status": "completed"}
+    s.on_trial_result(trial_id, row)
+    s.on_trial_complete(trial_id, row)
+
+
+def _record(tmp_path):
+    study = optuna.load_study(study_name="s", storage=f"sqlite:///{tmp_path}/optuna.db")
+    return {t.user_attrs[TUNE_TRIAL_ATTR]: t for t in study.trials}
+
+
+def test_a_trial_tune_lost_runs_again_and_the_count_holds(tmp_path):
+    s = _searcher(tmp_path, max_trials=4)
+    configs = {i: s.suggest(i) for i in "abc"}
+    _end(s, "a", 0.5)
+    _end(s, "b", 0.6)
+    s.save(str(tmp_path / "snap.pkl"))  # the searcher's snapshot: a, b ended, c running
+    # Tune's saved state is older: it has a (ended) and not b (ended later) nor c.
+    restored = _searcher(tmp_path, max_trials=4)
+    restored.restore(str(tmp_path / "snap.pkl"))
+    tune_trials = [_tune("a", configs["a"], "TERMINATED")]
+    assert restored.sync(tune_trials) == ["c"]
+    again = restored.suggest("d")
+    assert again == configs["c"]  # the lost config goes first
+    tune_trials.append(_tune("d", again))
+    restored.sync(tune_trials)
+    assert isinstance(restored.suggest("e"), dict)  # a, b (ended, kept), d, e
+    tune_trials.append(_tune("e", {}))
+    restored.sync(tune_trials)
+    assert restored.suggest("f") == Searcher.FINISHED
+    _end(restored, "d", 0.7)
+    restored.flush()
+    record = _record(tmp_path)
+    assert record["d"].state == TrialState.COMPLETE and record["d"].params == \
+        {"lr": configs["c"]["lr"], "depth": configs["c"]["depth"]}
+    assert record["c"].state == TrialState.FAIL and record["c"].user_attrs["lost"]
+    assert record["b"].state == TrialState.COMPLETE  # written before the snapshot
+
+
+def test_a_trial_the_searcher_never_saw_is_adopted(tmp_path):
+    s = _searcher(tmp_path, max_trials=5)
+    configs = {i: s.suggest(i) for i in "ab"}
+    s.save(str(tmp_path / "snap.pkl"))  # the searcher's snapshot knows a and b only
+    configs.update({i: s.suggest(i) for i in "cd"})  # ... Tune's state has c and d too
+    restored = _searcher(tmp_path, max_trials=5)
+    restored.restore(str(tmp_path / "snap.pkl"))
+    ended = {"val_metric": 0.8, "epoch": 3, "status": "completed"}
+    tune_trials = [_tune("a", configs["a"]), _tune("b", configs["b"]),
+                   _tune("c", configs["c"], "TERMINATED", ended), _tune("d", configs["d"])]
+    assert restored.sync(tune_trials) == []
+    by_id = {t.user_attrs[TUNE_TRIAL_ATTR]: t for t in restored.study.trials}
+    assert by_id["c"].state == TrialState.COMPLETE and by_id["c"].value == 0.8
+    assert by_id["c"].params == {k: configs["c"][k] for k in ("lr", "depth")}
+    assert by_id["d"].state == TrialState.RUNNING
+    restored.on_trial_result("d", {"val_metric": 0.3, "epoch": 1})  # d reports as usual
+    assert restored.study.trials[by_id["d"].number].intermediate_values == {1: 0.3}
+    assert isinstance(restored.suggest("e"), dict)
+    tune_trials.append(_tune("e", {}))
+    restored.sync(tune_trials)
+    assert restored.suggest("f") == Searcher.FINISHED
+    restored.flush()
+    assert _record(tmp_path)["c"].value == 0.8
+
+
+def test_the_searcher_stops_at_max_trials_without_tune(tmp_path):
+    s = _searcher(tmp_path, max_trials=3)
+    assert all(isinstance(s.suggest(i), dict) for i in "abc")
+    assert s.suggest("d") == Searcher.FINISHED
