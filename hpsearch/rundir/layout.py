@@ -28,8 +28,12 @@ PROCESSES = "ray_processes.json"  # what a local run started, for `resume` after
 LOCK = ".hpsearch.lock"
 REPORT = "report"
 EXPORTED = "exported_confirmed.csv"  # in REPORT: `export --confirm-seeds` results, test metrics
-# Ray Tune's experiment state: rewritten in place, so a full disk can truncate it.
-TUNE_STATE_GLOB = "experiment_state-*.json"
+# Ray Tune's saved state: the trial list (JSON) and its search algorithm's, searcher's and
+# callbacks' pickles, copied into the run directory file by file, in place; a full disk or a
+# driver killed mid-copy can cut one short.
+TUNE_STATE_GLOBS = ("experiment_state-*.json", "search_gen_state-*.json",
+                    "searcher-state-*.pkl", "basic-variant-state-*.json",
+                    "callback-states-*.pkl")
 TUNE_STATE_BACKUP = ".tune-state-backup"
 LOST_TRIALS = ".lost-trials"  # folders of trials Tune's saved state lost (run again)
 # What the analysis reads from each Ray Tune trial folder (checkpoints are not among them).
@@ -200,59 +204,12 @@ class RunDir:
         with os.fdopen(fd, "a", newline="") as f:
             f.write(buf.getvalue())
 
-    # -- Ray Tune's experiment state -------------------------------------------------------
-    def backup_tune_state(self) -> int:
-        """Copy each Tune experiment-state file that parses as JSON to a backup (atomically):
-        the last good state survives a write that a full disk cut short. Returns copies made."""
-        folder = self.path / TUNE_STATE_BACKUP
-        made = 0
-        for live in self.path.glob(TUNE_STATE_GLOB):
-            try:
-                data = live.read_bytes()
-                json.loads(data)
-            except (OSError, ValueError):
-                continue  # mid-write or truncated: keep the previous backup
-            backup = folder / live.name
-            if backup.is_file() and backup.stat().st_size == len(data) and \
-                    backup.read_bytes() == data:
-                continue
-            folder.mkdir(exist_ok=True, mode=_PRIVATE_DIR)
-            atomic_write(backup, data)
-            made += 1
-        return made
-
-    def repair_tune_state(self) -> list[str]:
-        """Put back the last good copy of any Tune state file that is missing or truncated.
-        Returns the names repaired."""
-        repaired = []
-        for backup in sorted((self.path / TUNE_STATE_BACKUP).glob(TUNE_STATE_GLOB)):
-            live = self.path / backup.name
-            try:
-                json.loads(live.read_bytes())
-                continue
-            except (OSError, ValueError):
-                atomic_write(live, backup.read_bytes())
-                repaired.append(backup.name)
-        return repaired
-
     # -- trial folders (written by Ray Tune, or copied down from cloud storage) ------------
     def trial_dirs(self) -> list[Path]:
         """Ray Tune's trial folders (those with a params.json), in name order."""
         if not self.path.is_dir():
             return []
         return sorted(p for p in self.path.iterdir() if (p / "params.json").is_file())
-
-    def set_aside_trial(self, trial_id: str) -> list[str]:
-        """Move the folders of Tune trial `trial_id` (named `<trainable>_<id>_...`) into
-        LOST_TRIALS, out of the tables: a driver killed mid-save left Tune's state without
-        the trial, so its config runs again as a new one. Returns the folders moved."""
-        moved = []
-        for folder in self.trial_dirs():
-            if f"_{trial_id}_" in folder.name:
-                (self.path / LOST_TRIALS).mkdir(exist_ok=True, mode=_PRIVATE_DIR)
-                folder.rename(self.path / LOST_TRIALS / folder.name)
-                moved.append(folder.name)
-        return moved
 
     def write_trial_file(self, trial: str, name: str, data: bytes) -> None:
         """Store one of a trial's result files (copied from cloud storage)."""

@@ -39,17 +39,20 @@ def _tune_error(trial_dir: Path) -> str | None:
     return lines[-1][:500] if lines else "error"
 
 
-def _params(trial_dir: Path) -> dict:
+def _params(trial_dir: Path, results: list[dict]) -> dict:
     try:
         config = json.loads((trial_dir / "params.json").read_text())
     except (OSError, ValueError):
-        return {}
-    return config if isinstance(config, dict) else {}
+        config = None
+    if isinstance(config, dict):
+        return config
+    # params.json cut short (a kill while Tune copied it): Tune puts the config in each row.
+    return next((r["config"] for r in results if isinstance(r.get("config"), dict)), {})
 
 
 def trial_rows(trial_dir: Path, finished: bool, config_keys: set) -> list[dict]:
     results = _read_results(trial_dir)
-    config = _params(trial_dir)
+    config = _params(trial_dir, results)
     config_keys.update(config)
     tid = results[0].get("trial_id") if results else trial_dir.name
     by_epoch: dict[int, dict] = {}

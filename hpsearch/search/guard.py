@@ -16,7 +16,7 @@ from pathlib import Path
 from ray.tune import Callback
 
 from hpsearch.errors import UserError
-from hpsearch.rundir import RunDir
+from hpsearch.rundir import RunDir, tune_state
 
 logger = logging.getLogger(__name__)
 __all__ = ["DiskGuard", "ContractGuard", "min_free_mb", "check_free", "disk_errors",
@@ -74,7 +74,7 @@ class DiskGuard(Callback):
         if self.local and now - self._last_backup >= self.backup_every_s:
             self._last_backup = now
             try:
-                RunDir(self.path).backup_tune_state()
+                tune_state.backup(RunDir(self.path))
             except OSError as exc:  # a full disk: the previous backup stays
                 logger.warning("could not back up Tune's state: %s", exc)
 

@@ -16,7 +16,7 @@ import optuna
 from optuna.trial import TrialState
 from ray import tune
 
-from hpsearch.rundir import RunDir, layout
+from hpsearch.rundir import RunDir, layout, tune_state
 from hpsearch.search.searcher import TUNE_TRIAL_ATTR, StudySearcher
 
 logger = logging.getLogger(__name__)
@@ -33,7 +33,8 @@ class TrialLedger(tune.Callback):
 
     def on_step_begin(self, iteration, trials, **info) -> None:
         for trial_id in self._searcher.sync(trials):
-            moved = RunDir(self._run_dir).set_aside_trial(trial_id) if self._local else []
+            rd = RunDir(self._run_dir)
+            moved = tune_state.set_aside_trial(rd, trial_id) if self._local else []
             logger.warning("trial %s was lost from Ray Tune's saved state (driver killed while "
                            "saving it); its config runs again%s", trial_id,
                            f"; its folder moved to {layout.LOST_TRIALS}/" if moved else "")

@@ -19,7 +19,7 @@ from ray.util.client import ray as ray_client
 from hpsearch import __version__
 from hpsearch.config import SearchConfig, config_from_dict, config_to_dict
 from hpsearch.errors import UserError
-from hpsearch.rundir import Run, RunDir, layout, load_run
+from hpsearch.rundir import Run, RunDir, layout, load_run, tune_state
 from hpsearch.search import cluster, ledger, searcher, storage
 from hpsearch.search.guard import ContractGuard, DiskGuard, check_free, disk_errors, stop_if_guarded
 from hpsearch.search.progress import Progress
@@ -244,9 +244,9 @@ def resume_search(run_dir: str | Path, stream: str | None = "stdout",
     with rd.lock():
         check_free(rd.path, f"hpsearch resume {rd.path}")
         if not storage.is_uri(cfg.storage):
-            for name in rd.repair_tune_state():
-                logger.warning("%s was cut short (full disk?); restored its last good copy",
-                               name)
+            for name in tune_state.repair(rd):
+                logger.warning("%s was cut short (full disk, or a kill while Tune copied it); "
+                               "restored its last good copy", name)
         if not tune.Tuner.can_restore(source):
             raise UserError(f"{storage.redact(source)}: no Ray Tune experiment state to "
                             "resume from")

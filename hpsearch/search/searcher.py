@@ -3,18 +3,14 @@ Optuna the truth about how each trial ended (public Optuna and Tune APIs only).
 
 Ray's OptunaSearch tells every trial with a final value as COMPLETE, including those ASHA
 stopped after one epoch, so TPE treats a 1-epoch score as a finished result. Here an
-early-stopped or diverged trial is told PRUNED (Optuna keeps its intermediate values at
-step = epoch) and an errored one FAIL.
-
-With `equal_fidelity=True` (hpsearch's default) new configs come from a TPE fitted at one
-epoch on every trial's score *at that epoch* (model.py); a share `random_fraction` of
-suggestions stays random (as in BOHB) so a misleading model cannot lock the search in.
+early-stopped or diverged trial is told PRUNED (with its intermediate values at step =
+epoch) and an errored one FAIL. With `equal_fidelity=True` (the default) new configs come
+from a TPE fitted at one epoch (model.py); a share `random_fraction` stays random (BOHB).
 
 The driver works on an in-memory copy of the study; each trial goes into the run's storage
-(optuna.db) once, when it ends, from a writer thread (writing every parameter and epoch as
-it happened cost ~0.1 s of driver time per trial). Every `save` (Tune's experiment
-checkpoints) first waits for the writes, so a saved searcher never knows a trial optuna.db
-lacks."""
+(optuna.db) once, when it ends, from a writer thread (writing every epoch as it happened
+cost ~0.1 s of driver time per trial). Every `save` first waits for the writes, so a saved
+searcher never knows a trial optuna.db lacks."""
 
 from __future__ import annotations
 
@@ -77,7 +73,7 @@ class StudySearcher(Searcher):
                  min_obs: int | None = None, random_fraction: float = 0.2, seed: int = 0,
                  max_trials: int | None = None) -> None:
         super().__init__(metric=metric, mode=mode)
-        self._max_trials, self._count, self._kept, self._reconcile = max_trials, 0, 0, False
+        self._max_trials, self._count, self._kept, self._reconcile = max_trials, 0, 0, True
         self._equal_fidelity, self._min_obs = equal_fidelity, min_obs
         self._random_fraction, self._seed = random_fraction, seed
         self._rng = random.Random(seed)
@@ -115,7 +111,8 @@ class StudySearcher(Searcher):
                               for t in self._record.get_trials(deepcopy=False)}
             for t in self._study.get_trials(deepcopy=False):
                 tid = t.user_attrs.get(TUNE_TRIAL_ATTR)
-                if t.state.is_finished() and tid not in self._recorded and tid != trial_id:
+                if t.state.is_finished() and tid not in self._recorded and tid not in (
+                        trial_id, None):
                     self._enqueue(tid, t)
         if trial_id not in self._recorded:
             self._enqueue(trial_id, self._study.get_trials(deepcopy=False)[number])
@@ -248,14 +245,10 @@ class StudySearcher(Searcher):
     # -- Tune's trial list: the count of trials, and agreeing with it after a restore ------
     def sync(self, tune_trials: list) -> list[str]:
         """Called with Tune's trials at the start of each Tune step (`ledger.TrialLedger`),
-        before Tune asks for new ones: the count `max_trials` is checked against.
-
-        A driver killed while Tune copied its state to the run directory can leave this
-        searcher's snapshot ahead of Tune's trial list or behind it. After a restore the
-        first call makes them agree: a Tune trial the snapshot lacks is added to the study
-        with its config (told its end if it already ended); a trial the snapshot has and
-        Tune lost never ends: it is told FAIL with user attr `lost` and its config goes
-        first in the queue, so it runs again. Returns the lost trials' Tune ids."""
+        before Tune asks for new ones: the count `max_trials` is checked against. After a
+        restore it first adopts the Tune trials the snapshot lacks (with their configs; told
+        their end if they ended) and runs again the configs of those it has and Tune lost
+        (told FAIL, user attr `lost`; see ledger.py). Returns the lost trials' Tune ids."""
         lost = self._agree_with(tune_trials) if getattr(self, "_reconcile", False) else []
         self._reconcile = False
         self._count = len(tune_trials) + getattr(self, "_kept", 0)
@@ -263,6 +256,11 @@ class StudySearcher(Searcher):
 
     def _agree_with(self, tune_trials: list) -> list[str]:
         ids, lost = {t.trial_id for t in tune_trials}, []
+        unknown = [t for t in tune_trials if t.trial_id not in self._trials]
+        for t in unknown:  # first: a config enqueued below would be asked for instead
+            self._adopt(t)
+        if unknown:  # the snapshot is older: its sampler would draw those configs again
+            self._study.sampler.reseed_rng()
         for tid, trial in list(self._trials.items()):
             if tid in ids:
                 continue
@@ -274,26 +272,29 @@ class StudySearcher(Searcher):
             self._done.add(tid)
             self._study.enqueue_trial(trial.params)
             lost.append(tid)
-        for t in tune_trials:
-            if t.trial_id not in self._trials:
-                self._adopt(t)
         return lost
 
     def _adopt(self, tune_trial) -> None:
-        config = dict(tune_trial.config)
+        config, requeue = dict(tune_trial.config), []
+        ahead = len(self._study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # config keys the space does not suggest
             self._study.enqueue_trial(config)
-            trial = self._study.ask()
-            made = self._space_fn(trial)
-        if any(config.get(k) != v for k, v in made.items()):
+            for _ in range(ahead + 1):  # configs queued before this one (--points) go back
+                trial = self._study.ask()
+                made = self._space_fn(trial)
+                if all(config.get(k) == v for k, v in made.items()):
+                    break
+                requeue.append(trial.params)
+                self._study.tell(trial, state=TrialState.FAIL)  # no Tune trial: not recorded
+        for params in requeue[:ahead]:
+            self._study.enqueue_trial(params)
+        if len(requeue) > ahead:
             logger.warning("trial %s: its config does not map onto the space; the model "
                            "will not learn from it", tune_trial.trial_id)
-            self._study.tell(trial, state=TrialState.FAIL)
             return
         trial.set_user_attr(TUNE_TRIAL_ATTR, tune_trial.trial_id)
-        self._trials[tune_trial.trial_id] = trial
-        self._steps[tune_trial.trial_id] = set()
+        self._trials[tune_trial.trial_id], self._steps[tune_trial.trial_id] = trial, set()
         if tune_trial.is_finished():
             self.on_trial_complete(tune_trial.trial_id, tune_trial.last_result or None,
                                    error=tune_trial.status == tune_trial.ERROR)

@@ -110,11 +110,15 @@ CLIENT_SCRIPT = textwrap.dedent("""
 
 
 def test_ray_client_address_needs_a_shared_run_directory(tmp_path):
-    res = subprocess.run([sys.executable, "-c", CLIENT_SCRIPT, str(tmp_path)],
+    # Ray Client gives up after ~35 s by default; the head's client server can take longer
+    # to start its per-client process while the rest of the suite loads this machine.
+    env = {**os.environ, "RAY_CLIENT_INITIAL_CONNECTION_TIMEOUT_S": "30",
+           "RAY_CLIENT_MAX_CONNECTION_TIMEOUT_S": "120"}
+    res = subprocess.run([sys.executable, "-c", CLIENT_SCRIPT, str(tmp_path)], env=env,
                          capture_output=True, text=True, cwd=ROOT, timeout=400)
     assert res.returncode == 0, res.stderr[-3000:]
     out = json.loads(res.stdout.strip().splitlines()[-1])
-    assert out == {"no_storage": 2, "shared": 0}
+    assert out == {"no_storage": 2, "shared": 0}, res.stderr[-3000:]
     assert "through ray:// Tune runs on the head node" in res.stderr
     assert not (tmp_path / "local").exists()
     trials = (tmp_path / "shared" / "run" / "trials.csv").read_text().splitlines()

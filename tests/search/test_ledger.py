@@ -85,12 +85,31 @@ def test_a_trial_the_searcher_never_saw_is_adopted(tmp_path):
     assert by_id["d"].state == TrialState.RUNNING
     restored.on_trial_result("d", {"val_metric": 0.3, "epoch": 1})  # d reports as usual
     assert restored.study.trials[by_id["d"].number].intermediate_values == {1: 0.3}
-    assert isinstance(restored.suggest("e"), dict)
+    # The snapshot's sampler would draw c's and d's configs again: it is reseeded.
+    assert restored.suggest("e") not in (configs["c"], configs["d"])
     tune_trials.append(_tune("e", {}))
     restored.sync(tune_trials)
     assert restored.suggest("f") == Searcher.FINISHED
     restored.flush()
     assert _record(tmp_path)["c"].value == 0.8
+
+
+def test_adopting_keeps_the_points_queued_before(tmp_path):
+    point = {"lr": 0.5, "depth": 2}
+    s = StudySearcher(space, metric="val_metric", mode="max",
+                      sampler=optuna.samplers.RandomSampler(seed=0),
+                      storage=f"sqlite:///{tmp_path}/optuna.db", study_name="s",
+                      points=[point], max_trials=3)
+    s.save(str(tmp_path / "snap.pkl"))  # the point still queued
+    restored = _searcher(tmp_path, max_trials=3)
+    restored.restore(str(tmp_path / "snap.pkl"))
+    config = {"data": "digits", "lr": 0.01, "depth": 5}  # a trial Tune has, the snapshot not
+    assert restored.sync([_tune("a", config)]) == []
+    by_id = {t.user_attrs.get(TUNE_TRIAL_ATTR): t for t in restored.study.trials}
+    assert by_id["a"].params == {"lr": 0.01, "depth": 5}
+    assert restored.suggest("b") == {"data": "digits", **point}  # the point is not lost
+    restored.flush()
+    assert set(_record(tmp_path)) == set()  # nothing ended: nothing recorded
 
 
 def test_the_searcher_stops_at_max_trials_without_tune(tmp_path):

@@ -118,6 +118,11 @@ def test_killed_driver_is_resumed_on_its_own_ray(tmp_path, foreign_cluster):
                           if i not in ended and i != len(entries) - 1]
     dropped = entries[-1]
     state.write_text(json.dumps(data))
+    # ... and cut the searcher's snapshot short, if hpsearch had a copy of it by then.
+    snap = max(run_dir.glob("searcher-state-*.pkl"))
+    copied = (run_dir / ".tune-state-backup" / snap.name).is_file()
+    if copied:
+        snap.write_bytes(snap.read_bytes()[: snap.stat().st_size // 2])
     # A copy elsewhere is not resumed: Tune's saved state would put new trials in run_dir.
     moved = shutil.copytree(run_dir, tmp_path / "moved")
     res = subprocess.run(_cli("resume", str(moved)), capture_output=True, text=True,
@@ -127,6 +132,7 @@ def test_killed_driver_is_resumed_on_its_own_ray(tmp_path, foreign_cluster):
     res = subprocess.run(_cli("resume", str(run_dir), "--num-cpus", "2"), capture_output=True,
                          text=True, timeout=400, env=env)
     assert res.returncode == 0, res.stderr[-3000:]
+    assert ("restored its last good copy" in res.stderr) == copied
     if dropped["status"] != "TERMINATED":  # it never ended: its config ran again
         assert f"trial {dropped['trial_id']} was lost" in res.stderr
         tag = f"_{dropped['trial_id']}_"  # its folder (if it had started) is set aside

@@ -1,0 +1,103 @@
+"""Ray Tune's saved state in a run directory: a last good copy of each file, put back when a
+full disk or a kill during Tune's copy cut the live one short."""
+
+import json
+import os
+import pickle
+import time
+
+import pytest
+
+from hpsearch.errors import UserError
+from hpsearch.rundir import RunDir, tune_state
+from hpsearch.rundir.layout import TUNE_STATE_BACKUP
+
+FILES = {"experiment_state-2026-01-01_00-00-00.json":
+         json.dumps({"trial_data": [["{}", "x"]] * 50}).encode(),
+         "search_gen_state-2026-01-01_00-00-00.json":
+         pickle.dumps({"counter": 7, "pad": "a.b.c." * 200}, protocol=5),
+         "searcher-state-2026-01-01_00-00-00.pkl":
+         pickle.dumps({"trials": list(range(500)), "note": "x." * 300}, protocol=5)}
+
+
+@pytest.fixture
+def rd(tmp_path):
+    rd = RunDir(tmp_path / "run")
+    rd.path.mkdir()
+    for name, data in FILES.items():
+        _write(rd, name, data)
+    return rd
+
+
+def _write(rd, name, data):
+    """Write a state file as Tune's copy would, finished a while ago."""
+    (rd.path / name).write_bytes(data)
+    then = time.time() - 10
+    os.utime(rd.path / name, (then, then))
+
+
+def _cut_after_a_dot(data: bytes) -> bytes:
+    """A prefix that ends with b"." (STOP's byte) but is not the whole pickle."""
+    return data[:data.rindex(b".", 0, len(data) // 2) + 1]
+
+
+def test_each_cut_file_is_put_back_from_its_last_good_copy(rd):
+    assert tune_state.backup(rd) == 3
+    assert tune_state.backup(rd) == 0  # unchanged files are not copied again
+    for name, data in FILES.items():
+        _write(rd, name, data[: len(data) // 2])
+    # A cut pickle that happens to end with STOP's byte is caught by the full check.
+    name = "searcher-state-2026-01-01_00-00-00.pkl"
+    _write(rd, name, _cut_after_a_dot(FILES[name]))
+    assert sorted(tune_state.repair(rd)) == sorted(FILES)
+    for name, data in FILES.items():
+        assert (rd.path / name).read_bytes() == data
+    assert tune_state.repair(rd) == []
+
+
+def test_a_copy_of_a_cut_file_costs_one_generation_not_the_state(rd):
+    tune_state.backup(rd)
+    name = "search_gen_state-2026-01-01_00-00-00.json"
+    _write(rd, name, FILES[name][:-2])  # cut short: not copied
+    assert tune_state.backup(rd) == 0
+    _write(rd, name, _cut_after_a_dot(FILES[name]))  # passes the quick check: copied
+    assert tune_state.backup(rd) == 1
+    assert tune_state.repair(rd) == [name]  # ... but the copy before it is put back
+    assert (rd.path / name).read_bytes() == FILES[name]
+
+
+def test_a_file_tune_may_still_be_copying_is_left_alone(rd):
+    name = "experiment_state-2026-01-01_00-00-00.json"
+    (rd.path / name).write_bytes(FILES[name])  # just written
+    assert tune_state.backup(rd) == 2
+    assert not (rd.path / TUNE_STATE_BACKUP / name).exists()
+
+
+def test_a_missing_file_comes_back_from_its_copy(rd):
+    tune_state.backup(rd)
+    name = "experiment_state-2026-01-01_00-00-00.json"
+    (rd.path / name).unlink()
+    assert tune_state.repair(rd) == [name]
+
+
+def test_a_cut_file_without_a_good_copy_is_one_clear_error(rd):
+    name = "searcher-state-2026-01-01_00-00-00.pkl"
+    _write(rd, name, FILES[name][:100])
+    with pytest.raises(UserError, match="cut short and has no good copy"):
+        tune_state.repair(rd)
+
+
+def test_a_trial_whose_params_json_was_cut_short_keeps_its_config(tmp_path):
+    from hpsearch.rundir.results import trial_rows
+
+    trial = tmp_path / "run_trial_abc12345_1_lr=0.1"
+    trial.mkdir()
+    (trial / "params.json").write_text("")  # created, never written: the copy was killed
+    config = {"lr": 0.1, "depth": 3}
+    rows = [{"epoch": e, "val_metric": e / 10, "status": "completed" if e == 2 else "running",
+             "trial_id": "abc12345", "config": config} for e in (1, 2)]
+    (trial / "result.json").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    keys = set()
+    out = trial_rows(trial, finished=True, config_keys=keys)
+    assert keys == {"lr", "depth"} and [(r["epoch"], r["lr"], r["depth"]) for r in out] == \
+        [(1, 0.1, 3), (2, 0.1, 3)]
