@@ -101,3 +101,9 @@ def test_a_trial_whose_params_json_was_cut_short_keeps_its_config(tmp_path):
     out = trial_rows(trial, finished=True, config_keys=keys)
     assert keys == {"lr", "depth"} and [(r["epoch"], r["lr"], r["depth"]) for r in out] == \
         [(1, 0.1, 3), (2, 0.1, 3)]
+
+
+def test_a_search_algorithm_state_without_its_searcher_is_one_clear_error(rd):
+    (rd.path / "searcher-state-2026-01-01_00-00-00.pkl").unlink()  # never copied, no backup
+    with pytest.raises(UserError, match="no searcher snapshot"):
+        tune_state.repair(rd)

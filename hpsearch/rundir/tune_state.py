@@ -97,6 +97,10 @@ def repair(rd: RunDir) -> list[str]:
         else:
             raise UserError(f"{live}: Ray Tune's saved state is cut short and has no good "
                             "copy; this run cannot be resumed ('hpsearch analyze' works)")
+    names = {p.name.split("-")[0] for p in _files(rd.path)}
+    if "search_gen_state" in names and "searcher" not in names:  # Tune would start over
+        raise UserError(f"{rd.path}: Ray Tune's saved state has no searcher snapshot (the "
+                        "run was killed before Tune first copied it); it cannot be resumed")
     return repaired
 
 
