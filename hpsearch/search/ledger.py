@@ -17,7 +17,7 @@ from optuna.trial import TrialState
 from ray import tune
 
 from hpsearch.rundir import RunDir, layout, tune_state
-from hpsearch.search.searcher import TUNE_TRIAL_ATTR, StudySearcher
+from hpsearch.search.searcher import LOST_ATTR, TUNE_TRIAL_ATTR, StudySearcher
 
 logger = logging.getLogger(__name__)
 __all__ = ["TrialLedger", "fail_orphans", "running_numbers", "ended_outside_tune"]
@@ -40,18 +40,24 @@ class TrialLedger(tune.Callback):
                            f"; its folder moved to {layout.LOST_TRIALS}/" if moved else "")
 
 
+def _record(rd: RunDir, study_name: str | None) -> optuna.Study | None:
+    """The run's record (optuna.db), or None when the run has none."""
+    if not study_name or not rd.file(layout.STUDY_DB).exists():
+        return None
+    try:
+        return optuna.load_study(study_name=study_name, storage=rd.study_url)
+    except KeyError:
+        return None
+
+
 def ended_outside_tune(rd: RunDir, study_name: str | None, tune_ids: set[str]) -> int:
     """Trials in optuna.db that ended but are not in Tune's trial list (its saved state was
     older than the searcher's when the driver was killed); the lost ones (run again) aside."""
-    if not study_name or not rd.file(layout.STUDY_DB).exists():
-        return 0
-    try:
-        study = optuna.load_study(study_name=study_name, storage=rd.study_url)
-    except KeyError:
-        return 0
-    return sum(1 for t in study.get_trials(deepcopy=False)
-               if t.state.is_finished() and not t.user_attrs.get("lost")
-               and t.user_attrs.get(TUNE_TRIAL_ATTR) not in tune_ids)
+    study = _record(rd, study_name)
+    return 0 if study is None else sum(
+        1 for t in study.get_trials(deepcopy=False)
+        if t.state.is_finished() and not t.user_attrs.get(LOST_ATTR)
+        and t.user_attrs.get(TUNE_TRIAL_ATTR) not in tune_ids)
 
 
 def fail_orphans(rd: RunDir, study_name: str, numbers: set[int]) -> None:
@@ -65,10 +71,6 @@ def fail_orphans(rd: RunDir, study_name: str, numbers: set[int]) -> None:
 
 
 def running_numbers(rd: RunDir, study_name: str) -> set[int] | None:
-    if not rd.file(layout.STUDY_DB).exists() or not study_name:
-        return None
-    try:
-        study = optuna.load_study(study_name=study_name, storage=rd.study_url)
-    except KeyError:
-        return None
-    return {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
+    study = _record(rd, study_name)
+    return None if study is None else {
+        t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}

@@ -77,8 +77,8 @@ def _all_ended(rd: RunDir, meta: dict, experiment: str, expected: int) -> bool:
         logger.warning("cannot read Tune's experiment state: %s", exc)
         return False
     ended = sum(t.status in ("TERMINATED", "ERROR") for t in trials)
-    return ended + ledger.ended_outside_tune(rd, meta.get("study_name"),
-                                             {t.trial_id for t in trials}) >= expected
+    return ended >= expected or ended + ledger.ended_outside_tune(
+        rd, meta.get("study_name"), {t.trial_id for t in trials}) >= expected
 
 
 def _finish(rd: RunDir, meta: dict, experiment: str, expected: int) -> Run:

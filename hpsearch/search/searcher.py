@@ -33,11 +33,11 @@ from ray.tune.search import Searcher
 from hpsearch.search.model import DIVERGED_ATTR, MIN_OBS_START, default_min_obs, model_trials
 
 logger = logging.getLogger(__name__)
-__all__ = ["StudySearcher", "TUNE_TRIAL_ATTR", "DIVERGED_ATTR", "model_trials", "flush_all",
-           "default_min_obs", "MIN_OBS_START"]
+__all__ = ["StudySearcher", "TUNE_TRIAL_ATTR", "DIVERGED_ATTR", "LOST_ATTR", "model_trials",
+           "flush_all", "default_min_obs", "MIN_OBS_START"]
 _LIVE: "weakref.WeakSet[StudySearcher]" = weakref.WeakSet()
 _UNPICKLED = ("_queue", "_writer")  # the writer thread lives and dies with its process
-TUNE_TRIAL_ATTR = "tune_trial_id"  # user attr tying an Optuna trial to its Tune trial
+TUNE_TRIAL_ATTR, LOST_ATTR = "tune_trial_id", "lost"  # user attrs: the Tune trial; Tune lost it
 
 
 def flush_all() -> None:
@@ -267,7 +267,7 @@ class StudySearcher(Searcher):
             if tid in self._done:  # ended, and in optuna.db (`save` flushes first)
                 self._kept += 1
                 continue
-            trial.set_user_attr("lost", True)
+            trial.set_user_attr(LOST_ATTR, True)
             self._study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
             self._done.add(tid)
             self._study.enqueue_trial(trial.params)
