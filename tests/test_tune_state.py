@@ -107,3 +107,79 @@ def test_a_search_algorithm_state_without_its_searcher_is_one_clear_error(rd):
     (rd.path / "searcher-state-2026-01-01_00-00-00.pkl").unlink()  # never copied, no backup
     with pytest.raises(UserError, match="no searcher snapshot"):
         tune_state.repair(rd)
+
+
+def _trial_state(rd, trials):
+    """An experiment state whose trials' pickled checkpoint managers name `path`s."""
+    data = [[json.dumps({"trial_id": tid, "status": status}),
+             json.dumps({"checkpoint_manager": {"_type": "CLOUDPICKLE_FALLBACK", "value":
+                         pickle.dumps({"latest": {"path": path, "fs": "file:///_"}},
+                                      protocol=5).hex()}})]
+            for tid, status, path in trials]
+    _write(rd, "experiment_state-2026-01-01_00-00-00.json",
+           json.dumps({"trial_data": data}).encode())
+
+
+def _checkpoint(folder, n, epoch):
+    ckpt = folder / f"checkpoint_{n:06d}"
+    ckpt.mkdir(parents=True)
+    (ckpt / "state.pt").write_bytes(b"state of epoch %d" % epoch)
+    (ckpt / "row.json").write_text(json.dumps({"epoch": epoch, "val_metric": epoch / 10}))
+    return ckpt
+
+
+def _logged(folder, epochs):
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "result.json").write_text("".join(
+        json.dumps({"epoch": e, "trial_id": folder.name[10:13]}) + "\n" for e in epochs))
+
+
+def _epochs(folder):
+    return [json.loads(x)["epoch"] for x in (folder / "result.json").read_text().splitlines()]
+
+
+def test_a_checkpoint_tune_deleted_under_its_lagging_state_is_mended(rd, tmp_path):
+    """Tune's state names checkpoint 1; num_to_keep=1 left only 3 (the newest): the trial
+    gets its newest state under the name Tune will restore."""
+    lagging, empty, done = (rd.path / f"run_trial_{t}_x" for t in ("aaa", "bbb", "ccc"))
+    _logged(lagging, [1, 2, 3, 4])
+    newest = _checkpoint(lagging, 3, epoch=4)
+    empty.mkdir()
+    _checkpoint(done, 2, epoch=3)
+    outside = tmp_path / "elsewhere" / "run_trial_ddd" / "checkpoint_000001"
+    _checkpoint(outside.parent, 5, epoch=6)
+    _trial_state(rd, [("aaa", "PAUSED", str(lagging / "checkpoint_000001")),
+                      ("bbb", "RUNNING", str(empty / "checkpoint_000000")),
+                      ("ccc", "TERMINATED", str(done / "checkpoint_000001")),
+                      ("ddd", "RUNNING", str(outside))])
+    mended = tune_state.mend_checkpoints(rd)
+    assert mended == [str(lagging / "checkpoint_000001"), str(empty / "checkpoint_000000")]
+    assert (lagging / "checkpoint_000001" / "state.pt").read_bytes() == b"state of epoch 4"
+    assert not newest.exists()  # moved, not copied: no stale newer folder left behind
+    assert _epochs(lagging) == [1, 2, 3, 4]  # nothing added: epoch 4 was logged
+    assert list((empty / "checkpoint_000000").iterdir()) == []  # no state: starts over
+    assert not (done / "checkpoint_000001").exists()  # ended trials are not restored
+    assert not outside.exists()  # a path outside the run is never touched
+    assert tune_state.mend_checkpoints(rd) == []  # nothing left to mend
+
+
+def test_the_restored_checkpoint_leaves_no_gap_in_the_logged_epochs(rd):
+    """The newest checkpoint by its saved epoch, if at most one past the last logged row
+    (that row, saved with it, is logged); one further ahead is dropped, never a gap."""
+    one_ahead, far_ahead = rd.path / "run_trial_aaa_x", rd.path / "run_trial_bbb_x"
+    _logged(one_ahead, [1, 2, 3])
+    _checkpoint(one_ahead, 9, epoch=2)  # a stale folder with a higher number
+    _checkpoint(one_ahead, 5, epoch=4)  # the driver died before logging epoch 4
+    _logged(far_ahead, [1, 2])
+    _checkpoint(far_ahead, 5, epoch=5)
+    _trial_state(rd, [("aaa", "PAUSED", str(one_ahead / "checkpoint_000003")),
+                      ("bbb", "PAUSED", str(far_ahead / "checkpoint_000001"))])
+    tune_state.mend_checkpoints(rd)
+    assert (one_ahead / "checkpoint_000003" / "state.pt").read_bytes() == b"state of epoch 4"
+    assert sorted(p.name for p in one_ahead.iterdir() if p.is_dir()) == ["checkpoint_000003"]
+    assert _epochs(one_ahead) == [1, 2, 3, 4]
+    last = json.loads((one_ahead / "result.json").read_text().splitlines()[-1])
+    assert last == {"epoch": 4, "val_metric": 0.4, "trial_id": "aaa"}
+    assert _epochs(far_ahead) == [1, 2]
+    assert [p.name for p in far_ahead.iterdir() if p.is_dir()] == ["checkpoint_000001"]
+    assert list((far_ahead / "checkpoint_000001").iterdir()) == []  # starts over

@@ -35,6 +35,7 @@ TUNE_STATE_GLOBS = ("experiment_state-*.json", "search_gen_state-*.json",
                     "searcher-state-*.pkl", "basic-variant-state-*.json",
                     "callback-states-*.pkl")
 TUNE_STATE_BACKUP = ".tune-state-backup"
+CHECKPOINT_STATE, CHECKPOINT_ROW = "state.pt", "row.json"  # in a trial's Tune checkpoint
 LOST_TRIALS = ".lost-trials"  # folders of trials Tune's saved state lost (run again)
 # What the analysis reads from each Ray Tune trial folder (checkpoints are not among them).
 RESULT_FILES = frozenset({"result.json", "params.json", "error.txt", "progress.csv"})

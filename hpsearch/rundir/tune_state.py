@@ -8,11 +8,14 @@ import io
 import json
 import os
 import pickletools
+import re
+import shutil
 import time
 from pathlib import Path
 
 from hpsearch.errors import UserError
 from hpsearch.rundir.layout import (
+    CHECKPOINT_ROW,
     LOST_TRIALS,
     TUNE_STATE_BACKUP,
     TUNE_STATE_GLOBS,
@@ -20,7 +23,8 @@ from hpsearch.rundir.layout import (
     atomic_write,
 )
 
-__all__ = ["backup", "repair", "set_aside_trial"]
+__all__ = ["backup", "repair", "set_aside_trial", "set_aside_folder", "mend_checkpoints"]
+_CHECKPOINT = re.compile(r"checkpoint_(\d+)")
 
 
 def _whole(name: str, data: bytes, full: bool) -> bool:
@@ -111,7 +115,110 @@ def set_aside_trial(rd: RunDir, trial_id: str) -> list[str]:
     moved = []
     for folder in rd.trial_dirs():
         if f"_{trial_id}_" in folder.name:
-            (rd.path / LOST_TRIALS).mkdir(exist_ok=True, mode=0o700)
-            folder.rename(rd.path / LOST_TRIALS / folder.name)
+            set_aside_folder(rd, folder)
             moved.append(folder.name)
     return moved
+
+
+def set_aside_folder(rd: RunDir, folder: Path) -> None:
+    """Move a trial folder of the run into LOST_TRIALS."""
+    (rd.path / LOST_TRIALS).mkdir(exist_ok=True, mode=0o700)
+    folder.rename(rd.path / LOST_TRIALS / folder.name)
+
+
+def _named_checkpoints(data: bytes) -> set[str]:
+    """The checkpoint paths a trial's pickled checkpoint manager names (read opcode by opcode,
+    nothing run)."""
+    found = set()
+    for _, arg, _ in pickletools.genops(io.BytesIO(data)):
+        if isinstance(arg, str) and os.path.isabs(arg) and _CHECKPOINT.fullmatch(
+                os.path.basename(arg)):
+            found.add(arg)
+    return found
+
+
+def _saved_row(folder: Path) -> dict:
+    """The row reported with a checkpoint ({} if unreadable)."""
+    try:
+        row = json.loads((folder / CHECKPOINT_ROW).read_text())
+    except (OSError, ValueError):
+        return {}
+    return row if isinstance(row, dict) and isinstance(row.get("epoch"), int) else {}
+
+
+def _logged_rows(trial_dir: Path) -> list[dict]:
+    """The rows in a trial's result.json (a line a kill cut short is skipped)."""
+    rows = []
+    try:
+        lines = (trial_dir / "result.json").read_text().splitlines()
+    except OSError:
+        return rows
+    for line in lines:
+        try:
+            rows.append(json.loads(line))
+        except ValueError:
+            continue
+    return [r for r in rows if isinstance(r, dict) and isinstance(r.get("epoch"), int)]
+
+
+def _restart_point(trial_dir: Path, target: Path) -> None:
+    """Fill `target` with the newest checkpoint of the trial that continues its logged rows
+    without a gap (its epoch at most one past the last logged; that row, saved with it, is
+    logged too), removing the others; with none, an empty folder."""
+    logged = _logged_rows(trial_dir)
+    last = max((r["epoch"] for r in logged), default=0)
+    have = sorted(((_saved_row(p).get("epoch", -1), p) for p in trial_dir.iterdir()
+                   if p.is_dir() and _CHECKPOINT.fullmatch(p.name)), key=lambda x: x[0])
+    usable = [(e, p) for e, p in have if 0 <= e <= last + 1]
+    epoch, newest = usable[-1] if usable else (None, None)
+    for _, p in have:  # ahead of what was logged (a gap), or older: Tune keeps only one
+        if p != newest:
+            shutil.rmtree(p, ignore_errors=True)
+    if newest is None:
+        target.mkdir(mode=0o700)
+        return
+    if epoch == last + 1:  # reported to a driver killed before it logged the row
+        row = {**_saved_row(newest), "trial_id": (logged[-1] if logged else {}).get(
+            "trial_id", trial_dir.name)}
+        with open(trial_dir / "result.json", "a") as f:
+            f.write(json.dumps(row, default=str) + "\n")
+    os.rename(newest, target)
+
+
+def mend_checkpoints(rd: RunDir) -> list[str]:
+    """Give every unfinished trial the checkpoint Tune's saved state names for it.
+
+    Tune writes its trial list behind the trials' checkpoints, and `num_to_keep=1` deletes a
+    checkpoint as soon as a newer one is saved: a driver killed in between leaves a state
+    naming a checkpoint that is gone, and Tune's restore then fails that trial ("Could not
+    recover from checkpoint as it does not exist on storage anymore", on every retry). The
+    trial's newest checkpoint that leaves no gap in its logged epochs (`_restart_point`) is
+    moved to the name the state expects; with none, the name is an empty folder and the
+    trial starts over (`TuneCheckpointer.load` finds no state).
+    Returns the checkpoints mended (paths)."""
+    states = sorted(rd.path.glob("experiment_state-*.json"))
+    if not states:
+        return []
+    try:
+        trial_data = json.loads(states[-1].read_text())["trial_data"]
+    except (OSError, ValueError, KeyError):
+        return []  # repair() has already refused a cut state; anything else is Tune's
+    mended = []
+    for entry, meta in trial_data:
+        try:
+            entry, meta = json.loads(entry), json.loads(meta)
+            if entry.get("status") == "TERMINATED":
+                continue
+            data = bytes.fromhex(meta["checkpoint_manager"]["value"])
+            named = _named_checkpoints(data)
+        except (ValueError, KeyError, TypeError):
+            continue
+        for path in sorted(named, reverse=True):  # the latest gets the newest state
+            target = Path(path)
+            # Only folders of this run's trials, never a path elsewhere named in the file.
+            if target.exists() or target.parent.parent.resolve() != rd.path.resolve():
+                continue
+            if target.parent.is_dir():
+                _restart_point(target.parent, target)
+                mended.append(str(target))
+    return mended

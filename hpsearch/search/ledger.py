@@ -32,12 +32,28 @@ class TrialLedger(tune.Callback):
         self._searcher, self._run_dir, self._local = searcher, run_dir, local
 
     def on_step_begin(self, iteration, trials, **info) -> None:
+        restored = self._searcher.reconciling
+        rd = RunDir(self._run_dir)
         for trial_id in self._searcher.sync(trials):
-            rd = RunDir(self._run_dir)
             moved = tune_state.set_aside_trial(rd, trial_id) if self._local else []
             logger.warning("trial %s was lost from Ray Tune's saved state (driver killed while "
                            "saving it); its config runs again%s", trial_id,
                            f"; its folder moved to {layout.LOST_TRIALS}/" if moved else "")
+        if restored and self._local:
+            self._set_aside_unknown(rd, trials)
+
+    def _set_aside_unknown(self, rd: RunDir, trials: list) -> None:
+        """A folder of a trial that neither Tune's saved state nor the searcher's knows
+        (both saved before it started, and it never ended in optuna.db): not counted, its
+        config never told; out of the tables with the lost ones."""
+        known = {t.trial_id for t in trials} | {
+            t.user_attrs.get(TUNE_TRIAL_ATTR)
+            for t in self._searcher.study.get_trials(deepcopy=False)}
+        for folder in rd.trial_dirs():
+            if not any(f"_{tid}_" in folder.name for tid in known if tid):
+                tune_state.set_aside_folder(rd, folder)
+                logger.warning("%s: a trial no saved state knows (driver killed while "
+                               "saving it); moved to %s/", folder.name, layout.LOST_TRIALS)
 
 
 def _record(rd: RunDir, study_name: str | None) -> optuna.Study | None:

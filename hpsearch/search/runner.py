@@ -247,6 +247,9 @@ def resume_search(run_dir: str | Path, stream: str | None = "stdout",
             for name in tune_state.repair(rd):
                 logger.warning("%s was cut short (full disk, or a kill while Tune copied it); "
                                "restored its last good copy", name)
+            for path in tune_state.mend_checkpoints(rd):
+                logger.warning("Tune's saved state named %s, deleted after a newer checkpoint "
+                               "was saved; the trial resumes from its newest one", path)
         if not tune.Tuner.can_restore(source):
             raise UserError(f"{storage.redact(source)}: no Ray Tune experiment state to "
                             "resume from")

@@ -14,15 +14,11 @@ searcher never knows a trial optuna.db lacks."""
 
 from __future__ import annotations
 
-import copy
 import logging
 import math
 import pickle
-import queue
 import random
-import threading
 import warnings
-import weakref
 from typing import Callable
 
 import optuna
@@ -31,22 +27,21 @@ from optuna.trial import TrialState
 from ray.tune.search import Searcher
 
 from hpsearch.search.model import DIVERGED_ATTR, MIN_OBS_START, default_min_obs, model_trials
+from hpsearch.search.record import (
+    _LIVE,
+    _UNPICKLED,
+    LOST_ATTR,
+    TUNE_TRIAL_ATTR,
+    RecordWriter,
+    flush_all,
+)
 
 logger = logging.getLogger(__name__)
 __all__ = ["StudySearcher", "TUNE_TRIAL_ATTR", "DIVERGED_ATTR", "LOST_ATTR", "model_trials",
            "flush_all", "default_min_obs", "MIN_OBS_START"]
-_LIVE: "weakref.WeakSet[StudySearcher]" = weakref.WeakSet()
-_UNPICKLED = ("_queue", "_writer")  # the writer thread lives and dies with its process
-TUNE_TRIAL_ATTR, LOST_ATTR = "tune_trial_id", "lost"  # user attrs: the Tune trial; Tune lost it
 
 
-def flush_all() -> None:
-    """Wait until every searcher of this process has written its ended trials."""
-    for searcher in list(_LIVE):
-        searcher.flush()
-
-
-class StudySearcher(Searcher):
+class StudySearcher(RecordWriter, Searcher):
     """Define-by-run Optuna sampling for Ray Tune.
 
     Args:
@@ -86,8 +81,7 @@ class StudySearcher(Searcher):
         self._record = optuna.create_study(storage=storage, study_name=study_name,
                                            load_if_exists=True, direction=direction)
         self._recorded: set[str] | None = set()  # Tune trials in the record (None: re-read)
-        self._queue: queue.Queue | None = None
-        self._writer: threading.Thread | None = None
+        self._queue = self._writer = None
         _LIVE.add(self)
         for point in points or []:
             self._study.enqueue_trial(point)
@@ -99,47 +93,6 @@ class StudySearcher(Searcher):
     def study(self) -> optuna.Study:
         """The in-memory study the searcher works on (running trials included)."""
         return self._study
-
-    def _write(self, trial_id: str, number: int) -> None:
-        """Queue an ended trial for the run's record, once. After a restore the record is
-        read again and every ended trial it lacks is queued (a driver killed between a
-        trial's end and its write loses nothing; none is added twice)."""
-        if self._record is None:
-            return
-        if self._recorded is None:
-            self._recorded = {t.user_attrs.get(TUNE_TRIAL_ATTR)
-                              for t in self._record.get_trials(deepcopy=False)}
-            for t in self._study.get_trials(deepcopy=False):
-                tid = t.user_attrs.get(TUNE_TRIAL_ATTR)
-                if t.state.is_finished() and tid not in self._recorded and tid not in (
-                        trial_id, None):
-                    self._enqueue(tid, t)
-        if trial_id not in self._recorded:
-            self._enqueue(trial_id, self._study.get_trials(deepcopy=False)[number])
-
-    def _enqueue(self, trial_id: str, frozen) -> None:
-        if self._writer is None or not self._writer.is_alive():
-            self._queue = queue.Queue()
-            self._writer = threading.Thread(target=self._write_loop, args=(self._queue,),
-                                            name="hpsearch-study-writer", daemon=True)
-            self._writer.start()
-        self._recorded.add(trial_id)
-        self._queue.put(copy.deepcopy(frozen))
-
-    def _write_loop(self, q: queue.Queue) -> None:
-        while True:
-            frozen = q.get()
-            try:
-                self._record.add_trial(frozen)
-            except Exception as exc:  # the record is a copy: never stop the search for it
-                logger.warning("could not write trial %d to the study: %s", frozen.number, exc)
-            finally:
-                q.task_done()
-
-    def flush(self) -> None:
-        """Wait until every ended trial is in the run's record."""
-        if self._queue is not None:
-            self._queue.join()
 
     def set_search_properties(self, metric, mode, config, **spec) -> bool:
         # metric/mode are set once in SearchConfig and passed to both this and TuneConfig.
@@ -243,6 +196,11 @@ class StudySearcher(Searcher):
         _LIVE.add(self)
 
     # -- Tune's trial list: the count of trials, and agreeing with it after a restore ------
+    @property
+    def reconciling(self) -> bool:
+        """Whether the next `sync` is the first since a restore."""
+        return getattr(self, "_reconcile", False)
+
     def sync(self, tune_trials: list) -> list[str]:
         """Called with Tune's trials at the start of each Tune step (`ledger.TrialLedger`),
         before Tune asks for new ones: the count `max_trials` is checked against. After a
@@ -259,13 +217,20 @@ class StudySearcher(Searcher):
         unknown = [t for t in tune_trials if t.trial_id not in self._trials]
         for t in unknown:  # first: a config enqueued below would be asked for instead
             self._adopt(t)
-        if unknown:  # the snapshot is older: its sampler would draw those configs again
-            self._study.sampler.reseed_rng()
+        ended = self.ended_in_record()
+        newer = [f for tid, f in ended.items()  # ended after the snapshot; not in Tune's list
+                 if tid not in ids and tid not in self._trials and tid is not None]
+        for frozen in newer:
+            self._study.add_trial(frozen)
+            self._done.add(frozen.user_attrs[TUNE_TRIAL_ATTR])
+            self._kept += 1
+        if unknown or newer:  # the snapshot is older: its sampler would draw those configs
+            self._study.sampler.reseed_rng()  # again
         for tid, trial in list(self._trials.items()):
             if tid in ids:
                 continue
-            if tid in self._done:  # ended, and in optuna.db (`save` flushes first)
-                self._kept += 1
+            if tid in self._done or self._tell_as_recorded(trial, ended.get(tid)):
+                self._kept += 1  # ended, and in optuna.db (`save` flushes first)
                 continue
             trial.set_user_attr(LOST_ATTR, True)
             self._study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
@@ -273,6 +238,21 @@ class StudySearcher(Searcher):
             self._study.enqueue_trial(trial.params)
             lost.append(tid)
         return lost
+
+    def _tell_as_recorded(self, trial: optuna.Trial, frozen) -> bool:
+        """Tell a trial the snapshot has running how optuna.db says it ended, if it did."""
+        if frozen is None:
+            return False
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # steps the snapshot already had
+            for step, value in frozen.intermediate_values.items():
+                trial.report(value, step)
+        for key, value in frozen.user_attrs.items():
+            trial.set_user_attr(key, value)
+        self._study.tell(trial, frozen.value if frozen.state == TrialState.COMPLETE else None,
+                         state=frozen.state, skip_if_finished=True)
+        self._done.add(frozen.user_attrs.get(TUNE_TRIAL_ATTR))
+        return True
 
     def _adopt(self, tune_trial) -> None:
         config, requeue = dict(tune_trial.config), []

@@ -17,11 +17,11 @@ from ray import tune
 
 from hpsearch import trainers
 from hpsearch.errors import UserError
+from hpsearch.rundir.layout import CHECKPOINT_ROW, CHECKPOINT_STATE
 from hpsearch.trainers.contract import ContractError, Reporter, user_frame
 
 logger = logging.getLogger(__name__)
-_STATE_FILE = "state.pt"
-_ROW_FILE = "row.json"  # the row reported with this state
+_STATE_FILE, _ROW_FILE = CHECKPOINT_STATE, CHECKPOINT_ROW  # the state; the row sent with it
 
 
 class TuneCheckpointer:
@@ -36,6 +36,8 @@ class TuneCheckpointer:
         if ckpt is None:
             return None
         with ckpt.as_directory() as d:
+            if not os.path.exists(os.path.join(d, _STATE_FILE)):
+                return None  # emptied by resume: the checkpoint it named was gone
             row_file = os.path.join(d, _ROW_FILE)
             if os.path.exists(row_file):
                 with open(row_file) as f:

@@ -116,3 +116,59 @@ def test_the_searcher_stops_at_max_trials_without_tune(tmp_path):
     s = _searcher(tmp_path, max_trials=3)
     assert all(isinstance(s.suggest(i), dict) for i in "abc")
     assert s.suggest("d") == Searcher.FINISHED
+
+
+def test_trials_that_ended_after_an_older_snapshot_count_from_the_record(tmp_path):
+    """The snapshot is older than the record and Tune's list lost the trials: b (running in
+    the snapshot) and c (unknown to it) ended in optuna.db; both count, neither runs again,
+    and the model learns their values from the record."""
+    s = _searcher(tmp_path, max_trials=5)
+    configs = {i: s.suggest(i) for i in "ab"}
+    _end(s, "a", 0.5)
+    s.save(str(tmp_path / "snap.pkl"))  # a ended, b running; c not yet asked for
+    configs["c"] = s.suggest("c")
+    _end(s, "b", 0.6, epoch=2)
+    _end(s, "c", 0.9)
+    s.flush()  # b and c are in optuna.db; Tune's saved state is older still: only a
+    restored = _searcher(tmp_path, max_trials=5)
+    restored.restore(str(tmp_path / "snap.pkl"))
+    assert restored.reconciling
+    assert restored.sync([_tune("a", configs["a"], "TERMINATED")]) == []
+    assert not restored.reconciling
+    study = {t.user_attrs[TUNE_TRIAL_ATTR]: t for t in restored.study.trials}
+    assert study["b"].state == TrialState.COMPLETE and study["b"].value == 0.6
+    assert study["b"].intermediate_values == {2: 0.6}
+    assert study["c"].state == TrialState.COMPLETE and study["c"].value == 0.9
+    new = [restored.suggest(i) for i in "de"]  # a, b, c kept + d, e = 5
+    assert all(isinstance(c, dict) for c in new) and configs["c"] not in new
+    restored.sync([_tune("a", configs["a"], "TERMINATED"), _tune("d", new[0]),
+                   _tune("e", new[1])])
+    assert restored.suggest("f") == Searcher.FINISHED
+
+
+def test_a_folder_no_saved_state_knows_is_set_aside(tmp_path):
+    from hpsearch.rundir import RunDir
+    from hpsearch.search.ledger import TrialLedger
+
+    rd = RunDir(tmp_path / "run")
+    for name in ("run_trial_aaaa0001_1_lr=0.1", "run_trial_bbbb0002_2_lr=0.2",
+                 "run_trial_cccc0003_3_lr=0.3"):
+        (rd.path / name).mkdir(parents=True)
+        (rd.path / name / "params.json").write_text("{}")
+    s = _searcher(tmp_path, max_trials=5)
+    configs = {i: s.suggest(i) for i in ("aaaa0001", "bbbb0002")}
+    s.save(str(tmp_path / "snap.pkl"))
+    restored = _searcher(tmp_path, max_trials=5)
+    restored.restore(str(tmp_path / "snap.pkl"))
+    ledger = TrialLedger(restored, str(rd.path), local=True)
+    ledger.on_step_begin(0, [_tune("aaaa0001", configs["aaaa0001"])])
+    # bbbb0002: the searcher knew it, Tune lost it (its config runs again); cccc0003: known
+    # to neither. Both folders leave the tables; aaaa0001 stays.
+    assert [p.name for p in rd.trial_dirs()] == ["run_trial_aaaa0001_1_lr=0.1"]
+    assert sorted(p.name for p in (rd.path / ".lost-trials").iterdir()) == [
+        "run_trial_bbbb0002_2_lr=0.2", "run_trial_cccc0003_3_lr=0.3"]
+    ledger.on_step_begin(1, [_tune("aaaa0001", configs["aaaa0001"])])  # only after restore
+    (rd.path / "run_trial_dddd0004_4_x").mkdir()
+    (rd.path / "run_trial_dddd0004_4_x" / "params.json").write_text("{}")
+    ledger.on_step_begin(2, [_tune("aaaa0001", configs["aaaa0001"])])
+    assert (rd.path / "run_trial_dddd0004_4_x").exists()

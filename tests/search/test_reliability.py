@@ -10,7 +10,6 @@ import subprocess
 import sys
 import threading
 import time
-import warnings
 from pathlib import Path
 
 import optuna
@@ -18,6 +17,7 @@ import pandas as pd
 import pytest
 
 from hpsearch.config import SchedulerConfig, SearchConfig
+from hpsearch.rundir import tune_state
 from hpsearch.search import run_search
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -102,8 +102,14 @@ def test_killed_driver_is_resumed_on_its_own_ray(tmp_path, foreign_cluster):
                                  "data=digits", "--set", "width=16", "--num-cpus", "2",
                                  "--out", str(run_dir)), env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    done = lambda: sum(any(r.get("status") == "completed" for r in v)  # noqa: E731
-                       for v in _result_lines(run_dir).values()) >= 1
+    def done():  # one trial ended, and (if possible) another is mid-way with a checkpoint
+        ended = [any(r.get("status") == "completed" for r in v)
+                 for v in _result_lines(run_dir).values()]
+        mid = [n for n, v in _result_lines(run_dir).items()
+               if v and v[-1].get("status") == "running"
+               and list((run_dir / n).glob("checkpoint_*"))]
+        return sum(ended) >= 1 and (mid or len(ended) == 5)
+
     assert _wait(done, 180)
     record = json.loads((run_dir / "ray_processes.json").read_text())
     proc.send_signal(signal.SIGKILL)
@@ -118,7 +124,25 @@ def test_killed_driver_is_resumed_on_its_own_ray(tmp_path, foreign_cluster):
     data["trial_data"] = [t for i, t in enumerate(data["trial_data"])
                           if i not in ended and i != len(entries) - 1]
     dropped = entries[-1]
+    had_folder = any((p / "params.json").is_file() for p in run_dir.iterdir()
+                     if f"_{dropped['trial_id']}_" in p.name)
     state.write_text(json.dumps(data))
+    # Tune's trial list lags the checkpoints too: with num_to_keep=1, the one it names for an
+    # unfinished trial may already be deleted for a newer one. Make it so for every such
+    # trial (renamed one number up): resume must restore them from their newest checkpoint.
+    lagging = []
+    for entry, meta in data["trial_data"]:
+        entry, meta = json.loads(entry), json.loads(meta)
+        if entry["status"] != "TERMINATED":
+            for named in tune_state._named_checkpoints(  # noqa: SLF001
+                    bytes.fromhex(meta["checkpoint_manager"]["value"])):
+                if Path(named).is_dir():  # deleted, or saved again one number up
+                    newer = Path(named).with_name(f"checkpoint_{int(named[-6:]) + 1:06d}")
+                    if newer.exists():
+                        shutil.rmtree(named)
+                    else:
+                        Path(named).rename(newer)
+                    lagging.append(entry["trial_id"])
     # ... and cut the searcher's snapshot short, if hpsearch had a copy of it by then.
     snap = max(run_dir.glob("searcher-state-*.pkl"))
     copied = (run_dir / ".tune-state-backup" / snap.name).is_file()
@@ -134,29 +158,28 @@ def test_killed_driver_is_resumed_on_its_own_ray(tmp_path, foreign_cluster):
                          text=True, timeout=400, env=env)
     assert res.returncode == 0, res.stderr[-3000:]
     assert ("restored its last good copy" in res.stderr) == copied
-    if dropped["status"] != "TERMINATED":  # it never ended: its config ran again
-        assert f"trial {dropped['trial_id']} was lost" in res.stderr
+    if dropped["status"] != "TERMINATED":  # it never ended: its config runs again if the
+        # searcher's snapshot knew it, else (an older snapshot) its folder is unknown to all
+        # (neither, if it had no folder yet and the snapshot never knew it)
+        said = [f"trial {dropped['trial_id']} was lost" in res.stderr,
+                f"_{dropped['trial_id']}_" in res.stderr and "no saved state knows" in res.stderr]
+        assert sum(said) == (1 if had_folder else sum(said)) <= 1, res.stderr
         tag = f"_{dropped['trial_id']}_"  # its folder (if it had started) is set aside
         assert not [p for p in run_dir.iterdir() if tag in p.name]
         lost = run_dir / ".lost-trials"
         assert all(tag in p.name for p in (lost.iterdir() if lost.exists() else []))
+    # (Tune's own lag can add one the test did not make.)
+    assert res.stderr.count("the trial resumes from its newest one") >= len(lagging)
     trials = pd.read_csv(run_dir / "trials.csv")
     assert len(trials) == 5
-    # Known open fault (not hpsearch's state): Tune's saved state can lag a checkpoint that
-    # num_to_keep=1 already deleted; that trial then errors on restore. Seen once in 10 runs.
-    errored = trials[~trials["status"].isin(["completed", "diverged"])]
-    assert all(errored["status"] == "error") and all(
-        "Could not recover from checkpoint" in str(e) for e in errored.get("error", [])), errored
-    if len(errored):
-        warnings.warn(f"a restored trial lost its checkpoint: {errored['error'].iloc[0]}")
+    assert set(trials["status"]) <= {"completed", "diverged"}, trials
     params = [c for c in ("depth", "lr", "batch_size", "optimizer") if c in trials]
     assert not trials[params].duplicated().any()
     meta = json.loads((run_dir / "hpsearch.json").read_text())
     study = optuna.load_study(study_name=meta["study_name"],
                               storage=f"sqlite:///{run_dir}/optuna.db")
     assert not [t for t in study.trials if t.state == optuna.trial.TrialState.RUNNING]
-    assert sum(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials) == \
-        5 - len(errored)
+    assert sum(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials) == 5
     # The killed run's Ray processes are gone: none names its private temp dir any more.
     assert record["temp_dir"].startswith("/tmp/hpsearch-ray-")
     assert cluster._instance_pids(record["temp_dir"]) == []  # noqa: SLF001
