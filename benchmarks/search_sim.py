@@ -37,7 +37,7 @@ def simulate(name: str, seed: int, conc: int, budget: int, opts: dict) -> list:
     brackets = {"asha": "asha", "fifo": "none"}.get(opts.get("sched"), "hyperband")
     sched = AdaptiveHyperband("score", "max", top, 1, 3.0, seed=seed,
                               adaptive=opts.get("agree", "1") == "1", brackets=brackets)
-    trace, running, n = [], {}, 0
+    trace, running, n, now = [], {}, 0, 0.0
 
     def start():
         nonlocal n
@@ -48,13 +48,17 @@ def simulate(name: str, seed: int, conc: int, budget: int, opts: dict) -> list:
         c = qc.trainer_config(name, seed, cfg, epoch_s=0.0)
         plugin.train(c, lambda val_metric, **_: rows.append(val_metric))
         sched.on_trial_add(None, types.SimpleNamespace(trial_id=tid))
-        running[tid] = (cfg, rows, 0)
+        running[tid] = (cfg, rows, 0, now)
 
     while len(trace) < budget:
         while len(running) < conc:
             start()
-        tid = min(running, key=lambda t: running[t][2])  # the trial furthest behind
-        cfg, rows, k = running[tid]
+        # Every epoch takes one time unit in its own slot: the next report is the earliest
+        # epoch end (a trial's start + its epochs), as on a real cluster; picking the trial
+        # furthest behind instead starved long trials whenever new ones started.
+        tid = min(running, key=lambda t: (running[t][3] + running[t][2] + 1, t))
+        cfg, rows, k, began = running[tid]
+        now = began + k + 1
         v = rows[k]
         epoch = k + 1
         trace.append((tid, epoch, v, cfg))
@@ -75,7 +79,7 @@ def simulate(name: str, seed: int, conc: int, budget: int, opts: dict) -> list:
             searcher.on_trial_complete(tid, res)
             del running[tid]
         else:
-            running[tid] = (cfg, rows, k + 1)
+            running[tid] = (cfg, rows, k + 1, began)
     return trace
 
 
