@@ -17,6 +17,7 @@ from optuna.trial import TrialState
 from ray import tune
 
 from hpsearch.rundir import RunDir, layout, tune_state
+from hpsearch.search.grid import GridSearcher
 from hpsearch.search.searcher import LOST_ATTR, TUNE_TRIAL_ATTR, StudySearcher
 
 logger = logging.getLogger(__name__)
@@ -28,7 +29,8 @@ class TrialLedger(tune.Callback):
     (Tune runs `num_samples=-1`) and, after a restore, agrees with the list (see
     `StudySearcher.sync`). Folders of trials Tune lost are set aside (RunDir)."""
 
-    def __init__(self, searcher: StudySearcher, run_dir: str, local: bool) -> None:
+    def __init__(self, searcher: StudySearcher | GridSearcher, run_dir: str,
+                 local: bool) -> None:
         self._searcher, self._run_dir, self._local = searcher, run_dir, local
 
     def on_step_begin(self, iteration, trials, **info) -> None:
@@ -46,9 +48,7 @@ class TrialLedger(tune.Callback):
         """A folder of a trial that neither Tune's saved state nor the searcher's knows
         (both saved before it started, and it never ended in optuna.db): not counted, its
         config never told; out of the tables with the lost ones."""
-        known = {t.trial_id for t in trials} | {
-            t.user_attrs.get(TUNE_TRIAL_ATTR)
-            for t in self._searcher.study.get_trials(deepcopy=False)}
+        known = {t.trial_id for t in trials} | self._searcher.known_ids()
         for folder in rd.trial_dirs():
             if not any(f"_{tid}_" in folder.name for tid in known if tid):
                 tune_state.set_aside_folder(rd, folder)

@@ -196,6 +196,11 @@ class StudySearcher(RecordWriter, Searcher):
         _LIVE.add(self)
 
     # -- Tune's trial list: the count of trials, and agreeing with it after a restore ------
+    def known_ids(self) -> set[str]:
+        """Tune ids of the trials the searcher knows (asked, adopted, or from the record)."""
+        return {t.user_attrs.get(TUNE_TRIAL_ATTR) for t in self._study.get_trials(
+            deepcopy=False)} - {None}
+
     @property
     def reconciling(self) -> bool:
         """Whether the next `sync` is the first since a restore."""

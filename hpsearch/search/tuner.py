@@ -19,6 +19,7 @@ from hpsearch.config import SearchConfig, coerce_value
 from hpsearch.errors import UserError
 from hpsearch.rundir import RunDir
 from hpsearch.search import cluster, packing, storage
+from hpsearch.search.grid import GridSearcher, grid_points
 from hpsearch.search.ledger import TrialLedger
 from hpsearch.search.schedulers import AdaptiveHyperband, EpochBudget
 from hpsearch.search.searcher import StudySearcher
@@ -165,16 +166,14 @@ def build_tuner(cfg: SearchConfig, space, callbacks: list | None = None,
     if grid:
         # A YAML space's own `fixed:` settings hold for its grid too (its sampler adds them).
         yaml_fixed = getattr(space.fn, "fixed", None) or {}
-        param_space = {**yaml_fixed, **fixed,
-                       **{k: tune.grid_search(list(v)) for k, v in space.grid.items()}}
-        search_alg, samples = None, 1
+        search_alg = GridSearcher(grid_points(space.grid, {**yaml_fixed, **fixed}),
+                                  cfg.metric, cfg.mode)
     else:
-        param_space = None
-        search_alg, samples = _searcher(dataclasses.replace(cfg, fixed=fixed), space), -1
-        callbacks.append(TrialLedger(search_alg, str(cfg.run_dir),
-                                     local=not storage.is_uri(cfg.storage)))
+        search_alg = _searcher(dataclasses.replace(cfg, fixed=fixed), space)
+    callbacks.append(TrialLedger(search_alg, str(cfg.run_dir),
+                                 local=not storage.is_uri(cfg.storage)))
     tune_config = tune.TuneConfig(
         metric=cfg.metric, mode=cfg.mode, search_alg=search_alg, scheduler=_scheduler(cfg),
-        num_samples=samples, max_concurrent_trials=slots, reuse_actors=True)
-    return tune.Tuner(make_trainable(cfg), param_space=param_space, tune_config=tune_config,
+        num_samples=-1, max_concurrent_trials=slots, reuse_actors=True)  # searchers count
+    return tune.Tuner(make_trainable(cfg), tune_config=tune_config,
                       run_config=_run_config(cfg, callbacks))

@@ -274,3 +274,33 @@ def test_run_refuses_to_start_on_a_full_disk(small_disk):
                          text=True, timeout=120)
     assert res.returncode == 2 and "MiB free on the disk" in res.stderr
     assert not (small_disk / "run").exists()
+
+
+def test_killed_grid_run_resumes_every_point_once(tmp_path):
+    """A grid run's points are counted by its searcher: a driver killed while Tune copied its
+    state (trial list older than its search state) used to leave a point that never ran and
+    a run that `resume` could never finish (exit 130 each time)."""
+    space = tmp_path / "g.yaml"
+    space.write_text("trainer: mlp\nparams:\n  depth: {type: int, low: 1, high: 3}\n"
+                     "grid: {depth: [1, 2], batch_size: [32, 64]}\n")
+    run_dir = tmp_path / "grid"
+    proc = subprocess.Popen(_cli("run", "--grid", "--space", str(space), "--max-epochs", "2",
+                                 "--set", "data=digits", "--set", "width=16", "--num-cpus",
+                                 "2", "--out", str(run_dir)),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    done = lambda: sum(any(r.get("status") == "completed" for r in v)  # noqa: E731
+                       for v in _result_lines(run_dir).values()) >= 1
+    assert _wait(done, 180)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    state = max(run_dir.glob("experiment_state-*.json"))
+    data = json.loads(state.read_text())
+    data["trial_data"] = data["trial_data"][:-1]  # Tune's list behind its search state
+    state.write_text(json.dumps(data))
+    res = subprocess.run(_cli("resume", str(run_dir), "--num-cpus", "2"), capture_output=True,
+                         text=True, timeout=400)
+    assert res.returncode == 0, res.stderr[-3000:]
+    trials = pd.read_csv(run_dir / "trials.csv")
+    assert sorted(zip(trials["depth"], trials["batch_size"])) == [
+        (1, 32), (1, 64), (2, 32), (2, 64)]
+    assert set(trials["status"]) == {"completed"}
