@@ -123,7 +123,8 @@ def test_run_analyze_export_train_round_trip(ray_local, tmp_path, capsys):
     test_user_error_exit_status_of_the_process and the subprocess search tests)."""
     run = tmp_path / "rt"
     assert main(["run", "--samples", "3", "--max-epochs", "2", "--scheduler", "fifo",
-                 "--set", "data=digits", "--set", "width=16", "--out", str(run)]) == 0
+                 "--max-concurrent", "1", "--set", "data=digits", "--set", "width=16",
+                 "--out", str(run)]) == 0
     out = capsys.readouterr().out
     assert "3/3 done" in out and "best trial" in out
     assert main(["analyze", str(run), "--format", "html"]) == 0

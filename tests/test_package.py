@@ -71,7 +71,7 @@ def test_wheel_installs_and_runs_from_another_directory(tmp_path):
     (work / "myspace.yaml").write_text(
         "params:\n  lr: {type: float, low: 0.001, high: 0.3, log: true}\n")
     cmd = _block("## Writing a trainer", "bash").split("#")[0].split()
-    res = _run(cli + cmd[1:] + ["--num-cpus", "2", "--out", "runs/one"], cwd=work, env=env)
+    res = _run(cli + cmd[1:] + ["--num-cpus", "1", "--out", "runs/one"], cwd=work, env=env)
     counts = re.search(r"^trials: (.*)$", res.stdout, re.M).group(1)
     assert sum(int(n) for n in re.findall(r"(\d+) ", counts)) == 8, counts
     assert "error" not in counts and "completed" in counts, counts

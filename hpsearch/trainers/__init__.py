@@ -26,7 +26,7 @@ TRAINERS: dict[str, str] = {"mlp": "hpsearch.trainers.mlp", "lm": "hpsearch.trai
 
 def __getattr__(name: str):
     if name == "TrainConfig":  # re-exported lazily for the same reason
-        from hpsearch.trainers._loop import TrainConfig
+        from hpsearch.trainers.settings import TrainConfig
 
         return TrainConfig
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -13,6 +13,7 @@ from torch import nn
 
 from hpsearch.trainers import _loop
 from hpsearch.trainers import data as datasets
+from hpsearch.trainers import text as corpora
 from hpsearch.trainers._blocks import Block
 
 METRIC, MODE = "perplexity", "min"
@@ -100,10 +101,10 @@ LOSS = lm_loss
 
 def load_data(cfg: Config) -> _loop.Data:
     """Windows of the corpus as (input, next-token) pairs; `classes` is the vocabulary."""
-    text = datasets.load_text(cfg.data, cfg.max_tokens)
-    x, y = datasets.windows(text.train, cfg.context)
-    xv, yv = datasets.windows(text.val, cfg.context)
-    xs, ys = (datasets.windows(text.test, cfg.context) if len(text.test) > cfg.context
+    text = corpora.load_text(cfg.data, cfg.max_tokens)
+    x, y = corpora.windows(text.train, cfg.context)
+    xv, yv = corpora.windows(text.val, cfg.context)
+    xs, ys = (corpora.windows(text.test, cfg.context) if len(text.test) > cfg.context
               else (None, None))
     return _loop.Data(x, y, xv, yv, text.vocab_size, xs, ys)
 

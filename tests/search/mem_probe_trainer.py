@@ -1,35 +1,44 @@
 """A user trainer whose memory estimate grows with `width` (it has load_data/make_model/LOSS,
-so hpsearch can estimate it) and that reports the GPU share Ray gave it and when it ran."""
+so hpsearch can estimate it) and that reports the GPU share Ray gave it and when it ran.
+Its trials never train, so the Ray workers running them never import torch: only the
+estimate, in the driver, does (its Config extends the torch-free TrainConfig)."""
 
 import os
 import time
 from dataclasses import dataclass
 
-import torch
-from torch import nn
-
-from hpsearch.trainers import _loop
-from hpsearch.trainers.mlp import classification_loss
+from hpsearch.trainers import TrainConfig
 
 MODE = "max"
 METRIC = "score"
-LOSS = classification_loss
+
+
+def LOSS(model, x, y, count=True):  # noqa: N802 (the contract's name)
+    from hpsearch.trainers.mlp import classification_loss
+
+    return classification_loss(model, x, y, count)
 
 
 @dataclass(frozen=True)
-class Config(_loop.TrainConfig):
+class Config(TrainConfig):
     width: int = 64
     sleep_s: float = 1.0
     # Reported as gpu_mem_mb when > 0: stands in for a peak measured on a GPU.
     fake_gpu_mem_mb: float = 0.0
 
 
-def load_data(cfg: Config) -> _loop.Data:
+def load_data(cfg: Config):
+    import torch
+
+    from hpsearch.trainers import _loop
+
     x, y = torch.zeros(64, 8), torch.zeros(64, dtype=torch.long)
     return _loop.Data(x, y, x, y, classes=4)
 
 
-def make_model(cfg: Config, data: _loop.Data) -> nn.Module:
+def make_model(cfg: Config, data):
+    from torch import nn
+
     return nn.Sequential(nn.Linear(8, cfg.width), nn.Linear(cfg.width, cfg.width),
                          nn.Linear(cfg.width, data.classes))
 

@@ -7,11 +7,14 @@ import optuna
 import pandas as pd
 import pytest
 
-from hpsearch.config import SchedulerConfig, SearchConfig
+from hpsearch.config import ResourcesConfig, SchedulerConfig, SearchConfig
 from hpsearch.search import run_search
 
 pytestmark = pytest.mark.slow
 TINY = {"data": "digits", "width": 16}
+# One trial at a time where concurrency is not what a test is about: each concurrent slot
+# is a Tune actor that imports Ray Tune and torch (~3.5 CPU-s) on a CPU-bound suite.
+ONE_SLOT = ResourcesConfig(max_concurrent=1)
 
 
 def _cfg(tmp_path, name, **kw):
@@ -60,7 +63,7 @@ def test_four_trial_search_end_to_end(ray_local, tmp_path):
 def test_asha_stopped_trials_reach_optuna_as_pruned(ray_local, tmp_path):
     cfg = _cfg(tmp_path, "asha", samples=6, max_epochs=3, sampler="random", seed=3,
                scheduler=SchedulerConfig("asha", grace_period=1, reduction_factor=2),
-               resources=__import__("hpsearch.config").config.ResourcesConfig(max_concurrent=1))
+               resources=ONE_SLOT)
     run = run_search(cfg)
     stopped = run.trials[run.trials["status"] == "stopped_early"]
     assert len(stopped) >= 1, run.trials[["trial_id", "status", "epochs"]]
@@ -86,7 +89,7 @@ def test_divergence_and_errors_do_not_stop_the_search(ray_local, tmp_path):
               {"lr": 0.001, "fault": ""}, {"lr": 0.001, "fault": "oom@2"})
     cfg = _cfg(tmp_path, "faults", space=str(space), samples=4, max_epochs=3,
                scheduler=SchedulerConfig(kind="fifo"), points=points,
-               fixed={**TINY, "optimizer": "sgd"})
+               fixed={**TINY, "optimizer": "sgd"}, resources=ONE_SLOT)
     run = run_search(cfg)
     by_fault = {(r.lr, r.fault): r for r in run.trials.itertuples()}
     assert by_fault[(1e12, "")].status == "diverged"
@@ -106,7 +109,8 @@ def test_grid_mode_runs_the_hand_grid(ray_local, tmp_path):
     space = tmp_path / "g.yaml"
     space.write_text("trainer: mlp\nparams:\n  depth: {type: int, low: 1, high: 3}\n"
                      "grid: {depth: [1, 3], batch_size: [64]}\n")
-    run = run_search(_cfg(tmp_path, "grid", space=str(space), max_epochs=1), grid=True)
+    run = run_search(_cfg(tmp_path, "grid", space=str(space), max_epochs=1,
+                          resources=ONE_SLOT), grid=True)
     assert sorted(run.trials["depth"]) == [1, 3]
 
 
@@ -115,7 +119,8 @@ def test_nan_metric_is_diverged_whatever_the_trainer_says(ray_local, tmp_path):
     points = ({"x": 0.9}, {"x": 0.2})
     run = run_search(_cfg(tmp_path, "nan", trainer="tests.search.nan_trainer:train",
                           space="tests/search/probe_space.yaml", samples=2, max_epochs=3,
-                          scheduler=SchedulerConfig(kind="fifo"), points=points, fixed={}))
+                          scheduler=SchedulerConfig(kind="fifo"), points=points, fixed={},
+                          resources=ONE_SLOT))
     status = dict(zip(run.trials["x"].round(2), run.trials["status"]))
     assert status == {0.9: "diverged", 0.2: "completed"}
     study = optuna.load_study(study_name=run.meta["study_name"],

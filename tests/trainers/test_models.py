@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from hpsearch.trainers import data, lm, vit
+from hpsearch.trainers import text as corpora
 
 
 @pytest.mark.parametrize("norm", ["pre", "post"])
@@ -51,17 +52,17 @@ def test_gpt_is_causal():
 
 
 def test_shakespeare_train_and_val_are_different_plays():
-    text = data.load_text("shakespeare", 20_000)
+    text = corpora.load_text("shakespeare", 20_000)
     assert len(text.train) == 20_000 and len(text.val) >= 4000
     assert 40 < text.vocab_size < 120
-    x, y = data.windows(text.train, 32)
+    x, y = corpora.windows(text.train, 32)
     assert torch.equal(x[0, 1:], y[0, :-1])
 
 
 def test_wikitext2_loader_from_local_dir(tmp_path):
     (tmp_path / "wiki.train.tokens").write_text(" = Title = \n the cat sat on the mat \n" * 50)
     (tmp_path / "wiki.valid.tokens").write_text(" the dog sat \n" * 20)
-    text = data.load_text(f"wikitext2:{tmp_path}")
+    text = corpora.load_text(f"wikitext2:{tmp_path}")
     vocab_words = {"=", "Title", "the", "cat", "sat", "on", "mat", "<eos>", "<unk>"}
     assert text.vocab_size == len(vocab_words)
     assert int(text.val.max()) < text.vocab_size  # 'dog' mapped to <unk>
@@ -114,13 +115,13 @@ def test_every_image_set_holds_out_a_disjoint_test_split(name):
 
 
 def test_shakespeare_and_wikitext_hold_out_a_test_text(tmp_path):
-    text = data.load_text("shakespeare", 20_000)
+    text = corpora.load_text("shakespeare", 20_000)
     assert len(text.test) >= 4000 and not torch.equal(text.test[:500], text.val[:500])
     (tmp_path / "wiki.train.tokens").write_text(" the cat sat \n" * 50)
     (tmp_path / "wiki.valid.tokens").write_text(" the dog sat \n" * 20)
-    assert len(data.load_text(f"wikitext2:{tmp_path}").test) == 0  # no test file: none
+    assert len(corpora.load_text(f"wikitext2:{tmp_path}").test) == 0  # no test file: none
     (tmp_path / "wiki.test.tokens").write_text(" the cat ran \n" * 20)
-    assert len(data.load_text(f"wikitext2:{tmp_path}").test) == 80
+    assert len(corpora.load_text(f"wikitext2:{tmp_path}").test) == 80
 
 
 def test_cifar10_loader_refuses_code_in_pickles(tmp_path):
