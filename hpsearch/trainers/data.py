@@ -11,11 +11,14 @@ import pickle
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from hpsearch.errors import UserError
+
+if TYPE_CHECKING:  # torch is imported where tensors are made: configs are checked without it
+    import torch
 
 logger = logging.getLogger(__name__)
 
@@ -193,6 +196,8 @@ def _cifar10(root: Path) -> ImageSet:
 
 
 def _to_image_set(x, y, xv, yv, classes, name, xs, ys) -> ImageSet:
+    import torch
+
     f = lambda a: torch.as_tensor(np.ascontiguousarray(a), dtype=torch.float32)  # noqa: E731
     g = lambda a: torch.as_tensor(np.array(a), dtype=torch.long)  # noqa: E731
     return ImageSet(f(x), g(y), f(xv), g(yv), classes, name, f(xs), g(ys))

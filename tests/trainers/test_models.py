@@ -5,46 +5,46 @@ import math
 import pytest
 import torch
 
-from hpsearch.trainers import data, lm, vit
+from hpsearch.trainers import data, lm, nets, vit
 from hpsearch.trainers import text as corpora
 
 
 @pytest.mark.parametrize("norm", ["pre", "post"])
 def test_vit_shapes(norm):
     cfg = vit.Config(layers=2, dim=16, heads=2, patch=2, norm=norm)
-    model = vit.ViT((1, 8, 8), 10, cfg)
+    model = nets.ViT((1, 8, 8), 10, cfg)
     assert model(torch.randn(5, 1, 8, 8)).shape == (5, 10)
 
 
 def test_vit_pre_and_post_norm_differ_structurally():
     torch.manual_seed(0)
-    pre = vit.Block(16, 2, 32, 0.0, "pre", causal=False)
+    pre = nets.Block(16, 2, 32, 0.0, "pre", causal=False)
     torch.manual_seed(0)
-    post = vit.Block(16, 2, 32, 0.0, "post", causal=False)
+    post = nets.Block(16, 2, 32, 0.0, "post", causal=False)
     x = torch.randn(3, 7, 16) * 5 + 2
     y_post, y_pre = post(x), pre(x)
     # Post-norm ends with LayerNorm: every token is normalised. Pre-norm keeps the residual.
     assert torch.allclose(y_post.mean(-1), torch.zeros(3, 7), atol=1e-5)
     assert not torch.allclose(y_pre.mean(-1), torch.zeros(3, 7), atol=1e-2)
-    assert isinstance(vit.ViT((1, 8, 8), 10, vit.Config(norm="post", dim=16, heads=2)).final_norm,
-                      torch.nn.Identity)
-    assert isinstance(vit.ViT((1, 8, 8), 10, vit.Config(norm="pre", dim=16, heads=2)).final_norm,
-                      torch.nn.LayerNorm)
+    post_vit = nets.ViT((1, 8, 8), 10, vit.Config(norm="post", dim=16, heads=2))
+    pre_vit = nets.ViT((1, 8, 8), 10, vit.Config(norm="pre", dim=16, heads=2))
+    assert isinstance(post_vit.final_norm, torch.nn.Identity)
+    assert isinstance(pre_vit.final_norm, torch.nn.LayerNorm)
 
 
 @pytest.mark.parametrize("model", ["lstm", "gpt"])
 def test_lm_shapes_and_untrained_perplexity_near_vocab(model):
     cfg = lm.Config(model=model, layers=1, dim=16, heads=2, context=8, dropout=0.0)
-    net = (lm.GPT if model == "gpt" else lm.LSTMLM)(30, cfg)
+    net = (nets.GPT if model == "gpt" else nets.LSTMLM)(30, cfg)
     x = torch.randint(0, 30, (4, 8))
     assert net(x).shape == (4, 8, 30)
-    loss, _ = lm.lm_loss(net, x, torch.randint(0, 30, (4, 8)))
+    loss, _ = nets.lm_loss(net, x, torch.randint(0, 30, (4, 8)))
     assert 15 < math.exp(loss.item()) < 60  # an untrained model is near-uniform over 30 tokens
 
 
 def test_gpt_is_causal():
     cfg = lm.Config(model="gpt", layers=2, dim=16, heads=2, context=8, dropout=0.0)
-    net = lm.GPT(20, cfg).eval()
+    net = nets.GPT(20, cfg).eval()
     x = torch.randint(0, 20, (1, 8))
     x2 = x.clone()
     x2[0, -1] = (x[0, -1] + 1) % 20
