@@ -38,6 +38,10 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	-@$(MAKE) --no-print-directory chromium
+	@# Bytecode for the source tree once (pip compiled the dependencies; an editable install
+	@# is not, and with PYTHONDONTWRITEBYTECODE set every test process and Ray worker would
+	@# compile hpsearch again: ~0.35 CPU-s each). __pycache__ is git-ignored.
+	@$(BIN)/python -m compileall -q hpsearch tests benchmarks >/dev/null
 	$(BIN)/python -m pytest -q -n 3 --dist worksteal
 
 bench: $(STAMP)

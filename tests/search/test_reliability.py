@@ -148,6 +148,15 @@ def test_killed_driver_is_resumed_on_its_own_ray(tmp_path, foreign_cluster):
     copied = (run_dir / ".tune-state-backup" / snap.name).is_file()
     if copied:
         snap.write_bytes(snap.read_bytes()[: snap.stat().st_size // 2])
+    # Whether the dropped trial had ended in optuna.db before the kill (Tune's copy of its
+    # state lagged its end): then it counts as it is, with nothing to say and its folder kept.
+    from hpsearch.search.record import TUNE_TRIAL_ATTR
+
+    meta = json.loads((run_dir / "hpsearch.json").read_text())
+    recorded = any(t.user_attrs.get(TUNE_TRIAL_ATTR) == dropped["trial_id"]
+                   and t.state.is_finished() for t in optuna.load_study(
+                       study_name=meta["study_name"],
+                       storage=f"sqlite:///{run_dir}/optuna.db").get_trials(deepcopy=False))
     # A copy elsewhere is not resumed: Tune's saved state would put new trials in run_dir.
     moved = shutil.copytree(run_dir, tmp_path / "moved")
     res = subprocess.run(_cli("resume", str(moved)), capture_output=True, text=True,
@@ -158,13 +167,17 @@ def test_killed_driver_is_resumed_on_its_own_ray(tmp_path, foreign_cluster):
                          text=True, timeout=400, env=env)
     assert res.returncode == 0, res.stderr[-3000:]
     assert ("restored its last good copy" in res.stderr) == copied
-    if dropped["status"] != "TERMINATED":  # it never ended: its config runs again if the
+    tag = f"_{dropped['trial_id']}_"
+    if recorded:
+        assert "was lost" not in res.stderr and "no saved state knows" not in res.stderr
+        assert [p for p in run_dir.iterdir() if tag in p.name] or not had_folder
+    elif dropped["status"] != "TERMINATED":  # it never ended: its config runs again if the
         # searcher's snapshot knew it, else (an older snapshot) its folder is unknown to all
         # (neither, if it had no folder yet and the snapshot never knew it)
         said = [f"trial {dropped['trial_id']} was lost" in res.stderr,
                 f"_{dropped['trial_id']}_" in res.stderr and "no saved state knows" in res.stderr]
         assert sum(said) == (1 if had_folder else sum(said)) <= 1, res.stderr
-        tag = f"_{dropped['trial_id']}_"  # its folder (if it had started) is set aside
+        # its folder (if it had started) is set aside
         assert not [p for p in run_dir.iterdir() if tag in p.name]
         lost = run_dir / ".lost-trials"
         assert all(tag in p.name for p in (lost.iterdir() if lost.exists() else []))
