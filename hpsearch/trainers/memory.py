@@ -11,10 +11,12 @@ from contextlib import nullcontext
 from dataclasses import dataclass
 from functools import lru_cache
 from types import ModuleType
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:  # torch only where an estimate is made: `hpsearch run` imports this module
+    import torch
 
-from hpsearch.trainers import _loop
+    from hpsearch.trainers import _loop
 
 __all__ = ["MemoryEstimate", "estimate", "shape_key", "supports"]
 
@@ -102,8 +104,11 @@ def _estimate(module: ModuleType, cfg) -> MemoryEstimate:
 def _tracked_peak(module: ModuleType, cfg, data: _loop.Data) -> dict:
     """Bytes by category at the peak of a training step (taken from the state after a first
     one) and one evaluation batch."""
+    import torch
     from torch._subclasses.fake_tensor import FakeTensorMode
     from torch.distributed._tools.mem_tracker import MemTracker
+
+    from hpsearch.trainers import _loop
 
     bs = min(cfg.batch_size, data.x_train.shape[0])
     eval_bs = min(max(cfg.batch_size, 256), data.x_val.shape[0])  # as `_loop.fit` evaluates

@@ -135,7 +135,10 @@ def test_configs_are_checked_without_importing_torch(tmp_path):
     code = ("import sys; from hpsearch import trainers; t = trainers.get('notorch:train');"
             "t.train(t.make_config({'epochs': 2, 'optimizer': 'sgd'}), lambda row: None);"
             # The built-ins' configs are checked (in the driver) without torch too.
-            "[trainers.get(n).make_config({}) for n in ('mlp', 'lm', 'vit')];"
+            "[trainers.check_runnable(trainers.get(n).make_config({'data': d}))"
+            " for n, d in (('mlp', 'digits'), ('lm', 'shakespeare'), ('vit', 'digits'))];"
+            # ... and what `hpsearch run` imports before Ray starts (packing: estimates).
+            "import hpsearch.api, hpsearch.search.runner, hpsearch.search.packing;"
             "assert 'torch' not in sys.modules, 'torch imported'")
     res = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
                          text=True, timeout=60)
