@@ -14,6 +14,7 @@ class Config:
     epochs: int = 4
     ballast_dir: str = ""
     mb_per_epoch: int = 2
+    sleep_s: float = 0.2
 
 
 def train(cfg: Config, report) -> dict:
@@ -23,8 +24,8 @@ def train(cfg: Config, report) -> dict:
             name = os.path.join(cfg.ballast_dir, f"{os.getpid()}-{time.monotonic_ns()}")
             with open(name, "wb") as f:
                 f.write(b"\0" * (cfg.mb_per_epoch << 20))
-        time.sleep(0.2)
-        row = {"epoch": epoch, "val_metric": cfg.x * epoch, "epoch_time_s": 0.2,
+        time.sleep(cfg.sleep_s)
+        row = {"epoch": epoch, "val_metric": cfg.x * epoch, "epoch_time_s": cfg.sleep_s,
                "status": "completed" if epoch == cfg.epochs else "running"}
         report(row)
     return row

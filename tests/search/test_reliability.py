@@ -258,11 +258,16 @@ def test_disk_filling_up_stops_cleanly_and_resumes(small_disk):
     ballast = small_disk / "ballast"
     ballast.mkdir()
     run_dir = small_disk / "run"
-    env = {**os.environ, "HPSEARCH_MIN_FREE_MB": "30", "PYTHONPATH": str(ROOT)}
+    # 4 trials x 4 epochs x 2 MiB on 48 MiB: below 36 MiB free after ~6 epochs, with ~2.5 s
+    # of epochs still to come; the guard looks at most once a second, on a result (with
+    # 0.2 s epochs and 30 MiB, a driver busy elsewhere saw the results in one burst at the
+    # end and never looked while free space was low).
+    env = {**os.environ, "HPSEARCH_MIN_FREE_MB": "36", "PYTHONPATH": str(ROOT)}
     res = subprocess.run(_cli("run", "--trainer", "tests.search.disk_trainer:train",
                               "--space", "tests/search/probe_space.yaml", "--samples", "4",
                               "--max-epochs", "4", "--scheduler", "fifo", "--num-cpus", "2",
-                              "--set", f"ballast_dir={ballast}", "--out", str(run_dir)),
+                              "--set", f"ballast_dir={ballast}", "--set", "sleep_s=0.5",
+                              "--out", str(run_dir)),
                          env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert res.returncode == 2, res.stderr[-3000:]
     err = res.stderr.strip().splitlines()
