@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from hpsearch import trainers
-from hpsearch.trainers import _loop
+from hpsearch.trainers import _loop, nets
 
 CASES = {
     "mlp (fashion10k, depth 2, width 128, bs 64)": ("mlp", {"batch_size": 64}),
@@ -55,7 +55,7 @@ def measure(name: str, overrides: dict, rounds: int) -> dict:
     trainer = trainers.get(name)
     cfg = trainer.make_config({**overrides, "epochs": 2, "device": "cpu"})
     module = trainers.get(name).module
-    loss = module.lm_loss if name == "lm" else module.classification_loss
+    loss = nets.lm_loss if name == "lm" else nets.classification_loss
     model, data = module.build(cfg)
     model2, data2 = module.build(cfg)
     ours, bare = [], []
