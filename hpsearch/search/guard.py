@@ -54,14 +54,16 @@ class DiskGuard(Callback):
 
     Args:
         path: the run directory.
-        every_s: check at most this often.
+        every_s: check at most this often (default: on every result; a statvfs costs
+            ~1 us, and a driver that gets results in a burst must still see a disk
+            that filled while it was busy).
     """
 
     # Free MiB when a guard stopped the search of a run directory, by path: a restored
     # Tuner runs a copy of the guard unpickled from Tune's state, not this object.
     TRIPPED: dict[str, float] = {}
 
-    def __init__(self, path: str | Path, every_s: float = 1.0, backup_every_s: float = 5.0,
+    def __init__(self, path: str | Path, every_s: float = 0.0, backup_every_s: float = 5.0,
                  local: bool = True) -> None:
         self.path, self.every_s = Path(path), every_s
         self.backup_every_s, self.local = backup_every_s, local
