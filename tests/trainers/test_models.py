@@ -135,3 +135,16 @@ def test_cifar10_loader_refuses_code_in_pickles(tmp_path):
     (tmp_path / "data_batch_1").write_bytes(pickle.dumps({b"data": Evil(), b"labels": []}))
     with pytest.raises(pickle.UnpicklingError, match="refusing"):
         data.load_images(f"cifar10:{tmp_path}")
+
+
+def test_networks_are_still_reachable_from_their_trainer_modules():
+    """The networks moved to nets.py; code that imported them from mlp/lm/vit still works."""
+    from hpsearch.trainers.lm import GPT, LSTMLM, lm_loss
+    from hpsearch.trainers.mlp import ACTIVATIONS, MLP, classification_loss
+    from hpsearch.trainers.vit import ViT
+
+    assert (MLP, ACTIVATIONS, classification_loss) == (nets.MLP, nets.ACTIVATIONS,
+                                                      nets.classification_loss)
+    assert (GPT, LSTMLM, lm_loss, ViT) == (nets.GPT, nets.LSTMLM, nets.lm_loss, nets.ViT)
+    with pytest.raises(AttributeError):
+        vit.NoSuchThing  # noqa: B018
