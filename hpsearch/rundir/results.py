@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-__all__ = ["SCHEMA", "trial_rows"]
+__all__ = ["SCHEMA", "trial_rows", "read_results"]
 
 # Keys Ray Tune adds to every result; not ours to carry into the tidy frame.
 _TUNE_KEYS = {"timestamp", "checkpoint_dir_name", "done", "training_iteration", "trial_id",
@@ -16,7 +16,8 @@ SCHEMA = ["epoch", "train_loss", "val_loss", "train_metric", "val_metric", "gap"
           "epoch_time_s", "time_total_s", "gpu_mem_mb", "gpu_mem_device_mb", "status", "error"]
 
 
-def _read_results(trial_dir: Path) -> list[dict]:
+def read_results(trial_dir: Path) -> list[dict]:
+    """The rows of a trial's result.json (a line a crash cut short is skipped)."""
     rows = []
     result_file = trial_dir / "result.json"
     if not result_file.exists():
@@ -51,7 +52,7 @@ def _params(trial_dir: Path, results: list[dict]) -> dict:
 
 
 def trial_rows(trial_dir: Path, finished: bool, config_keys: set) -> list[dict]:
-    results = _read_results(trial_dir)
+    results = read_results(trial_dir)
     config = _params(trial_dir, results)
     config_keys.update(config)
     tid = results[0].get("trial_id") if results else trial_dir.name

@@ -22,6 +22,7 @@ from hpsearch.rundir.layout import (
     RunDir,
     atomic_write,
 )
+from hpsearch.rundir.results import read_results
 
 __all__ = ["backup", "repair", "set_aside_trial", "set_aside_folder", "mend_checkpoints"]
 _CHECKPOINT = re.compile(r"checkpoint_(\d+)")
@@ -147,18 +148,8 @@ def _saved_row(folder: Path) -> dict:
 
 
 def _logged_rows(trial_dir: Path) -> list[dict]:
-    """The rows in a trial's result.json (a line a kill cut short is skipped)."""
-    rows = []
-    try:
-        lines = (trial_dir / "result.json").read_text().splitlines()
-    except OSError:
-        return rows
-    for line in lines:
-        try:
-            rows.append(json.loads(line))
-        except ValueError:
-            continue
-    return [r for r in rows if isinstance(r, dict) and isinstance(r.get("epoch"), int)]
+    """The rows with an epoch in a trial's result.json."""
+    return [r for r in read_results(trial_dir) if isinstance(r.get("epoch"), int)]
 
 
 def _restart_point(trial_dir: Path, target: Path) -> None:

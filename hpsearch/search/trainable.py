@@ -21,7 +21,6 @@ from hpsearch.rundir.layout import CHECKPOINT_ROW, CHECKPOINT_STATE
 from hpsearch.trainers.contract import ContractError, Reporter, user_frame
 
 logger = logging.getLogger(__name__)
-_STATE_FILE, _ROW_FILE = CHECKPOINT_STATE, CHECKPOINT_ROW  # the state; the row sent with it
 
 
 class TuneCheckpointer:
@@ -36,16 +35,16 @@ class TuneCheckpointer:
         if ckpt is None:
             return None
         with ckpt.as_directory() as d:
-            if not os.path.exists(os.path.join(d, _STATE_FILE)):
+            if not os.path.exists(os.path.join(d, CHECKPOINT_STATE)):
                 return None  # emptied by resume: the checkpoint it named was gone
-            row_file = os.path.join(d, _ROW_FILE)
+            row_file = os.path.join(d, CHECKPOINT_ROW)
             if os.path.exists(row_file):
                 with open(row_file) as f:
                     self.restored_row = json.load(f)
             # weights_only: a checkpoint is data, never code.
             import torch  # a checkpointing trainer is a torch trainer: already imported
 
-            return torch.load(os.path.join(d, _STATE_FILE), map_location="cpu",
+            return torch.load(os.path.join(d, CHECKPOINT_STATE), map_location="cpu",
                               weights_only=True)
 
     def save(self, state: dict) -> None:
@@ -73,8 +72,8 @@ def _reporter(metric: str, mode: str, checkpointer: TuneCheckpointer):
         with tempfile.TemporaryDirectory() as d:
             import torch
 
-            torch.save(state, os.path.join(d, _STATE_FILE))
-            with open(os.path.join(d, _ROW_FILE), "w") as f:
+            torch.save(state, os.path.join(d, CHECKPOINT_STATE))
+            with open(os.path.join(d, CHECKPOINT_ROW), "w") as f:
                 json.dump(row, f, default=str)
             tune.report(row, checkpoint=tune.Checkpoint.from_directory(d))
     return report

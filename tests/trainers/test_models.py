@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from hpsearch.trainers import data, lm, nets, vit
+from hpsearch.trainers import data, lm, mlp, nets, vit
 from hpsearch.trainers import text as corpora
 
 
@@ -146,5 +146,7 @@ def test_networks_are_still_reachable_from_their_trainer_modules():
     assert (MLP, ACTIVATIONS, classification_loss) == (nets.MLP, nets.ACTIVATIONS,
                                                       nets.classification_loss)
     assert (GPT, LSTMLM, lm_loss, ViT) == (nets.GPT, nets.LSTMLM, nets.lm_loss, nets.ViT)
+    # mlp.Config checks activations by name without torch: the same names as the networks'.
+    assert set(mlp.ACTIVATION_NAMES) == set(nets.ACTIVATIONS)
     with pytest.raises(AttributeError):
         vit.NoSuchThing  # noqa: B018
