@@ -37,6 +37,9 @@ TUNE_STATE_GLOBS = ("experiment_state-*.json", "search_gen_state-*.json",
 TUNE_STATE_BACKUP = ".tune-state-backup"
 CHECKPOINT_STATE, CHECKPOINT_ROW = "state.pt", "row.json"  # in a trial's Tune checkpoint
 LOST_TRIALS = ".lost-trials"  # folders of trials Tune's saved state lost (run again)
+# Tune names a trial's folder after the trainable (search/trainable.py: run_trial) and
+# makes it before it writes params.json there.
+TRIAL_PREFIX = "run_trial_"
 # What the analysis reads from each Ray Tune trial folder (checkpoints are not among them).
 RESULT_FILES = frozenset({"result.json", "params.json", "error.txt", "progress.csv"})
 _PRIVATE_DIR, _PRIVATE_FILE = 0o700, 0o600
@@ -206,11 +209,13 @@ class RunDir:
             f.write(buf.getvalue())
 
     # -- trial folders (written by Ray Tune, or copied down from cloud storage) ------------
-    def trial_dirs(self) -> list[Path]:
-        """Ray Tune's trial folders (those with a params.json), in name order."""
+    def trial_dirs(self, begun: bool = False) -> list[Path]:
+        """Ray Tune's trial folders (those with a params.json), in name order; `begun`: also
+        those Tune made but had not written params.json to yet (a driver killed between)."""
         if not self.path.is_dir():
             return []
-        return sorted(p for p in self.path.iterdir() if (p / "params.json").is_file())
+        return sorted(p for p in self.path.iterdir() if (p / "params.json").is_file() or (
+            begun and p.is_dir() and p.name.startswith(TRIAL_PREFIX)))
 
     def write_trial_file(self, trial: str, name: str, data: bytes) -> None:
         """Store one of a trial's result files (copied from cloud storage)."""

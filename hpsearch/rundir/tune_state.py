@@ -114,7 +114,7 @@ def set_aside_trial(rd: RunDir, trial_id: str) -> list[str]:
     LOST_TRIALS, out of the tables: a driver killed mid-save left Tune's state without
     the trial, so its config runs again as a new one. Returns the folders moved."""
     moved = []
-    for folder in rd.trial_dirs():
+    for folder in rd.trial_dirs(begun=True):
         if f"_{trial_id}_" in folder.name:
             set_aside_folder(rd, folder)
             moved.append(folder.name)

@@ -155,6 +155,9 @@ def test_a_folder_no_saved_state_knows_is_set_aside(tmp_path):
                  "run_trial_cccc0003_3_lr=0.3"):
         (rd.path / name).mkdir(parents=True)
         (rd.path / name / "params.json").write_text("{}")
+    # Folders Tune made before a kill, with no params.json yet: the same rules hold.
+    for name in ("run_trial_bbbb0002_2_lr=0.2_older", "run_trial_eeee0005_5_lr=0.5"):
+        (rd.path / name).mkdir()
     s = _searcher(tmp_path, max_trials=5)
     configs = {i: s.suggest(i) for i in ("aaaa0001", "bbbb0002")}
     s.save(str(tmp_path / "snap.pkl"))
@@ -166,7 +169,8 @@ def test_a_folder_no_saved_state_knows_is_set_aside(tmp_path):
     # to neither. Both folders leave the tables; aaaa0001 stays.
     assert [p.name for p in rd.trial_dirs()] == ["run_trial_aaaa0001_1_lr=0.1"]
     assert sorted(p.name for p in (rd.path / ".lost-trials").iterdir()) == [
-        "run_trial_bbbb0002_2_lr=0.2", "run_trial_cccc0003_3_lr=0.3"]
+        "run_trial_bbbb0002_2_lr=0.2", "run_trial_bbbb0002_2_lr=0.2_older",
+        "run_trial_cccc0003_3_lr=0.3", "run_trial_eeee0005_5_lr=0.5"]
     ledger.on_step_begin(1, [_tune("aaaa0001", configs["aaaa0001"])])  # only after restore
     (rd.path / "run_trial_dddd0004_4_x").mkdir()
     (rd.path / "run_trial_dddd0004_4_x" / "params.json").write_text("{}")
