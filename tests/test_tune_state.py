@@ -183,3 +183,20 @@ def test_the_restored_checkpoint_leaves_no_gap_in_the_logged_epochs(rd):
     assert _epochs(far_ahead) == [1, 2]
     assert [p.name for p in far_ahead.iterdir() if p.is_dir()] == ["checkpoint_000001"]
     assert list((far_ahead / "checkpoint_000001").iterdir()) == []  # starts over
+
+
+def test_a_finished_search_is_reopened_for_configs_tune_lost(tmp_path):
+    """Tune saves whether its searcher said FINISHED; restored, it never asks again, so a
+    config re-queued for a trial Tune lost would never run. resume clears the flag (in place,
+    the pickle never loaded)."""
+    import ray.cloudpickle as cloudpickle
+
+    rd = RunDir(tmp_path / "run")
+    rd.path.mkdir()
+    state = {"counter": 3, "total_samples": 2**63 - 1, "finished": True,
+             "name:ConcurrencyLimiter": {"max_concurrent": 2, "finished": 1}}
+    path = rd.path / "search_gen_state-2026-12-01_07-01-54.json"
+    path.write_bytes(cloudpickle.dumps(state))
+    assert tune_state.reopen_search(rd)
+    assert pickle.loads(path.read_bytes()) == {**state, "finished": False}
+    assert not tune_state.reopen_search(rd)  # nothing left to clear

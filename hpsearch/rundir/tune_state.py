@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import pickle
 import pickletools
 import re
 import shutil
@@ -24,7 +25,8 @@ from hpsearch.rundir.layout import (
 )
 from hpsearch.rundir.results import read_results
 
-__all__ = ["backup", "repair", "set_aside_trial", "set_aside_folder", "mend_checkpoints"]
+__all__ = ["backup", "repair", "set_aside_trial", "set_aside_folder", "mend_checkpoints",
+           "reopen_search"]
 _CHECKPOINT = re.compile(r"checkpoint_(\d+)")
 
 
@@ -213,3 +215,25 @@ def mend_checkpoints(rd: RunDir) -> list[str]:
                 _restart_point(target.parent, target)
                 mended.append(str(target))
     return mended
+
+
+def reopen_search(rd: RunDir) -> bool:
+    """Clear the `finished` flag in Tune's saved search-generator state.
+
+    A searcher that had said FINISHED (every point or sample handed out) is never asked again
+    by a restored Tune, so a trial Tune's saved state lost, whose config the searcher queues
+    again (`sync`), would never run and every `resume` ended "interrupted". The flag is one
+    opcode (NEWTRUE after the key "finished"), flipped in place; the pickle is read opcode by
+    opcode, never loaded. A reopened searcher that has nothing left says FINISHED again.
+    Returns whether a flag was cleared."""
+    cleared = False
+    for path in sorted(rd.path.glob("search_gen_state-*.json")):
+        data = path.read_bytes()
+        key = None
+        for op, arg, pos in pickletools.genops(io.BytesIO(data)):
+            if key == "finished" and op.name == "NEWTRUE":
+                atomic_write(path, data[:pos] + pickle.NEWFALSE + data[pos + 1:])
+                cleared = True
+                break
+            key = arg if isinstance(arg, str) else (key if op.name == "MEMOIZE" else None)
+    return cleared

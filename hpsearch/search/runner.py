@@ -250,6 +250,7 @@ def resume_search(run_dir: str | Path, stream: str | None = "stdout",
             for path in tune_state.mend_checkpoints(rd):
                 logger.warning("Tune's saved state named %s, deleted after a newer checkpoint "
                                "was saved; the trial resumes from its newest one", path)
+            tune_state.reopen_search(rd)  # a config Tune lost must still run
         if not tune.Tuner.can_restore(source):
             raise UserError(f"{storage.redact(source)}: no Ray Tune experiment state to "
                             "resume from")

@@ -181,7 +181,8 @@ def test_killed_driver_is_resumed_on_its_own_ray(tmp_path, foreign_cluster):
         # its folder (if it had started) is set aside
         assert not [p for p in run_dir.iterdir() if tag in p.name]
         lost = run_dir / ".lost-trials"
-        assert all(tag in p.name for p in (lost.iterdir() if lost.exists() else []))
+        assert all(tag in p.name for p in (lost.iterdir() if lost.exists() else [])), (
+            sorted(p.name for p in lost.iterdir()), tag, res.stderr[-3000:])
     # (Tune's own lag can add one the test did not make.)
     assert res.stderr.count("the trial resumes from its newest one") >= len(lagging)
     trials = pd.read_csv(run_dir / "trials.csv")
