@@ -49,7 +49,7 @@ class TrialLedger(tune.Callback):
         (both saved before it started, and it never ended in optuna.db): not counted, its
         config never told; out of the tables with the lost ones."""
         known = {t.trial_id for t in trials} | self._searcher.known_ids()
-        for folder in rd.trial_dirs(begun=True):
+        for folder in rd.trial_dirs():  # with a params.json: Tune may be making others
             if not any(f"_{tid}_" in folder.name for tid in known if tid):
                 tune_state.set_aside_folder(rd, folder)
                 logger.warning("%s: a trial no saved state knows (driver killed while "
