@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -73,12 +74,15 @@ def foreign_cluster():
 
     env = {**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
     temp = f"/tmp/foreign-{os.getpid()}"
-    subprocess.run([str(Path(sys.executable).with_name("ray")), "start", "--head",
-                    "--port=6390", "--num-cpus=1", "--node-ip-address=127.0.0.1",
-                    "--include-dashboard=false", f"--temp-dir={temp}"],
-                   env=env, check=True, capture_output=True, timeout=120)
-    try:
-        yield {**env, "RAY_ADDRESS": "127.0.0.1:6390"}, temp
+    with socket.socket() as s:  # a free port: copies of this test may run side by side
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    try:  # a failed start can leave its GCS running: the cleanup below ends it too
+        subprocess.run([str(Path(sys.executable).with_name("ray")), "start", "--head",
+                        f"--port={port}", "--num-cpus=1", "--node-ip-address=127.0.0.1",
+                        "--include-dashboard=false", f"--temp-dir={temp}"],
+                       env=env, check=True, capture_output=True, timeout=120)
+        yield {**env, "RAY_ADDRESS": f"127.0.0.1:{port}"}, temp
     finally:  # not `ray stop`: it ends every Ray on the machine, the tests' own included
         for _ in range(3):
             for pid in cluster._instance_pids(temp):  # noqa: SLF001
