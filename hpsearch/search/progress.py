@@ -44,6 +44,9 @@ class Progress(Callback):
 
     def __setstate__(self, state):  # runs saved before these fields existed
         self.__dict__.update({"max_epochs": 1, "epoch": {}, "_bar": None, **state})
+        # A restored search (`hpsearch resume`, another process): the monotonic clock it
+        # was saved with means nothing here; time counts from the restore.
+        self.start, self._last = time.monotonic(), 0.0
 
     def _out(self):
         return getattr(sys, self.stream)
@@ -88,8 +91,19 @@ class Progress(Callback):
         if time.monotonic() - self._last >= every:
             self._emit(trials)
 
+    def _adopt_ended(self, trials) -> None:
+        """Trials that ended before a restore get no callback in the restored search: count
+        them by Tune's status and their last result."""
+        for t in trials:
+            if t.trial_id in self.ended or t.status not in ("TERMINATED", "ERROR"):
+                continue
+            last = (getattr(t, "last_result", None) or {}).get("status", "running")
+            self.ended[t.trial_id] = ("error" if t.status == "ERROR" else
+                                      "stopped_early" if last == "running" else last)
+
     def summary(self, trials) -> str:
         """`5/16 done (3 completed, 1 stopped early, 1 error) | 2 running: a@3 b@1 | best ...`"""
+        self._adopt_ended(trials)
         counts: dict[str, int] = {}
         for status in self.ended.values():
             counts[status] = counts.get(status, 0) + 1

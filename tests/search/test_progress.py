@@ -48,3 +48,26 @@ def test_plain_lines_when_not_a_terminal(monkeypatch):
     lines = out.getvalue().splitlines()
     assert lines[-1].endswith("1/2 done (1 completed) | 0 running | best loss=0.2 (a)")
     assert "\r" not in out.getvalue()
+
+
+def test_restored_search_counts_trials_that_ended_before_it_and_its_own_clock(monkeypatch):
+    """`hpsearch resume`: the callback comes back from Tune's saved state in a new process.
+    Trials that had ended get no callback there (they counted 0/N done), and the saved
+    monotonic clock is another process's."""
+    import pickle
+
+    out = io.StringIO()
+    monkeypatch.setattr(progress.sys, "stdout", out)
+    clock = [5000.0]
+    monkeypatch.setattr(progress.time, "monotonic", lambda: clock[0])
+    p = progress.Progress(total=4, metric="loss", mode="min", max_epochs=3)
+    clock[0] = 10.0  # the restoring process's clock
+    p = pickle.loads(pickle.dumps(p))
+    done = [types.SimpleNamespace(trial_id=t, status=s, last_result=r) for t, s, r in (
+        ("a", "TERMINATED", {"status": "completed"}),
+        ("b", "TERMINATED", {"status": "running"}),  # stopped early
+        ("c", "ERROR", {"status": "running"}))]
+    p.on_step_end(0, [*done, _trial("d")])
+    line = out.getvalue().splitlines()[-1]
+    assert line.startswith("[    0s] 3/4 done (1 completed, 1 error, 1 stopped early)"), line
+    assert "1 running: d@0" in line
