@@ -18,6 +18,7 @@ from hpsearch.errors import UserError
 from hpsearch.rundir.layout import (
     CHECKPOINT_ROW,
     LOST_TRIALS,
+    SEARCH_GEN_STATE_GLOB,
     TUNE_STATE_BACKUP,
     TUNE_STATE_GLOBS,
     RunDir,
@@ -26,7 +27,7 @@ from hpsearch.rundir.layout import (
 from hpsearch.rundir.results import read_results
 
 __all__ = ["backup", "repair", "set_aside_trial", "set_aside_folder", "mend_checkpoints",
-           "reopen_search"]
+           "reopen_search", "reopened"]
 _CHECKPOINT = re.compile(r"checkpoint_(\d+)")
 
 
@@ -224,16 +225,27 @@ def reopen_search(rd: RunDir) -> bool:
     by a restored Tune, so a trial Tune's saved state lost, whose config the searcher queues
     again (`sync`), would never run and every `resume` ended "interrupted". The flag is one
     opcode (NEWTRUE after the key "finished"), flipped in place; the pickle is read opcode by
-    opcode, never loaded. A reopened searcher that has nothing left says FINISHED again.
-    Returns whether a flag was cleared."""
+    opcode, never loaded (`reopened`). A reopened searcher that has nothing left says
+    FINISHED again. Returns whether a flag was cleared. (Runs stored in a bucket:
+    search/storage.py applies `reopened` there.)"""
     cleared = False
-    for path in sorted(rd.path.glob("search_gen_state-*.json")):
-        data = path.read_bytes()
-        key = None
+    for path in sorted(rd.path.glob(SEARCH_GEN_STATE_GLOB)):
+        data = reopened(path.read_bytes())
+        if data is not None:
+            atomic_write(path, data)
+            cleared = True
+    return cleared
+
+
+def reopened(data: bytes) -> bytes | None:
+    """A search-generator state pickle with its `finished` flag cleared, or None when it was
+    not set (or the bytes are not such a pickle)."""
+    key = None
+    try:
         for op, arg, pos in pickletools.genops(io.BytesIO(data)):
             if key == "finished" and op.name == "NEWTRUE":
-                atomic_write(path, data[:pos] + pickle.NEWFALSE + data[pos + 1:])
-                cleared = True
-                break
+                return data[:pos] + pickle.NEWFALSE + data[pos + 1:]
             key = arg if isinstance(arg, str) else (key if op.name == "MEMOIZE" else None)
-    return cleared
+    except ValueError:  # cut short or not a pickle: repair() deals with those
+        return None
+    return None

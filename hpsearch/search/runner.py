@@ -251,6 +251,8 @@ def resume_search(run_dir: str | Path, stream: str | None = "stdout",
                 logger.warning("Tune's saved state named %s, deleted after a newer checkpoint "
                                "was saved; the trial resumes from its newest one", path)
             tune_state.reopen_search(rd)  # a config Tune lost must still run
+        else:
+            storage.reopen_search(source)  # the same, in the bucket
         if not tune.Tuner.can_restore(source):
             raise UserError(f"{storage.redact(source)}: no Ray Tune experiment state to "
                             "resume from")

@@ -18,11 +18,12 @@ import pyarrow
 import pyarrow.fs as pafs
 
 from hpsearch.errors import UserError
-from hpsearch.rundir import RESULT_FILES, RunDir
+from hpsearch.rundir import RESULT_FILES, RunDir, tune_state
+from hpsearch.rundir.layout import SEARCH_GEN_STATE_GLOB
 
 logger = logging.getLogger(__name__)
 __all__ = ["is_uri", "check_uri", "experiment_uri", "pull_results", "recorded_experiment",
-           "redact", "credentials_hidden"]
+           "redact", "credentials_hidden", "reopen_search"]
 
 # Ray Tune copies these from the driver's environment into every trial actor's runtime env,
 # which Ray's runtime-env agent then logs in plain text. Trial processes inherit them from
@@ -145,3 +146,29 @@ def pull_results(uri: str, rd: RunDir | str | Path) -> int:
         copied += 1
     logger.info("copied %d result files from %s", copied, redact(uri))
     return copied
+
+
+def reopen_search(uri: str) -> bool:
+    """`tune_state.reopen_search` for a run whose Tune state lives at `uri` (a bucket): clear
+    the `finished` flag of each saved search-generator state there, so that a restored Tune
+    asks the searcher again for the config of a trial its saved state lost (each object is
+    rewritten whole, one PUT). Returns whether a flag was cleared."""
+    fs, root = _resolve(uri)
+    root = root.rstrip("/")
+    prefix, suffix = SEARCH_GEN_STATE_GLOB.split("*")
+    try:
+        infos = fs.get_file_info(pafs.FileSelector(root, allow_not_found=True))
+        cleared = False
+        for info in infos:
+            if (info.type == pafs.FileType.File and info.base_name.startswith(prefix)
+                    and info.base_name.endswith(suffix)):
+                with fs.open_input_stream(info.path) as src:
+                    data = tune_state.reopened(src.read())
+                if data is not None:
+                    with fs.open_output_stream(info.path) as dst:
+                        dst.write(data)
+                    cleared = True
+    except (OSError, pyarrow.ArrowException) as exc:
+        raise UserError(f"cannot read Ray Tune's state at {redact(uri)}: "
+                        f"{str(exc).splitlines()[0]}") from None
+    return cleared

@@ -69,6 +69,9 @@ def test_interrupted_search_resumes_from_the_bucket(s3, tmp_path):
     assert meta["experiment"].startswith("s3://hpsearch-test/runs/s3int?")
     files = _bucket_files(fs, "s3int")
     assert any("experiment_state" in f for f in files)
+    # where `resume` reopens the searcher (storage.reopen_search): the experiment's top level
+    assert any(f.rsplit("/", 1)[1].startswith("search_gen_state-")
+               and f.rsplit("/", 2)[1] == "s3int" for f in files)
     assert any("/checkpoint_" in f for f in files)  # checkpoints stay in the bucket
     assert not list(run_dir.glob("*/checkpoint_*"))
     from hpsearch.search import storage
@@ -81,6 +84,33 @@ def test_interrupted_search_resumes_from_the_bucket(s3, tmp_path):
     assert res.returncode == 0, res.stderr[-3000:]
     assert len(list(run_dir.glob("run_trial_*/result.json"))) == 3
     assert (run_dir / "report" / "report.html").exists()
+
+
+def test_a_finished_search_in_the_bucket_is_reopened(s3):
+    """`resume` of a run stored in a bucket clears the searcher's saved FINISHED flag there
+    too (tune_state.reopen_search's twin): else a config Tune's saved state lost never runs."""
+    import pickle
+
+    import ray.cloudpickle as cloudpickle
+
+    from hpsearch.search import storage
+
+    uri, fs = s3
+    base, query = uri.split("?", 1)
+    root = "hpsearch-test/runs/reopen"
+    state = {"counter": 3, "finished": True, "name:ConcurrencyLimiter": {"finished": 1}}
+    for name, data in (("search_gen_state-2026-12-01_07-01-54.json", cloudpickle.dumps(state)),
+                       ("search_gen_state-2026-12-01_07-00-00.json", b"\x80\x05cut"),
+                       ("trial_x/search_gen_state-2026-12-01_07-01-54.json",
+                        cloudpickle.dumps(state))):
+        with fs.open_output_stream(f"{root}/{name}") as f:
+            f.write(data)
+    assert storage.reopen_search(f"{base}/reopen?{query}")
+    with fs.open_input_stream(f"{root}/search_gen_state-2026-12-01_07-01-54.json") as f:
+        assert pickle.loads(f.read()) == {**state, "finished": False}
+    with fs.open_input_stream(f"{root}/trial_x/search_gen_state-2026-12-01_07-01-54.json") as f:
+        assert pickle.loads(f.read()) == state  # only the experiment's own, top level
+    assert not storage.reopen_search(f"{base}/reopen?{query}")  # nothing left to clear
 
 
 @pytest.mark.parametrize("uri, message", [
