@@ -70,3 +70,28 @@ def test_private_ray_prestarts_no_idle_workers_unless_the_user_asks(monkeypatch)
     with cluster._no_idle_workers():  # noqa: SLF001
         assert os.environ[key] == "1"
     assert os.environ[key] == "1"
+
+
+_SHUTDOWN = """
+import json, os
+from hpsearch.search import cluster
+temp = cluster.connect(num_cpus=1)
+monitors, pids = cluster._monitor_pids(temp), cluster._instance_pids(temp)
+cluster.shutdown(temp)
+alive = [p for p in pids if os.path.exists(f"/proc/{p}")]
+print(json.dumps({"monitors": monitors, "pids": pids, "alive": alive,
+                  "temp_left": os.path.exists(temp)}))
+"""
+
+
+def test_shutdown_ends_the_whole_private_instance_its_monitor_first():
+    """`cluster.shutdown` kills the instance's autoscaler monitor before Ray's own shutdown
+    (which waits a second on it otherwise), then leaves nothing of the instance behind."""
+    import json
+
+    res = subprocess.run([sys.executable, "-c", _SHUTDOWN], capture_output=True, text=True,
+                         timeout=120)
+    out = json.loads(res.stdout.strip().splitlines()[-1])
+    assert len(out["monitors"]) == 1, out  # Ray's monitor is still recognised by its script
+    assert set(out["monitors"]) < set(out["pids"])
+    assert out["alive"] == [] and not out["temp_left"], out
