@@ -37,7 +37,8 @@ def bare_loop(model, data: _loop.Data, cfg, lm: bool) -> list[float]:
             idx = perm[i:i + cfg.batch_size]
             out = model(data.x_train[idx])
             y = data.y_train[idx]
-            loss = F.cross_entropy(out.flatten(0, 1), y.flatten()) if lm else F.cross_entropy(out, y)
+            loss = (F.cross_entropy(out.flatten(0, 1), y.flatten()) if lm
+                    else F.cross_entropy(out, y))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

@@ -28,7 +28,8 @@ def test_trainer_reports_schema_and_finite_metrics(name):
             assert math.isfinite(row[key]), (key, row)
         assert row["gpu_mem_mb"] is None  # CPU: memory is unknown, not zero
         assert row["gap"] == pytest.approx(row["val_loss"] - row["train_loss"])
-    assert rows[1]["time_total_s"] == pytest.approx(rows[0]["epoch_time_s"] + rows[1]["epoch_time_s"])
+    assert rows[1]["time_total_s"] == pytest.approx(rows[0]["epoch_time_s"]
+                                                    + rows[1]["epoch_time_s"])
     assert last == rows[-1]
 
 

@@ -107,7 +107,8 @@ class RunDir:
         if self.path.exists() and not self.path.is_dir():
             raise UserError(f"--out {self.path} exists and is not a directory")
         if self.path.is_dir() and not self.exists():
-            others = [p.name for p in self.path.iterdir() if p.name != LOCK]
+            # (a run killed while its Ray started leaves that Ray's record: `run` ends it)
+            others = [p.name for p in self.path.iterdir() if p.name not in (LOCK, PROCESSES)]
             if others:
                 raise UserError(f"--out {self.path} is a non-empty directory that holds no "
                                 "run; choose a new or empty directory")

@@ -1,6 +1,6 @@
 """Starting or joining Ray: a private local instance on 127.0.0.1 with no dashboard by
 default, or an existing cluster by address (token auth stays as the cluster has it); and
-ending what a killed local run left behind."""
+shutting a private one down (processes.py finds what it is made of)."""
 
 from __future__ import annotations
 
@@ -8,27 +8,31 @@ import contextlib
 import logging
 import math
 import os
-import shutil
 import signal
-import stat
 import tempfile
-import time
 from pathlib import Path
 
 import ray
 
 from hpsearch.errors import UserError
 from hpsearch.rundir import RunDir, layout
+from hpsearch.search.processes import (  # noqa: F401 (cluster's names since v0.2)
+    TEMP_PREFIX,
+    _instance_pids,
+    _monitor_pids,
+    cleanup_stale,
+    end_instance,
+    record_processes,
+)
 
 logger = logging.getLogger(__name__)
-TEMP_PREFIX = "hpsearch-ray-"
 # Ray's single-machine switch (the one Ray uses on macOS/Windows): every server on loopback.
 LOOPBACK_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
 
 
 def connect(address: str | None = None, num_cpus: int | None = None,
             num_gpus: int | None = None, dashboard: bool = False,
-            verbose: bool = False) -> str | None:
+            verbose: bool = False, rundir: RunDir | None = None) -> str | None:
     """Start a private local Ray bound to 127.0.0.1, or join the cluster at `address`.
 
     A local Ray is always a new one (`address="local"`): it never joins a cluster named by
@@ -40,6 +44,8 @@ def connect(address: str | None = None, num_cpus: int | None = None,
         num_cpus, num_gpus: local instance only (tests fake GPUs with num_gpus).
         dashboard: start Ray's dashboard (local only; it binds to 127.0.0.1).
         verbose: let Ray log at INFO (default: nothing below CRITICAL).
+        rundir: the run to record a local instance in (`record_processes`), before Ray
+            starts: a driver killed while Ray starts leaves nothing `resume` cannot find.
 
     Returns:
         The private temp directory of a local Ray started here, else None.
@@ -56,12 +62,20 @@ def connect(address: str | None = None, num_cpus: int | None = None,
             raise UserError(f"--num-gpus must be >= 0, got {num_gpus}")
         # Ray makes its temp dir world-writable (0777); a 0700 parent keeps it private.
         temp_dir = tempfile.mkdtemp(prefix=TEMP_PREFIX)
-        with _no_idle_workers():
-            ray.init(address="local", num_cpus=num_cpus, num_gpus=num_gpus,
-                     include_dashboard=dashboard, dashboard_host="127.0.0.1",
-                     _node_ip_address="127.0.0.1", _temp_dir=os.path.join(temp_dir, "ray"),
-                     log_to_driver=verbose, logging_level=level)
-        _check_loopback()
+        try:
+            if rundir is not None:
+                record_processes(rundir, temp_dir)
+            with _no_idle_workers():
+                ray.init(address="local", num_cpus=num_cpus, num_gpus=num_gpus,
+                         include_dashboard=dashboard, dashboard_host="127.0.0.1",
+                         _node_ip_address="127.0.0.1", _temp_dir=os.path.join(temp_dir, "ray"),
+                         log_to_driver=verbose, logging_level=level)
+            _check_loopback()
+        except BaseException:  # nothing of a Ray that did not start stays behind
+            shutdown(temp_dir)
+            if rundir is not None:
+                rundir.remove(layout.PROCESSES)
+            raise
         _private_token()
         return temp_dir
     for attempt in range(3):
@@ -184,104 +198,6 @@ def gpu_memory_mb(timeout_s: float = 60.0) -> float | None:
         logger.warning("could not read GPU memory on the cluster: %s", exc)
         return None
     return None if any(t is None for t in totals) else min(totals)
-
-
-def record_processes(rundir: RunDir, temp_dir: str | None) -> None:
-    """Record the private temp directory of the local Ray this run started, so that
-    `hpsearch resume` can end what a killed driver left behind. Joined clusters are not
-    ours to record."""
-    if temp_dir:
-        rundir.write_json(layout.PROCESSES, {"temp_dir": temp_dir, "uid": os.getuid()})
-
-
-def _is_private_temp(path: str) -> bool:
-    """True for a directory `connect` made: under the temp root, our prefix, ours, 0700."""
-    p = Path(path)
-    try:
-        st = p.lstat()
-    except OSError:
-        return False
-    return (p.parent == Path(tempfile.gettempdir()) and p.name.startswith(TEMP_PREFIX)
-            and stat.S_ISDIR(st.st_mode) and st.st_uid == os.getuid()
-            and stat.S_IMODE(st.st_mode) == 0o700)
-
-
-def _uses(pid: str, temp_dir: str) -> bool:
-    """True when process `pid` (ours) names `temp_dir` in its command line or holds a
-    file inside it: Ray's daemons and workers of that instance do, nothing else does."""
-    base = f"/proc/{pid}"
-    try:
-        if os.stat(base).st_uid != os.getuid():
-            return False
-        with open(f"{base}/cmdline", "rb") as f:
-            if temp_dir.encode() in f.read():
-                return True
-        return any(os.readlink(f"{base}/fd/{fd}").startswith(temp_dir + "/")
-                   for fd in os.listdir(f"{base}/fd"))
-    except OSError:
-        return False
-
-
-def _instance_pids(temp_dir: str) -> list[int]:
-    return [int(e) for e in os.listdir("/proc")
-            if e.isdigit() and int(e) != os.getpid() and _uses(e, temp_dir)]
-
-
-def _monitor_pids(temp_dir: str) -> list[int]:
-    """The autoscaler monitor of the private instance at `temp_dir` (by its script)."""
-    found = []
-    for pid in _instance_pids(temp_dir) if _is_private_temp(temp_dir) else []:
-        with contextlib.suppress(OSError), open(f"/proc/{pid}/cmdline", "rb") as f:
-            if any(a.endswith(b"/autoscaler/_private/monitor.py") for a in
-                   f.read().split(b"\0")):
-                found.append(pid)
-    return found
-
-
-def cleanup_stale(rundir: RunDir, timeout_s: float = 5.0) -> list[int]:
-    """End the processes of the local Ray a killed driver of this run started (found by the
-    private temp directory it recorded, never by name). Returns the pids signalled."""
-    record = rundir.read_json(layout.PROCESSES, {})
-    temp_dir = record.get("temp_dir") if isinstance(record, dict) else None
-    if not isinstance(temp_dir, str) or not _is_private_temp(temp_dir):
-        if temp_dir:
-            logger.warning("ignoring %s: %r is not a Ray temp directory hpsearch made",
-                           layout.PROCESSES, temp_dir)
-        rundir.remove(layout.PROCESSES)
-        return []
-    pids = end_instance(temp_dir, timeout_s)
-    if pids:
-        logger.warning("ended %d Ray processes left by the interrupted run", len(pids))
-    rundir.remove(layout.PROCESSES)
-    return pids
-
-
-def end_instance(temp_dir: str, timeout_s: float = 5.0) -> list[int]:
-    """End every process of the local Ray whose private temp dir is `temp_dir` (SIGTERM,
-    then SIGKILL for what remains or was started meanwhile), then delete the directory.
-    Returns the pids signalled."""
-    if not _is_private_temp(temp_dir):
-        return []
-    pids: set[int] = set()
-    alive = _instance_pids(temp_dir)
-    for pid in alive:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGTERM)
-    pids.update(alive)
-    deadline = time.monotonic() + timeout_s
-    while alive and time.monotonic() < deadline:
-        time.sleep(0.1)
-        alive = _instance_pids(temp_dir)
-    deadline = time.monotonic() + 2 * timeout_s
-    while alive and time.monotonic() < deadline:  # a raylet may respawn an agent once
-        for pid in alive:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-        pids.update(alive)
-        time.sleep(0.2)
-        alive = _instance_pids(temp_dir)
-    shutil.rmtree(temp_dir, ignore_errors=True)
-    return sorted(pids)
 
 
 def shutdown(temp_dir: str | None) -> None:

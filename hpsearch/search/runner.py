@@ -167,14 +167,15 @@ def _locked_run(rd, cfg, trainer, space, grid, total, stream, num_cpus, num_gpus
         started_here = not ray.is_initialized()
         if started_here:  # only a connect that does work has time to overlap
             _preload_study_storage()
+        if started_here:
+            cluster.cleanup_stale(rd)  # a run killed while its Ray started, before hpsearch.json
         temp_dir = cluster.connect(cfg.address, num_cpus=num_cpus, num_gpus=num_gpus,
-                                   verbose=verbose)
+                                   verbose=verbose, rundir=rd)
         try:
             cfg = _resolve_gpu_memory(cfg)
             _check_shared_storage(cfg, rd.path)
             meta = _meta(cfg, trainer, grid, total)
             rd.write_meta(meta)
-            cluster.record_processes(rd, temp_dir)
             guard = DiskGuard(rd.path, local=not storage.is_uri(cfg.storage))
             callbacks = ([Progress(total, cfg.metric, cfg.mode, stream, cfg.max_epochs)]
                          if stream else [])
@@ -260,9 +261,8 @@ def resume_search(run_dir: str | Path, stream: str | None = "stdout",
             cluster.cleanup_stale(rd)
         before = ledger.running_numbers(rd, cfg.study_name)
         started_here = not ray.is_initialized()
-        temp_dir = cluster.connect(cfg.address, num_cpus=num_cpus, verbose=verbose)
+        temp_dir = cluster.connect(cfg.address, num_cpus=num_cpus, verbose=verbose, rundir=rd)
         try:
-            cluster.record_processes(rd, temp_dir)
             DiskGuard.TRIPPED.pop(str(rd.path), None)
             ContractGuard.MESSAGES.pop(str(rd.path), None)
             tuner = tune.Tuner.restore(source,

@@ -31,7 +31,8 @@ def _fake_run(path, n=12, epochs=4):
             tr, va = 1 / e, 1 / e + 0.05 * e
             lines.append(json.dumps({"trial_id": tid, "epoch": e, "train_loss": tr,
                                      "val_loss": va, "gap": va - tr, "train_metric": 1 - tr / 2,
-                                     "val_metric": 1 - va / 2 + (0.1 if cfg["norm"] == "pre" else 0),
+                                     "val_metric": (1 - va / 2
+                                                    + (0.1 if cfg["norm"] == "pre" else 0)),
                                      "epoch_time_s": 0.5, "time_total_s": 0.5 * e,
                                      "gpu_mem_mb": None,
                                      "status": "completed" if e == epochs else "running"}))

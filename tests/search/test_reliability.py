@@ -246,6 +246,50 @@ def test_crafted_process_record_kills_nothing(tmp_path):
         victim.kill()
 
 
+def test_run_killed_while_its_ray_starts_leaves_nothing_the_next_run_does_not_end(tmp_path):
+    """A driver killed inside `ray.init` (before hpsearch.json) had recorded nothing: its
+    Ray's temp dir (and any process still alive) stayed for good. The record is now written
+    before Ray starts, and `hpsearch run` into that directory ends what it names."""
+    run_dir = tmp_path / "early"
+    record = run_dir / "ray_processes.json"
+    args = ("run", "--trainer", "mlp", "--samples", "1", "--max-epochs", "1", "--set",
+            "data=digits", "--set", "width=16", "--num-cpus", "1", "--out", str(run_dir))
+    proc = subprocess.Popen(_cli(*args), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        assert _wait(record.is_file, 120)
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait()
+    assert not (run_dir / "hpsearch.json").exists()  # killed while its Ray started
+    temp_dir = json.loads(record.read_text())["temp_dir"]
+    assert Path(temp_dir).is_dir()
+    res = subprocess.run(_cli(*args), capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert not Path(temp_dir).exists() and not record.exists()
+    assert len(pd.read_csv(run_dir / "trials.csv")) == 1
+
+
+def test_a_ray_that_fails_to_start_leaves_no_temp_dir_and_no_record(tmp_path, monkeypatch):
+    import ray
+
+    from hpsearch.rundir import RunDir, layout
+    from hpsearch.search import cluster
+
+    rd = RunDir(tmp_path / "run")
+    rd.create()
+    seen = {}
+
+    def broken_init(**kw):
+        seen["temp"], seen["recorded"] = kw["_temp_dir"], rd.file(layout.PROCESSES).is_file()
+        raise RuntimeError("raylet failed to start")
+
+    monkeypatch.setattr(ray, "init", broken_init)
+    with pytest.raises(RuntimeError):
+        cluster.connect(num_cpus=1, rundir=rd)
+    assert seen["recorded"]  # recorded before Ray started
+    assert not Path(seen["temp"]).parent.exists() and not rd.file(layout.PROCESSES).exists()
+
+
 @pytest.fixture
 def small_disk(tmp_path):
     """A 48 MiB filesystem of its own (tmpfs; needs root, else the test is skipped)."""
