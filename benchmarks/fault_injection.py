@@ -7,9 +7,11 @@ and nothing left of the killed runs' Ray instances.
 
 Each run: `hpsearch run` (scheduler drawn from fifo / asha / the default) is SIGKILLed after a
 random delay in --kill-s; with probability --kill-resume the first `hpsearch resume` is
-SIGKILLed too; then `hpsearch resume` runs to the end. A run that ended before its kill is
-checked the same way. Prints one line per run and a summary; exit code 1 if any run failed
-a check (this is a harness, not a test: each run takes 20-40 s on 2 cores)."""
+SIGKILLed too; then `hpsearch resume` runs to the end (a driver killed before it wrote
+hpsearch.json, while its Ray started, is run again with the same command instead). A run
+that ended before its kill is checked the same way, and at the end no Ray temp dir the
+harness's runs made may be left. Prints one line per run and a summary; exit code 1 if any
+run failed a check (this is a harness, not a test: each run takes 20-40 s on 2 cores)."""
 
 from __future__ import annotations
 
@@ -81,8 +83,13 @@ def one_run(out: Path, rng: random.Random, samples: int, epochs: int,
     first = _run_until(args, kills[0])
     row = {"scheduler": scheduler or "default", "kills_s": kills, "first": first}
     if first == "killed" and not (out / "hpsearch.json").exists():
-        row["outcome"] = "killed before the run was recorded (nothing to resume)"
-        return row
+        # killed before the run was recorded (while its Ray started): a user runs it again
+        row["first"] = "killed early"
+        res = subprocess.run(_cli(*args), capture_output=True, text=True, timeout=900)
+        if res.returncode != 0:
+            row["outcome"] = f"rerun exited {res.returncode}: {res.stderr.strip()[-300:]}"
+            return row
+        first = 0
     if first == "killed" and rng.random() < kill_resume:
         kills.append(round(rng.uniform(*kill_s), 1))
         _run_until(["resume", str(out)], kills[-1])
@@ -111,25 +118,28 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--keep", action="store_true", help="keep the run directories")
     a = ap.parse_args(argv)
     rng = random.Random(a.seed)
+    rays_before = set(Path(tempfile.gettempdir()).glob("hpsearch-ray-*"))
     root = Path(tempfile.mkdtemp(prefix="hpsearch-faults-"))
     rows, failed = [], 0
     for i in range(a.runs):
         row = {"run": i, **one_run(root / f"run{i}", rng, a.samples, a.max_epochs,
                                    tuple(a.kill_s), a.kill_resume)}
-        bad = row["outcome"] not in ("ok",) and not row["outcome"].startswith("killed before")
-        failed += bad
+        failed += row["outcome"] != "ok"
         rows.append(row)
         print(f"{i:3d}  {row['scheduler']:8s} kills at {row['kills_s']} s  first: "
-              f"{row['first']!s:7s} -> {row['outcome']}", flush=True)
-    checked = sum(r["outcome"] == "ok" or not r["outcome"].startswith("killed before")
-                  for r in rows)
-    killed = sum(r["first"] == "killed" and not r["outcome"].startswith("killed before")
-                 for r in rows)
-    print(f"\n{checked} runs checked ({killed} killed mid-run, "
+              f"{row['first']!s:12s} -> {row['outcome']}", flush=True)
+    # Every Ray a killed driver started was ended by the resume or rerun that followed.
+    left = sorted(str(p) for p in set(Path(tempfile.gettempdir()).glob("hpsearch-ray-*"))
+                  - rays_before)
+    killed = sum(r["first"] == "killed" for r in rows)
+    print(f"\n{len(rows)} runs ({killed} killed mid-run, "
+          f"{sum(r['first'] == 'killed early' for r in rows)} while Ray started, "
           f"{sum(len(r['kills_s']) > 1 for r in rows)} with the resume killed too): "
-          f"{failed} failed")
+          f"{failed} failed; Ray temp dirs left behind: {left or 'none'}")
+    failed += bool(left)
     if a.json:
-        Path(a.json).write_text(json.dumps({"args": vars(a), "rows": rows}, indent=1))
+        Path(a.json).write_text(json.dumps({"args": vars(a), "rows": rows,
+                                            "ray_temp_dirs_left": left}, indent=1))
     if not a.keep:
         shutil.rmtree(root, ignore_errors=True)
     return 1 if failed else 0
