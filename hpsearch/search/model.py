@@ -10,21 +10,22 @@ end worse."""
 from __future__ import annotations
 
 import math
-import random
 
+import optuna
 from optuna.trial import TrialState, create_trial
 
 from hpsearch import fidelity
 
-__all__ = ["model_trials", "default_min_obs", "MIN_OBS_START", "MODEL_MAX_TRIALS",
-           "DIVERGED_ATTR"]
+__all__ = ["model_trials", "model_picks", "frozen", "ModelStudy", "default_min_obs",
+           "MIN_OBS_START", "MODEL_MAX_TRIALS", "DIVERGED_ATTR"]
 
 DIVERGED_ATTR = "diverged"  # user attr of a trial whose loss went NaN/inf
 
 
-def model_trials(trials: list, min_obs: int, maximize: bool,
-                 start: int | None = None) -> tuple[int | None, list]:
-    """What the equal-fidelity model is told: (epoch, frozen trials valued at that epoch).
+def model_picks(trials: list, min_obs: int, maximize: bool,
+                start: int | None = None) -> tuple[int | None, list]:
+    """What the equal-fidelity model is told: (epoch, [(trial, its value at that epoch, or
+    None: pending)]), in the trials' order.
 
     Finished or running trials with a score at the chosen epoch keep it; a trial that
     diverged before it gets the worst score seen at it; running ones without one are pending.
@@ -36,7 +37,7 @@ def model_trials(trials: list, min_obs: int, maximize: bool,
         return None, []
     at = [curves[t.number][epoch] for t in trials if epoch in curves[t.number]]
     worst = min(at) if maximize else max(at)
-    picked = []  # (trial, its value at the epoch, or None: running, pending)
+    picked = []
     for t in trials:
         if not t.params:
             continue
@@ -45,12 +46,64 @@ def model_trials(trials: list, min_obs: int, maximize: bool,
             value = worst
         if value is not None or t.state == TrialState.RUNNING:
             picked.append((t, value))
-    # Frozen trials are built for the capped set only (building 1,000 cost ~35 ms).
-    return epoch, [create_trial(params=t.params, distributions=t.distributions, value=v)
-                   if v is not None else
-                   create_trial(params=t.params, distributions=t.distributions,
-                                state=TrialState.RUNNING)
-                   for t, v in _capped(picked, maximize)]
+    return epoch, _capped(picked, maximize)
+
+
+def frozen(trial, value: float | None):
+    """A model trial: `trial`'s params, COMPLETE with `value`, or RUNNING (pending)."""
+    if value is None:
+        return create_trial(params=trial.params, distributions=trial.distributions,
+                            state=TrialState.RUNNING)
+    return create_trial(params=trial.params, distributions=trial.distributions, value=value)
+
+
+def model_trials(trials: list, min_obs: int, maximize: bool,
+                 start: int | None = None) -> tuple[int | None, list]:
+    """`model_picks` as frozen trials: (epoch, the trials a fresh model study is given)."""
+    epoch, picked = model_picks(trials, min_obs, maximize, start)
+    return epoch, [frozen(t, v) for t, v in picked]
+
+
+class ModelStudy:
+    """The model's in-memory study, kept between suggestions.
+
+    `study(epoch, picked)` holds `picked` ((trial, value or None) pairs, in the trials'
+    order) as a fresh study given `frozen` of each would, to TPE: TPE reads the COMPLETE,
+    PRUNED and RUNNING trials, ordered by number, and never a FAIL one. Building it anew cost
+    ~30 ms a suggestion at 300 trials (Optuna's storage deep-copies each trial added); the
+    kept one is only told what changed: new trials appended, pending (RUNNING) ones given
+    their value, or told FAIL when they left the list (the searcher tells FAIL each trial
+    it asks, too). A finished trial that left or changed its value, or another epoch, builds
+    it anew."""
+
+    def __init__(self, direction) -> None:
+        self._direction = direction
+        self._epoch: int | None = None
+        self._model = None
+        self._held: dict[int, tuple[float | None, int]] = {}  # trial -> (value, model number)
+
+    def study(self, epoch: int, picked: list):
+        held, new = self._held, {t.number: v for t, v in picked}
+        last = max(held, default=-1)
+        if (self._model is None or epoch != self._epoch
+                or any(u is not None and new.get(n, u - 1) != u for n, (u, _) in held.items())
+                or any(n not in held and n < last for n in new)):
+            self._model = optuna.create_study(direction=self._direction)
+            self._epoch, held = epoch, {}
+        model = self._model
+        for n, (u, number) in list(held.items()):
+            if u is None and n not in new:
+                model.tell(number, state=TrialState.FAIL)  # no longer pending, not kept
+                del held[n]
+            elif u is None and new[n] is not None:
+                model.tell(number, new[n])
+                held[n] = (new[n], number)
+        fresh = [(t, v) for t, v in picked if t.number not in held]
+        start = len(model.get_trials(deepcopy=False))
+        model.add_trials([frozen(t, v) for t, v in fresh])
+        held.update({t.number: (v, start + i) for i, (t, v) in enumerate(fresh)})
+        self._held = held
+        return model
 
 
 MIN_OBS_START = 8  # trials an epoch needs before the model starts (BOHB's rule, d + 1)
@@ -66,12 +119,30 @@ def default_min_obs(trials: list) -> int:
 
 
 def _capped(picked: list, maximize: bool) -> list:
-    """At most MODEL_MAX_TRIALS valued (trial, value) pairs, plus the pending ones: TPE's
-    cost grows with its trials (0.2 s per suggestion at 1,000). Its good set is at most the
-    best 25, so the best 30 are always kept and the rest is a fixed random sample."""
+    """At most MODEL_MAX_TRIALS valued (trial, value) pairs, plus the pending ones, in the
+    trials' order: TPE's cost grows with its trials (0.2 s per suggestion at 1,000). Its good
+    set is at most the best 25, so the best 30 are always kept; of the rest, those whose
+    fixed pseudo-random mark (`_mark`, by trial number) is below 2^-k, with the smallest k
+    that keeps them within the cap. A kept trial stays kept until k grows or it leaves the
+    best 30, so the searcher's model study mostly grows by appending (searcher.py)."""
     valued = [p for p in picked if p[1] is not None]
     if len(valued) <= MODEL_MAX_TRIALS:
         return picked
-    valued.sort(key=lambda p: p[1], reverse=maximize)
-    rest = random.Random(len(valued)).sample(valued[30:], MODEL_MAX_TRIALS - 30)
-    return valued[:30] + rest + [p for p in picked if p[1] is None]
+    best = {id(p[0]) for p in sorted(valued, key=lambda p: p[1],
+                                     reverse=maximize)[:MODEL_BEST_KEPT]}
+    marks = sorted(_mark(t.number) for t, _ in valued if id(t) not in best)
+    room = MODEL_MAX_TRIALS - MODEL_BEST_KEPT
+    limit = 1.0
+    while len(marks) > room and marks[room] < limit:  # the smallest k: halve until it fits
+        limit /= 2
+    return [(t, v) for t, v in picked
+            if v is None or id(t) in best or _mark(t.number) < limit]
+
+
+MODEL_BEST_KEPT = 30
+
+
+def _mark(number: int) -> float:
+    """A fixed pseudo-random number in [0, 1) per trial number (a Weyl sequence: evenly
+    spread over consecutive numbers)."""
+    return (number * 0x9E3779B1 & 0xFFFFFFFF) / 2**32

@@ -12,7 +12,8 @@ import weakref
 logger = logging.getLogger(__name__)
 __all__ = ["RecordWriter", "flush_all", "TUNE_TRIAL_ATTR", "LOST_ATTR"]
 _LIVE: "weakref.WeakSet[RecordWriter]" = weakref.WeakSet()
-_UNPICKLED = ("_queue", "_writer")  # the writer thread lives and dies with its process
+# The writer thread lives and dies with its process; the model's study is rebuilt on need.
+_UNPICKLED = ("_queue", "_writer", "_model_cache")
 TUNE_TRIAL_ATTR, LOST_ATTR = "tune_trial_id", "lost"  # user attrs: the Tune trial; Tune lost it
 
 

@@ -26,7 +26,14 @@ from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import TrialState
 from ray.tune.search import Searcher
 
-from hpsearch.search.model import DIVERGED_ATTR, MIN_OBS_START, default_min_obs, model_trials
+from hpsearch.search.model import (
+    DIVERGED_ATTR,
+    MIN_OBS_START,
+    ModelStudy,
+    default_min_obs,
+    model_picks,
+    model_trials,
+)
 from hpsearch.search.record import (
     _LIVE,
     _UNPICKLED,
@@ -104,20 +111,22 @@ class StudySearcher(RecordWriter, Searcher):
         trials = self._study.get_trials(deepcopy=False)
         if any(t.state == TrialState.WAITING for t in trials):
             return None  # --points still queued: they go first
-        epoch, frozen = model_trials(trials, self._min_obs or default_min_obs(trials),
-                                     self.mode == "max", start=self._min_obs or MIN_OBS_START)
+        epoch, picked = model_picks(trials, self._min_obs or default_min_obs(trials),
+                                    self.mode == "max", start=self._min_obs or MIN_OBS_START)
         self.model_epochs.append(epoch)
         if epoch is None or self._rng.random() < self._random_fraction:
             return None
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # multivariate/group/constant_liar: experimental
-            model = optuna.create_study(
-                direction=self._study.direction, sampler=optuna.samplers.TPESampler(
-                    seed=self._seed + len(trials), n_startup_trials=0, multivariate=True,
-                    group=True, constant_liar=True))
-            model.add_trials(frozen)
+            if getattr(self, "_model_cache", None) is None:  # (not in saved snapshots)
+                self._model_cache = ModelStudy(self._study.direction)
+            model = self._model_cache.study(epoch, picked)
+            model.sampler = optuna.samplers.TPESampler(
+                seed=self._seed + len(trials), n_startup_trials=0, multivariate=True,
+                group=True, constant_liar=True)
             trial = model.ask()
             self._space_fn(trial)
+            model.tell(trial, state=TrialState.FAIL)  # TPE never reads FAIL trials
         return trial.params
 
     def suggest(self, trial_id: str) -> dict | str | None:

@@ -184,9 +184,60 @@ def test_the_model_keeps_the_best_trials_when_capped():
     curves = {f"t{i}": {1: i / 1000} for i in range(1000)}
     study = _study_with(curves, {k: TrialState.COMPLETE for k in curves})
     _, frozen = model_trials(study.get_trials(), min_obs=8, maximize=True)
-    assert len(frozen) == model.MODEL_MAX_TRIALS
-    values = sorted((t.value for t in frozen), reverse=True)
-    assert values[:30] == [i / 1000 for i in range(999, 969, -1)]  # TPE's good set intact
+    assert model.MODEL_MAX_TRIALS / 2 < len(frozen) <= model.MODEL_MAX_TRIALS
+    values = [t.value for t in frozen]
+    assert sorted(values, reverse=True)[:30] == [i / 1000 for i in range(999, 969, -1)]
+    assert values == sorted(values)  # in the trials' order (their values grow with it here)
+    # One more trial, not among the best: every kept trial stays kept (the kept model
+    # study only appends), unless the mark's limit halves.
+    curves["t1000"] = {1: 0.0005}
+    study = _study_with(curves, {k: TrialState.COMPLETE for k in curves})
+    _, more = model_trials(study.get_trials(), min_obs=8, maximize=True)
+    assert [t.value for t in more][:len(frozen)] == values
+
+
+def test_the_kept_model_study_equals_a_fresh_one_and_suggests_the_same():
+    """The searcher keeps the model's study between suggestions and only tells it what
+    changed; what TPE reads from it, and so what it suggests, must be what a study built
+    anew from the same trials gives."""
+    from hpsearch.search.model import ModelStudy, frozen, model_picks
+
+    rng = random.Random(3)
+    curves, states = {}, {}
+    kept = ModelStudy(optuna.study.StudyDirection.MAXIMIZE)
+    for step in range(60):
+        curves[f"t{step}"] = {}
+        states[f"t{step}"] = TrialState.RUNNING
+        for name in curves:  # running trials move on; some stop
+            if states[name] == TrialState.RUNNING and rng.random() < 0.5:
+                curves[name][len(curves[name]) + 1] = rng.random()
+                if len(curves[name]) == 3 or rng.random() < 0.2:
+                    states[name] = (TrialState.COMPLETE if len(curves[name]) == 3
+                                    else TrialState.PRUNED)
+        trials = _study_with(curves, states, diverged={"t7"}).get_trials()
+        trials = [optuna.trial.create_trial(  # a trial's params never change: x by number
+            params={"x": t.number / 100}, distributions=t.distributions,
+            intermediate_values=t.intermediate_values, state=t.state, value=t.value,
+            user_attrs=t.user_attrs) for t in trials]
+        for i, t in enumerate(trials):
+            t.number = i
+        epoch, picked = model_picks(trials, min_obs=4, maximize=True)
+        if epoch is None:
+            continue
+        fresh = optuna.create_study(direction="maximize")
+        fresh.add_trials([frozen(t, v) for t, v in picked])
+        model = kept.study(epoch, picked)
+        read = [(t.state, t.value, t.params) for t in model.get_trials(deepcopy=False)
+                if t.state != TrialState.FAIL]
+        assert read == [(t.state, t.value, t.params) for t in fresh.get_trials()], step
+        said = []
+        for study in (model, fresh):
+            study.sampler = optuna.samplers.TPESampler(seed=step, n_startup_trials=0,
+                                                       multivariate=True, constant_liar=True)
+            trial = study.ask()
+            said.append(trial.suggest_float("x", 0, 1))
+            study.tell(trial, state=TrialState.FAIL)
+        assert said[0] == said[1], step
 
 
 def test_scheduler_with_one_bracket_is_asha_or_no_early_stopping():
