@@ -200,3 +200,16 @@ def test_a_finished_search_is_reopened_for_configs_tune_lost(tmp_path):
     assert tune_state.reopen_search(rd)
     assert pickle.loads(path.read_bytes()) == {**state, "finished": False}
     assert not tune_state.reopen_search(rd)  # nothing left to clear
+
+
+def test_saved_statuses_come_from_the_newest_state_and_none_when_unreadable(tmp_path):
+    def state(name, statuses):
+        (tmp_path / name).write_text(json.dumps({"trial_data": [
+            [json.dumps({"trial_id": t, "status": st}), "{}"] for t, st in statuses.items()]}))
+
+    assert tune_state.saved_statuses(tmp_path) is None
+    state("experiment_state-2026-12-01_07-00-00.json", {"a": "RUNNING"})
+    state("experiment_state-2026-12-01_08-00-00.json", {"a": "TERMINATED", "b": "ERROR"})
+    assert tune_state.saved_statuses(tmp_path) == {"a": "TERMINATED", "b": "ERROR"}
+    (tmp_path / "experiment_state-2026-12-01_09-00-00.json").write_text('{"trial_data": [[')
+    assert tune_state.saved_statuses(tmp_path) is None  # cut short: Tune is asked instead

@@ -31,8 +31,8 @@ EXPORTED = "exported_confirmed.csv"  # in REPORT: `export --confirm-seeds` resul
 # Ray Tune's saved state: the trial list (JSON) and its search algorithm's, searcher's and
 # callbacks' pickles, copied into the run directory file by file, in place; a full disk or a
 # driver killed mid-copy can cut one short.
-SEARCH_GEN_STATE_GLOB = "search_gen_state-*.json"
-TUNE_STATE_GLOBS = ("experiment_state-*.json", SEARCH_GEN_STATE_GLOB,
+SEARCH_GEN_STATE_GLOB, EXPERIMENT_STATE_GLOB = "search_gen_state-*.json", "experiment_state-*.json"
+TUNE_STATE_GLOBS = (EXPERIMENT_STATE_GLOB, SEARCH_GEN_STATE_GLOB,
                     "searcher-state-*.pkl", "basic-variant-state-*.json",
                     "callback-states-*.pkl")
 TUNE_STATE_BACKUP = ".tune-state-backup"

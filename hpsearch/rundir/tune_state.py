@@ -17,6 +17,7 @@ from pathlib import Path
 from hpsearch.errors import UserError
 from hpsearch.rundir.layout import (
     CHECKPOINT_ROW,
+    EXPERIMENT_STATE_GLOB,
     LOST_TRIALS,
     SEARCH_GEN_STATE_GLOB,
     TUNE_STATE_BACKUP,
@@ -27,7 +28,7 @@ from hpsearch.rundir.layout import (
 from hpsearch.rundir.results import read_results
 
 __all__ = ["backup", "repair", "set_aside_trial", "set_aside_folder", "mend_checkpoints",
-           "reopen_search", "reopened"]
+           "reopen_search", "reopened", "saved_statuses"]
 _CHECKPOINT = re.compile(r"checkpoint_(\d+)")
 
 
@@ -190,12 +191,8 @@ def mend_checkpoints(rd: RunDir) -> list[str]:
     moved to the name the state expects; with none, the name is an empty folder and the
     trial starts over (`TuneCheckpointer.load` finds no state).
     Returns the checkpoints mended (paths)."""
-    states = sorted(rd.path.glob("experiment_state-*.json"))
-    if not states:
-        return []
-    try:
-        trial_data = json.loads(states[-1].read_text())["trial_data"]
-    except (OSError, ValueError, KeyError):
+    trial_data = _trial_data(rd.path)
+    if not trial_data:
         return []  # repair() has already refused a cut state; anything else is Tune's
     mended = []
     for entry, meta in trial_data:
@@ -216,6 +213,28 @@ def mend_checkpoints(rd: RunDir) -> list[str]:
                 _restart_point(target.parent, target)
                 mended.append(str(target))
     return mended
+
+
+def _trial_data(folder: Path) -> list | None:
+    """The trial list of Tune's newest saved experiment state in `folder` ([trial JSON,
+    metadata JSON] pairs), or None when there is none or it cannot be read."""
+    states = sorted(folder.glob(EXPERIMENT_STATE_GLOB))  # named by time: the last is newest
+    try:
+        return json.loads(states[-1].read_text())["trial_data"] if states else None
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def saved_statuses(folder: Path) -> dict[str, str] | None:
+    """Trial id -> status in Tune's newest saved experiment state in `folder` (None: none
+    readable). What `tune.ExperimentAnalysis(...).trials` says, without loading every
+    trial's results into a DataFrame as it does (1.9 s at 1,000 trials)."""
+    trial_data = _trial_data(folder)
+    try:
+        return None if trial_data is None else {
+            e["trial_id"]: e["status"] for e in (json.loads(t[0]) for t in trial_data)}
+    except (ValueError, KeyError, TypeError, IndexError):
+        return None
 
 
 def reopen_search(rd: RunDir) -> bool:

@@ -71,14 +71,17 @@ def _all_ended(rd: RunDir, meta: dict, experiment: str, expected: int) -> bool:
     """Whether Tune's saved state has every planned trial ended (plus those only optuna.db
     has, see ledger.py). (Tune's ResultGrid counts trials it stopped on Ctrl-C as
     terminated; the state saved before that says PENDING.)"""
-    try:
-        trials = tune.ExperimentAnalysis(experiment).trials
-    except Exception as exc:  # no readable state: not finished, `resume` will say more
-        logger.warning("cannot read Tune's experiment state: %s", exc)
-        return False
-    ended = sum(t.status in ("TERMINATED", "ERROR") for t in trials)
+    statuses = None if storage.is_uri(experiment) else tune_state.saved_statuses(
+        Path(experiment))
+    if statuses is None:  # in a bucket (or unreadable here): Tune reads it
+        try:
+            statuses = {t.trial_id: t.status for t in tune.ExperimentAnalysis(experiment).trials}
+        except Exception as exc:  # no readable state: not finished, `resume` will say more
+            logger.warning("cannot read Tune's experiment state: %s", exc)
+            return False
+    ended = sum(s in ("TERMINATED", "ERROR") for s in statuses.values())
     return ended >= expected or ended + ledger.ended_outside_tune(
-        rd, meta.get("study_name"), {t.trial_id for t in trials}) >= expected
+        rd, meta.get("study_name"), set(statuses)) >= expected
 
 
 def _finish(rd: RunDir, meta: dict, experiment: str, expected: int) -> Run:

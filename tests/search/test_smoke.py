@@ -103,6 +103,14 @@ def test_divergence_and_errors_do_not_stop_the_search(ray_local, tmp_path):
     assert states == ["COMPLETE", "FAIL", "FAIL", "PRUNED"]
     db = sqlite3.connect(tmp_path / "faults" / "optuna.db")
     assert db.execute("select count(*) from trials where state='RUNNING'").fetchone() == (0,)
+    # How the run decides it finished: Tune's saved statuses, read as Tune reads them.
+    from ray import tune
+
+    from hpsearch.rundir import tune_state
+
+    saved = tune_state.saved_statuses(tmp_path / "faults")
+    told = {t.trial_id: t.status for t in tune.ExperimentAnalysis(str(tmp_path / "faults")).trials}
+    assert saved == told and len(saved) == 4
 
 
 def test_grid_mode_runs_the_hand_grid(ray_local, tmp_path):
