@@ -7,7 +7,8 @@ and nothing left of the killed runs' Ray instances.
 
 Each run: `hpsearch run` (scheduler drawn from fifo / asha / the default) is SIGKILLed after a
 random delay in --kill-s; with probability --kill-resume the first `hpsearch resume` is
-SIGKILLed too; then `hpsearch resume` runs to the end (a driver killed before it wrote
+SIGKILLed too (with --kill-worker P, one of the run's trial workers is SIGKILLed first, with
+probability P); then `hpsearch resume` runs to the end (a driver killed before it wrote
 hpsearch.json, while its Ray started, is run again with the same command instead). A run
 that ended before its kill is checked the same way, and at the end no Ray temp dir the
 harness's runs made may be left. Prints one line per run and a summary; exit code 1 if any
@@ -16,13 +17,16 @@ run failed a check (this is a harness, not a test: each run takes 20-40 s on 2 c
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import random
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import optuna
@@ -35,14 +39,48 @@ def _cli(*args: str) -> list[str]:
     return [sys.executable, "-m", "hpsearch", *args]
 
 
-def _run_until(args: list[str], kill_after: float) -> int | str:
-    proc = subprocess.Popen(_cli(*args), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+def _trial_workers(out: Path) -> list[int]:
+    """The Ray worker processes running trials in the run at `out` (by its recorded Ray)."""
+    from hpsearch.search import processes
+
     try:
-        return proc.wait(timeout=kill_after)
-    except subprocess.TimeoutExpired:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-        return "killed"
+        temp = json.loads((out / "ray_processes.json").read_text())["temp_dir"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return []
+    found = []
+    for pid in processes._instance_pids(temp):  # noqa: SLF001
+        try:
+            title = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].decode()
+        except (OSError, UnicodeDecodeError):
+            continue
+        if title.startswith("ray::") and not title.startswith(
+                ("ray::IDLE", "ray::DashboardAgent", "ray::RuntimeEnvAgent")):
+            found.append(pid)
+    return found
+
+
+def _run_until(args: list[str], kill_after: float, worker_at: float | None = None,
+               out: Path | None = None) -> tuple[int | str, int | None]:
+    """Run the CLI; SIGKILL it after `kill_after` s, and one of its trial workers at
+    `worker_at` s. Returns (exit code or "killed", the worker pid killed or None)."""
+    proc = subprocess.Popen(_cli(*args), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    start, worker = time.monotonic(), None
+    while True:
+        try:
+            return proc.wait(timeout=0.1), worker
+        except subprocess.TimeoutExpired:
+            pass
+        now = time.monotonic() - start
+        if worker_at is not None and worker is None and now >= worker_at:
+            pids = _trial_workers(out)
+            if pids:
+                worker = pids[0]
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(worker, signal.SIGKILL)
+        if now >= kill_after:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+            return "killed", worker
 
 
 def check(out: Path, samples: int) -> list[str]:
@@ -73,15 +111,17 @@ def check(out: Path, samples: int) -> list[str]:
 
 
 def one_run(out: Path, rng: random.Random, samples: int, epochs: int,
-            kill_s: tuple[float, float], kill_resume: float) -> dict:
+            kill_s: tuple[float, float], kill_resume: float, kill_worker: float) -> dict:
     scheduler = rng.choice(["fifo", "asha", None])
     args = ["run", "--trainer", "mlp", "--samples", str(samples), "--max-epochs", str(epochs),
             "--set", "data=digits", "--set", "width=16", "--num-cpus", "2", "--out", str(out)]
     if scheduler:
         args += ["--scheduler", scheduler]
     kills = [round(rng.uniform(*kill_s), 1)]
-    first = _run_until(args, kills[0])
-    row = {"scheduler": scheduler or "default", "kills_s": kills, "first": first}
+    worker_at = rng.uniform(kill_s[0] / 2, kills[0]) if rng.random() < kill_worker else None
+    first, worker = _run_until(args, kills[0], worker_at, out)
+    row = {"scheduler": scheduler or "default", "kills_s": kills, "first": first,
+           "worker_killed": worker}
     if first == "killed" and not (out / "hpsearch.json").exists():
         # killed before the run was recorded (while its Ray started): a user runs it again
         row["first"] = "killed early"
@@ -92,7 +132,7 @@ def one_run(out: Path, rng: random.Random, samples: int, epochs: int,
         first = 0
     if first == "killed" and rng.random() < kill_resume:
         kills.append(round(rng.uniform(*kill_s), 1))
-        _run_until(["resume", str(out)], kills[-1])
+        _run_until(["resume", str(out)], kills[-1])  # (exit code, None)
     if first != 0:
         res = subprocess.run(_cli("resume", str(out)), capture_output=True, text=True,
                              timeout=900)
@@ -114,6 +154,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--kill-s", type=float, nargs=2, default=(3.0, 9.0))
     ap.add_argument("--kill-resume", type=float, default=0.4,
                     help="probability of killing the first resume too")
+    ap.add_argument("--kill-worker", type=float, default=0.0,
+                    help="probability of also SIGKILLing one trial worker before the driver")
     ap.add_argument("--json")
     ap.add_argument("--keep", action="store_true", help="keep the run directories")
     a = ap.parse_args(argv)
@@ -123,10 +165,11 @@ def main(argv: list[str] | None = None) -> int:
     rows, failed = [], 0
     for i in range(a.runs):
         row = {"run": i, **one_run(root / f"run{i}", rng, a.samples, a.max_epochs,
-                                   tuple(a.kill_s), a.kill_resume)}
+                                   tuple(a.kill_s), a.kill_resume, a.kill_worker)}
         failed += row["outcome"] != "ok"
         rows.append(row)
-        print(f"{i:3d}  {row['scheduler']:8s} kills at {row['kills_s']} s  first: "
+        worker = f"worker {row['worker_killed']} killed, " if row.get("worker_killed") else ""
+        print(f"{i:3d}  {row['scheduler']:8s} {worker}kills at {row['kills_s']} s  first: "
               f"{row['first']!s:12s} -> {row['outcome']}", flush=True)
     # Every Ray a killed driver started was ended by the resume or rerun that followed.
     left = sorted(str(p) for p in set(Path(tempfile.gettempdir()).glob("hpsearch-ray-*"))
@@ -134,7 +177,8 @@ def main(argv: list[str] | None = None) -> int:
     killed = sum(r["first"] == "killed" for r in rows)
     print(f"\n{len(rows)} runs ({killed} killed mid-run, "
           f"{sum(r['first'] == 'killed early' for r in rows)} while Ray started, "
-          f"{sum(len(r['kills_s']) > 1 for r in rows)} with the resume killed too): "
+          f"{sum(len(r['kills_s']) > 1 for r in rows)} with the resume killed too, "
+          f"{sum(bool(r.get('worker_killed')) for r in rows)} with a trial worker killed): "
           f"{failed} failed; Ray temp dirs left behind: {left or 'none'}")
     failed += bool(left)
     if a.json:

@@ -103,6 +103,31 @@ def test_a_trial_whose_params_json_was_cut_short_keeps_its_config(tmp_path):
         [(1, 0.1, 3), (2, 0.1, 3)]
 
 
+def test_a_failure_tune_recovered_from_is_not_the_trials_end(tmp_path):
+    """error.txt lists every failure of a trial, also one Tune retried from its checkpoint
+    (--max-failures) or one that came while the scheduler was stopping it: Tune's saved
+    status says how the trial ended (a stopped-early trial was reported as 'error')."""
+    from hpsearch.rundir.results import trial_rows
+
+    trial = tmp_path / "run_trial_abc12345_1_lr=0.1"
+    trial.mkdir()
+    (trial / "params.json").write_text(json.dumps({"lr": 0.1}))
+    rows = [{"epoch": e, "val_metric": 0.1, "status": "running", "trial_id": "abc12345"}
+            for e in (1, 2, 3)]
+    (trial / "result.json").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (trial / "error.txt").write_text("Failure # 1 (occurred at 2026-12-01_09-15-19)\n"
+                                     "The actor died unexpectedly before finishing this task.\n")
+
+    def last(statuses, finished=True):
+        out = trial_rows(trial, finished=finished, config_keys=set(), tune_statuses=statuses)
+        return out[-1]["status"], out[-1]["error"]
+
+    assert last({"abc12345": "TERMINATED"}) == ("stopped_early", None)
+    assert last({"abc12345": "TERMINATED"}, finished=False) == ("stopped_early", None)
+    assert last({"abc12345": "ERROR"})[0] == "error"
+    assert last({}) == ("error", "The actor died unexpectedly before finishing this task.")
+
+
 def test_a_search_algorithm_state_without_its_searcher_is_one_clear_error(rd):
     (rd.path / "searcher-state-2026-01-01_00-00-00.pkl").unlink()  # never copied, no backup
     with pytest.raises(UserError, match="no searcher snapshot"):

@@ -51,7 +51,13 @@ def _params(trial_dir: Path, results: list[dict]) -> dict:
     return next((r["config"] for r in results if isinstance(r.get("config"), dict)), {})
 
 
-def trial_rows(trial_dir: Path, finished: bool, config_keys: set) -> list[dict]:
+def trial_rows(trial_dir: Path, finished: bool, config_keys: set,
+               tune_statuses: dict[str, str] | None = None) -> list[dict]:
+    """The trial's rows; its last row's status says how it ended. `tune_statuses` (trial id
+    -> Tune's saved status): a trial Tune has TERMINATED ended as its rows say even with an
+    error.txt, which then records a failure Tune recovered from (`--max-failures`) or one
+    that came while the scheduler was stopping it; without Tune's word, an error.txt
+    beside unfinished rows is the trial's end."""
     results = read_results(trial_dir)
     config = _params(trial_dir, results)
     config_keys.update(config)
@@ -67,6 +73,10 @@ def trial_rows(trial_dir: Path, finished: bool, config_keys: set) -> list[dict]:
                  and k not in config}  # e.g. node_ip, hostname, a user trainer's metrics
         rows.append({"trial_id": tid, **{k: r.get(k) for k in SCHEMA}, **extra, **config})
     error = _tune_error(trial_dir)
+    ended = (tune_statuses or {}).get(tid) == "TERMINATED"
+    if ended and rows:
+        error = None
+        finished = True  # (stopped by the scheduler or the budget when its rows stop short)
     if rows:
         last = rows[-1]
         if error and last["status"] not in ("completed", "diverged"):

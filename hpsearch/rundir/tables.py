@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from hpsearch.errors import UserError
+from hpsearch.rundir import tune_state
 from hpsearch.rundir.layout import PACKING, RunDir
 from hpsearch.rundir.results import SCHEMA, trial_rows
 from hpsearch.rundir.timing import concurrency
@@ -124,8 +125,11 @@ def load_run(path: str | Path | RunDir, require_trials: bool = True,
     finished = bool(meta.get("finished"))
     rows: list[dict] = []
     config_keys: set[str] = set()
+    # How Tune says each trial ended (its saved state here; absent for runs in a bucket):
+    # an error.txt beside a TERMINATED trial is a failure it recovered from.
+    statuses = tune_state.saved_statuses(rd.path) or {}
     for trial_dir in rd.trial_dirs():
-        rows.extend(trial_rows(trial_dir, finished, config_keys))
+        rows.extend(trial_rows(trial_dir, finished, config_keys, statuses))
     if not rows and require_trials:
         raise UserError(f"{rd.path}: no trial has reported a result yet")
     epochs = pd.DataFrame(rows)

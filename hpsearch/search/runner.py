@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import importlib
 import logging
@@ -14,9 +15,8 @@ from pathlib import Path
 
 import ray
 from ray import tune
-from ray.util.client import ray as ray_client
 
-from hpsearch import __version__
+from hpsearch import __version__, trainers
 from hpsearch.config import SearchConfig, config_from_dict, config_to_dict
 from hpsearch.errors import UserError
 from hpsearch.rundir import Run, RunDir, layout, load_run, tune_state
@@ -105,7 +105,7 @@ def _finish(rd: RunDir, meta: dict, experiment: str, expected: int) -> Run:
 
 def _check_storage(cfg: SearchConfig) -> None:
     if (cfg.address or "").startswith("ray://"):
-        _check_shared_storage(cfg, Path(cfg.run_dir))  # before connecting
+        storage.check_shared(cfg, Path(cfg.run_dir))  # before connecting
     if storage.is_uri(cfg.storage):
         storage.check_uri(cfg.storage)
         if tune.Tuner.can_restore(experiment_path(cfg)):
@@ -163,9 +163,29 @@ def _preload_study_storage() -> None:
     threading.Thread(target=load, name="hpsearch-preload", daemon=True).start()
 
 
-def _locked_run(rd, cfg, trainer, space, grid, total, stream, num_cpus, num_gpus, verbose):
-    with rd.lock():
-        if rd.exists():  # another run took the directory while this one validated
+def _start_over(rd, cfg, meta, stream, num_cpus, verbose) -> Run:
+    """`resume` of a run whose driver was killed before Ray Tune saved any state, with no
+    trial ended: nothing can be restored and nothing is lost by running the search again
+    from its start, in its own directory (under the lock the caller holds). Folders of
+    trials begun meanwhile go to .lost-trials/."""
+    logger.warning("%s: the search was stopped before Ray Tune saved its state, and no trial "
+                   "had ended; it starts again", rd.path)
+    for folder in rd.trial_dirs(begun=True):
+        tune_state.set_aside_folder(rd, folder)
+    if meta.get("import_path"):
+        trainers.add_import_path(meta["import_path"])
+    grid = bool(meta.get("grid"))
+    trainer, space = validate(cfg, grid)
+    return _locked_run(rd, cfg, trainer, space, grid, meta.get("trials_planned") or cfg.samples,
+                       stream, num_cpus, None, verbose, again=meta)
+
+
+def _locked_run(rd, cfg, trainer, space, grid, total, stream, num_cpus, num_gpus, verbose,
+                again: dict | None = None):
+    """The search itself, holding the run directory's lock (`again`: the recorded meta of a
+    run started over by `resume`, which holds the lock already)."""
+    with contextlib.nullcontext() if again else rd.lock():
+        if rd.exists() and not again:  # another run took the directory meanwhile
             raise UserError(f"{rd.path} already holds a run; choose another --out")
         started_here = not ray.is_initialized()
         if started_here:  # only a connect that does work has time to overlap
@@ -176,8 +196,10 @@ def _locked_run(rd, cfg, trainer, space, grid, total, stream, num_cpus, num_gpus
                                    verbose=verbose, rundir=rd)
         try:
             cfg = _resolve_gpu_memory(cfg)
-            _check_shared_storage(cfg, rd.path)
+            storage.check_shared(cfg, rd.path)
             meta = _meta(cfg, trainer, grid, total)
+            if again:  # where a user trainer was imported from, and when the run began
+                meta.update({k: again[k] for k in ("import_path", "created") if k in again})
             rd.write_meta(meta)
             guard = DiskGuard(rd.path, local=not storage.is_uri(cfg.storage))
             callbacks = ([Progress(total, cfg.metric, cfg.mode, stream, cfg.max_epochs)]
@@ -194,30 +216,6 @@ def _locked_run(rd, cfg, trainer, space, grid, total, stream, num_cpus, num_gpus
             if started_here and temp_dir:
                 cluster.shutdown(temp_dir)
                 rd.remove(layout.PROCESSES)
-
-
-def _check_shared_storage(cfg: SearchConfig, run_dir: Path) -> None:
-    """Trials on other nodes need storage they all reach. Through Ray Client (ray://) Tune's
-    driver, the Optuna study included, runs on the head node: the run directory itself must
-    be on a directory this machine and the cluster both mount. (Ray must be connected unless
-    the address is ray://.)"""
-    client = ray_client.is_connected() or (cfg.address or "").startswith("ray://")
-    if not (client or cluster.is_multi_node()):
-        return
-    if storage.is_uri(cfg.storage) and not client:
-        return
-    shared = Path(cfg.storage).resolve() if cfg.storage and not storage.is_uri(cfg.storage) \
-        else None
-    if shared is not None and shared in (run_dir, *run_dir.parents):
-        return
-    if client:
-        raise UserError("through ray:// Tune runs on the head node: pass --storage DIR, a "
-                        "directory mounted here and on the cluster (the run directory goes "
-                        "inside it), or run hpsearch on a cluster node with --address auto "
-                        "(e.g. via 'ray job submit')")
-    raise UserError("a multi-node cluster needs shared storage: pass --storage DIR "
-                    "(mounted on every node; the run directory goes inside it) or a "
-                    "cloud URI (s3://bucket/prefix)")
 
 
 def pull_results(cfg: SearchConfig, source: str | None = None) -> None:
@@ -258,8 +256,11 @@ def resume_search(run_dir: str | Path, stream: str | None = "stdout",
         else:
             storage.reopen_search(source)  # the same, in the bucket
         if not tune.Tuner.can_restore(source):
-            raise UserError(f"{storage.redact(source)}: no Ray Tune experiment state to "
-                            "resume from")
+            if storage.is_uri(cfg.storage) or ledger.ended_outside_tune(rd, cfg.study_name,
+                                                                       set()):
+                raise UserError(f"{storage.redact(source)}: no Ray Tune experiment state to "
+                                "resume from")
+            return _start_over(rd, cfg, meta, stream, num_cpus, verbose)
         if not ray.is_initialized():
             cluster.cleanup_stale(rd)
         before = ledger.running_numbers(rd, cfg.study_name)

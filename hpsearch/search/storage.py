@@ -16,14 +16,16 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pyarrow
 import pyarrow.fs as pafs
+from ray.util.client import ray as ray_client
 
 from hpsearch.errors import UserError
 from hpsearch.rundir import RESULT_FILES, RunDir, tune_state
 from hpsearch.rundir.layout import SEARCH_GEN_STATE_GLOB
+from hpsearch.search import cluster
 
 logger = logging.getLogger(__name__)
 __all__ = ["is_uri", "check_uri", "experiment_uri", "pull_results", "recorded_experiment",
-           "redact", "credentials_hidden", "reopen_search"]
+           "redact", "credentials_hidden", "reopen_search", "check_shared"]
 
 # Ray Tune copies these from the driver's environment into every trial actor's runtime env,
 # which Ray's runtime-env agent then logs in plain text. Trial processes inherit them from
@@ -172,3 +174,27 @@ def reopen_search(uri: str) -> bool:
         raise UserError(f"cannot read Ray Tune's state at {redact(uri)}: "
                         f"{str(exc).splitlines()[0]}") from None
     return cleared
+
+
+def check_shared(cfg, run_dir: Path) -> None:
+    """Trials on other nodes need storage they all reach. Through Ray Client (ray://) Tune's
+    driver, the Optuna study included, runs on the head node: the run directory itself must
+    be on a directory this machine and the cluster both mount. (Ray must be connected unless
+    the address is ray://.)"""
+    client = ray_client.is_connected() or (cfg.address or "").startswith("ray://")
+    if not (client or cluster.is_multi_node()):
+        return
+    if is_uri(cfg.storage) and not client:
+        return
+    shared = Path(cfg.storage).resolve() if cfg.storage and not is_uri(cfg.storage) \
+        else None
+    if shared is not None and shared in (run_dir, *run_dir.parents):
+        return
+    if client:
+        raise UserError("through ray:// Tune runs on the head node: pass --storage DIR, a "
+                        "directory mounted here and on the cluster (the run directory goes "
+                        "inside it), or run hpsearch on a cluster node with --address auto "
+                        "(e.g. via 'ray job submit')")
+    raise UserError("a multi-node cluster needs shared storage: pass --storage DIR "
+                    "(mounted on every node; the run directory goes inside it) or a "
+                    "cloud URI (s3://bucket/prefix)")

@@ -269,6 +269,33 @@ def test_run_killed_while_its_ray_starts_leaves_nothing_the_next_run_does_not_en
     assert len(pd.read_csv(run_dir / "trials.csv")) == 1
 
 
+def test_resume_of_a_run_killed_before_tune_saved_any_state_starts_it_again(tmp_path):
+    """A driver killed after writing hpsearch.json but before Ray Tune's first saved state
+    (the first seconds of a run) left a run `resume` refused (exit 2) and `run` would not
+    overwrite: with nothing ended, resume runs the search again from its start."""
+    run_dir = tmp_path / "unsaved"
+    proc = subprocess.Popen(_cli("run", "--trainer", "mlp", "--samples", "2", "--max-epochs",
+                                 "1", "--set", "data=digits", "--set", "width=16",
+                                 "--num-cpus", "1", "--out", str(run_dir)),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        assert _wait((run_dir / "hpsearch.json").is_file, 120)
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait()
+    created = json.loads((run_dir / "hpsearch.json").read_text())["created"]
+    for f in run_dir.glob("experiment_state-*.json"):  # (had Tune been a moment faster)
+        f.unlink()
+    res = subprocess.run(_cli("resume", str(run_dir)), capture_output=True, text=True,
+                         timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "it starts again" in res.stderr
+    trials = pd.read_csv(run_dir / "trials.csv")
+    assert len(trials) == 2 and set(trials["status"]) == {"completed"}
+    meta = json.loads((run_dir / "hpsearch.json").read_text())
+    assert meta["finished"] is True and meta["created"] == created
+
+
 def test_a_ray_that_fails_to_start_leaves_no_temp_dir_and_no_record(tmp_path, monkeypatch):
     import ray
 
