@@ -28,7 +28,7 @@ from hpsearch.rundir.layout import (
 from hpsearch.rundir.results import read_results
 
 __all__ = ["backup", "repair", "set_aside_trial", "set_aside_folder", "mend_checkpoints",
-           "reopen_search", "reopened", "saved_statuses"]
+           "reopen_search", "reopened", "saved_statuses", "backed_up"]
 _CHECKPOINT = re.compile(r"checkpoint_(\d+)")
 
 
@@ -82,6 +82,12 @@ def backup(rd: RunDir, settle_s: float = 1.0) -> int:
             continue
         made += 1
     return made
+
+
+def backed_up(rd: RunDir) -> bool:
+    """Whether each Tune state file in the run directory has a copy (`backup`)."""
+    live = {p.name for p in _files(rd.path)}
+    return bool(live) and live <= {p.name for p in _files(rd.path / TUNE_STATE_BACKUP)}
 
 
 def repair(rd: RunDir) -> list[str]:

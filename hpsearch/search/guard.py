@@ -48,6 +48,8 @@ def check_free(path: Path, resume_hint: str | None = None) -> None:
                         f"{need:.0f} MiB free, {MIN_FREE_ENV}){tail}")
 
 
+FIRST_BACKUP_S = 0.25  # between tries until Tune's state files all have a copy
+
 class DiskGuard(Callback):
     """Interrupts the search the way Ctrl-C does (Tune saves its state and returns, trials
     resumable) when the run directory's disk falls below the minimum free space.
@@ -62,6 +64,7 @@ class DiskGuard(Callback):
     # Free MiB when a guard stopped the search of a run directory, by path: a restored
     # Tuner runs a copy of the guard unpickled from Tune's state, not this object.
     TRIPPED: dict[str, float] = {}
+    _all_backed_up = False
 
     def __init__(self, path: str | Path, every_s: float = 0.0, backup_every_s: float = 5.0,
                  local: bool = True) -> None:
@@ -72,11 +75,18 @@ class DiskGuard(Callback):
 
     def on_step_end(self, iteration, trials, **info) -> None:
         # Tune saves its state between steps in this thread: no write is in flight here.
+        # Until every state file has a copy, look every FIRST_BACKUP_S: Tune rewrites its
+        # state more often than backup()'s settle time early on, and a driver killed in a
+        # run's first seconds mid-copy left a cut searcher snapshot with no copy (resume
+        # refused); then every backup_every_s.
         now = time.monotonic()
-        if self.local and now - self._last_backup >= self.backup_every_s:
+        every = (self.backup_every_s if getattr(self, "_all_backed_up", False)
+                 else min(self.backup_every_s, FIRST_BACKUP_S))
+        if self.local and now - self._last_backup >= every:
             self._last_backup = now
             try:
                 tune_state.backup(RunDir(self.path))
+                self._all_backed_up = tune_state.backed_up(RunDir(self.path))
             except OSError as exc:  # a full disk: the previous backup stays
                 logger.warning("could not back up Tune's state: %s", exc)
 

@@ -245,6 +245,8 @@ def resume_search(run_dir: str | Path, stream: str | None = "stdout",
         source = storage.recorded_experiment(meta)
     with rd.lock():
         check_free(rd.path, f"hpsearch resume {rd.path}")
+        if not ray.is_initialized():  # first: also when the resume is refused below
+            cluster.cleanup_stale(rd)
         if not storage.is_uri(cfg.storage):
             for name in tune_state.repair(rd):
                 logger.warning("%s was cut short (full disk, or a kill while Tune copied it); "
@@ -261,8 +263,6 @@ def resume_search(run_dir: str | Path, stream: str | None = "stdout",
                 raise UserError(f"{storage.redact(source)}: no Ray Tune experiment state to "
                                 "resume from")
             return _start_over(rd, cfg, meta, stream, num_cpus, verbose)
-        if not ray.is_initialized():
-            cluster.cleanup_stale(rd)
         before = ledger.running_numbers(rd, cfg.study_name)
         started_here = not ray.is_initialized()
         temp_dir = cluster.connect(cfg.address, num_cpus=num_cpus, verbose=verbose, rundir=rd)

@@ -19,3 +19,32 @@ def test_disk_guard_sees_a_disk_that_filled_during_a_burst_of_results(tmp_path, 
     g.on_trial_result(1, [], None, {"epoch": 3})  # once stopped, once
     assert stops == [True]
     guard.DiskGuard.TRIPPED.pop(str(tmp_path), None)
+
+
+def test_the_first_copy_of_tunes_state_is_made_as_soon_as_it_settles(tmp_path, monkeypatch):
+    """Tune rewrites its state files more often than backup()'s settle time early in a run:
+    looking every 5 s from the first step, a driver killed in a run's first seconds while
+    Tune copied its searcher snapshot left it cut short with no copy (resume refused). Until
+    each file has a copy the guard looks every FIRST_BACKUP_S."""
+    import os
+    import time
+
+    from hpsearch.rundir import tune_state
+
+    clock = [100.0]
+    monkeypatch.setattr(guard.time, "monotonic", lambda: clock[0])
+    state = tmp_path / "searcher-state-2026-12-01_09-34-10.pkl"
+    state.write_bytes(b"\x80\x05K\x01.")  # a whole (tiny) pickle, written just now
+    g = guard.DiskGuard(tmp_path)
+    g.on_step_end(1, [])
+    assert not tune_state.backed_up(guard.RunDir(tmp_path))  # too fresh to copy yet
+    old = time.time() - 5
+    os.utime(state, (old, old))  # it settled
+    clock[0] += 2 * guard.FIRST_BACKUP_S
+    g.on_step_end(2, [])
+    assert tune_state.backed_up(guard.RunDir(tmp_path))
+    state.write_bytes(b"\x80\x05K\x02.")
+    os.utime(state, (old, old))
+    clock[0] += 2 * guard.FIRST_BACKUP_S
+    g.on_step_end(3, [])  # copied once: back to every backup_every_s
+    assert (tmp_path / ".tune-state-backup" / state.name).read_bytes() == b"\x80\x05K\x01."
