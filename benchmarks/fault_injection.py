@@ -32,6 +32,9 @@ from pathlib import Path
 import optuna
 import pandas as pd
 
+from hpsearch.rundir import layout
+from hpsearch.search.record import LOST_ATTR
+
 ENDED = {"completed", "diverged", "stopped_early"}
 
 
@@ -44,7 +47,7 @@ def _trial_workers(out: Path) -> list[int]:
     from hpsearch.search import processes
 
     try:
-        temp = json.loads((out / "ray_processes.json").read_text())["temp_dir"]
+        temp = json.loads((out / layout.PROCESSES).read_text())["temp_dir"]
     except (OSError, ValueError, KeyError, TypeError):
         return []
     found = []
@@ -98,7 +101,8 @@ def check(out: Path, samples: int) -> list[str]:
     study = optuna.load_study(study_name=meta["study_name"],
                               storage=f"sqlite:///{out}/optuna.db")
     running = [t for t in study.trials if t.state == optuna.trial.TrialState.RUNNING]
-    ended = [t for t in study.trials if t.state.is_finished() and not t.user_attrs.get("lost")]
+    ended = [t for t in study.trials
+             if t.state.is_finished() and not t.user_attrs.get(LOST_ATTR)]
     if running:
         problems.append(f"{len(running)} trials RUNNING in optuna.db")
     if len(ended) != samples:

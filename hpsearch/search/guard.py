@@ -50,6 +50,7 @@ def check_free(path: Path, resume_hint: str | None = None) -> None:
 
 FIRST_BACKUP_S = 0.25  # between tries until Tune's state files all have a copy
 
+
 class DiskGuard(Callback):
     """Interrupts the search the way Ctrl-C does (Tune saves its state and returns, trials
     resumable) when the run directory's disk falls below the minimum free space.
@@ -64,7 +65,7 @@ class DiskGuard(Callback):
     # Free MiB when a guard stopped the search of a run directory, by path: a restored
     # Tuner runs a copy of the guard unpickled from Tune's state, not this object.
     TRIPPED: dict[str, float] = {}
-    _all_backed_up = False
+    _all_backed_up = False  # (a class default: guards unpickled from older runs lack it)
 
     def __init__(self, path: str | Path, every_s: float = 0.0, backup_every_s: float = 5.0,
                  local: bool = True) -> None:
@@ -80,7 +81,7 @@ class DiskGuard(Callback):
         # run's first seconds mid-copy left a cut searcher snapshot with no copy (resume
         # refused); then every backup_every_s.
         now = time.monotonic()
-        every = (self.backup_every_s if getattr(self, "_all_backed_up", False)
+        every = (self.backup_every_s if self._all_backed_up
                  else min(self.backup_every_s, FIRST_BACKUP_S))
         if self.local and now - self._last_backup >= every:
             self._last_backup = now

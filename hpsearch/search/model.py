@@ -86,7 +86,8 @@ class ModelStudy:
         held, new = self._held, {t.number: v for t, v in picked}
         last = max(held, default=-1)
         if (self._model is None or epoch != self._epoch
-                or any(u is not None and new.get(n, u - 1) != u for n, (u, _) in held.items())
+                or any(u is not None and (n not in new or new[n] != u)
+                       for n, (u, _) in held.items())
                 or any(n not in held and n < last for n in new)):
             self._model = optuna.create_study(direction=self._direction)
             self._epoch, held = epoch, {}

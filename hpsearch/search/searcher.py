@@ -69,6 +69,8 @@ class StudySearcher(RecordWriter, Searcher):
             state can leave out of step with the trial list; see `sync`).
     """
 
+    _model_cache: ModelStudy | None = None  # built on first use; not in saved snapshots
+
     def __init__(self, space_fn: Callable[[optuna.Trial], dict], metric: str, mode: str,
                  sampler: optuna.samplers.BaseSampler, storage, study_name: str,
                  points: list[dict] | None = None, equal_fidelity: bool = False,
@@ -118,7 +120,7 @@ class StudySearcher(RecordWriter, Searcher):
             return None
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # multivariate/group/constant_liar: experimental
-            if getattr(self, "_model_cache", None) is None:  # (not in saved snapshots)
+            if self._model_cache is None:
                 self._model_cache = ModelStudy(self._study.direction)
             model = self._model_cache.study(epoch, picked)
             model.sampler = optuna.samplers.TPESampler(
