@@ -121,7 +121,9 @@ def compact(row: dict, budget: int) -> dict:
     budget, and the regret curve every 25 epochs (not every epoch)."""
     curve = row["curve"]
     out = {k: row[k] for k in ("landscape", "seed", "concurrency", "method")}
+    # epochs: how far the run got (below `budget`, its regret is at fewer epochs).
     out.update(budget=budget, wall_s=round(row["wall_s"], 1),
+               epochs=min(curve[-1][0] if curve else 0, budget),
                regret={str(f): round(regret_at(curve, int(budget * f)), 5)
                        for f in (0.25, 0.5, 1.0)},
                curve_every_25=[[k, round(regret_at(curve, k), 5)]

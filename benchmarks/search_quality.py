@@ -175,7 +175,11 @@ def summarize(rows: list[dict], budget_of: dict) -> list[str]:
                         for r in sub if r["method"] == m]
                 q = statistics.quantiles(vals, n=4) if len(vals) > 1 else [vals[0]] * 3
                 cells.append(f"{statistics.median(vals):.4f} [{q[0]:.3f}, {q[2]:.3f}]")
-            out.append(f"| {m} | " + " | ".join(cells) + " | " + " | ".join(
+            # A run that stopped before the budget is compared at fewer epochs: say so.
+            short = sum(1 for r in sub if r["method"] == m
+                        and (r["curve"][-1][0] if r["curve"] else 0) < budget)
+            name = f"{m} ({short} run(s) short of the budget)" if short else m
+            out.append(f"| {name} | " + " | ".join(cells) + " | " + " | ".join(
                 f"{med[m] / med[b]:.2f}" if med.get(b) else "-"
                 for b in ("random+asha", "optuna tpe+hyperband", "random+fifo")) + " |")
     return out
