@@ -5,8 +5,9 @@ epoch budget. Runs in its own environment (Syne Tune pins numpy < 2):
 
     python3 -m venv .venv-field
     .venv-field/bin/pip install "syne-tune[gpsearchers,kde]==0.13.0" onnxruntime
-    .venv-field/bin/python -m benchmarks.field_baselines --json benchmarks/results_field.json
-    .venv/bin/python -m benchmarks.search_quality --field benchmarks/results_field.json
+    .venv-field/bin/python -m benchmarks.field_baselines --json /tmp/field.json
+    .venv/bin/python -m benchmarks.search_quality --methods --field /tmp/field.json \
+        --merge benchmarks/results_search_quality.json
 
 Syne Tune spaces are flat (no conditions): knobs an optimizer does not use are sampled and
 ignored by the landscape, as a user of these tools would have to do.
@@ -77,12 +78,21 @@ def _blackbox(name: str, seed: int):
     return Landscape()
 
 
-def _reported(status) -> int:
-    """Epochs reported so far: each trial's highest epoch, summed. Syne Tune's own counters
-    (results, simulated time) also count what a paused trial reports or trains again when it
-    resumes, so a run cut by them could end short of the budget."""
-    return sum(int(s.max_metrics.get("epoch", 0))
-               for s in status.trial_metric_statistics.values())
+def _seen_counter():
+    """A Syne Tune callback counting the results its scheduler saw (the trace `_results`
+    reads back). Syne Tune's own counters (`StoppingCriterion`'s result count, each trial's
+    highest epoch) also count the epochs a simulated trial ran past a stop or pause decision
+    in the same batch of results, which the scheduler never saw and the trace lacks: runs
+    cut by those counters ended short of the budget."""
+    from syne_tune.tuner_callback import TunerCallback
+
+    class Seen(TunerCallback):
+        n = 0
+
+        def on_trial_result(self, trial, status, result, decision):
+            self.n += 1
+
+    return Seen()
 
 
 def run(method: str, name: str, seed: int, conc: int, budget: int) -> list:
@@ -99,10 +109,10 @@ def run(method: str, name: str, seed: int, conc: int, budget: int) -> list:
     kw = dict(metric="accuracy", mode="max", resource_attr="epoch", max_resource_attr="epoch",
               random_seed=seed)
     scheduler = getattr(baselines, method)(space, **kw)
-    tmp = tempfile.mkdtemp()
+    tmp, seen = tempfile.mkdtemp(), _seen_counter()
     tuner = Tuner(trial_backend=backend, scheduler=scheduler, n_workers=conc, sleep_time=0,
-                  stop_criterion=lambda status: _reported(status) >= budget + conc,
-                  callbacks=[SimulatorCallback()], results_update_interval=1e9,
+                  stop_criterion=lambda status: seen.n >= budget + conc,
+                  callbacks=[SimulatorCallback(), seen], results_update_interval=1e9,
                   save_tuner=False, tuner_name=f"{method.lower()}-{seed}",
                   trial_backend_path=tmp)
     tuner.run()

@@ -6,9 +6,9 @@ Every hpsearch method runs the real path (trainer plugin -> Ray Tune -> hpsearch
 and scheduler -> Optuna storage), with `--budget-epochs` = budget x epochs per trial.
 
     python -m benchmarks.search_quality [--landscapes cross nocross ...] [--seeds 0 1 2 3 4]
-        [--concurrency 2 8] [--budget 18.5] [--methods ...] [--field results_field.json]
+        [--concurrency 2 8] [--budget 18.5] [--methods ...] [--field field.json ...]
         [--json runs.json] [--merge benchmarks/results_search_quality.json]
-
+(`--methods` with no names runs nothing: it prints, and merges, the `--field` runs only.)
 Prints, per landscape and concurrency, the median regret (and the 25-75% range over seeds)
 at 1/4, 1/2 and all of the budget, and each method's ratio to random+ASHA, plain Optuna
 TPE+Hyperband and random+FIFO at the full budget.
@@ -188,11 +188,12 @@ def summarize(rows: list[dict], budget_of: dict) -> list[str]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--landscapes", nargs="+", default=qc.landscape_names())
-    ap.add_argument("--methods", nargs="+", default=[*DEFAULT_METHODS, *PEERS])
+    ap.add_argument("--methods", nargs="*", default=[*DEFAULT_METHODS, *PEERS])
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     ap.add_argument("--concurrency", type=int, nargs="+", default=[2])
     ap.add_argument("--budget", type=float, default=18.5, help="in full trainings")
-    ap.add_argument("--field", help="JSON written by benchmarks.field_baselines to merge")
+    ap.add_argument("--field", nargs="+", default=[],
+                    help="JSON files written by benchmarks.field_baselines to add")
     ap.add_argument("--json", help="write every regret curve here")
     ap.add_argument("--merge", help="merge these runs, compacted, into a results file such "
                     "as benchmarks/results_search_quality.json (same landscape, seed, "
@@ -208,7 +209,7 @@ def main() -> None:
         print("lcbench skipped: no surrogate data (see benchmarks/lcbench.py)")
     budget_of = {n: int(args.budget * qc.spec(n, 0)["max_epochs"]) for n in lands}
     rows = []
-    for conc in args.concurrency:
+    for conc in args.concurrency if args.methods else []:  # no methods: only --field rows
         temp_dir = cluster.connect(num_cpus=conc)
         with tempfile.TemporaryDirectory() as tmp:
             for land in lands:
@@ -228,15 +229,14 @@ def main() -> None:
                               f"{qc.regret_at(curve, budget_of[land]):.4f} "
                               f"({len(trace)} epochs, {time.time() - t0:.0f} s)", flush=True)
         cluster.shutdown(temp_dir)
-    ran = list(rows)  # this invocation's runs, before any --field rows join them
-    if args.field:
-        rows += [r for r in json.loads(Path(args.field).read_text())
+    for f in args.field:  # merged with --merge too
+        rows += [r for r in json.loads(Path(f).read_text())
                  if r["landscape"] in lands and r["seed"] in args.seeds]
     print("\n".join(summarize(rows, budget_of)))
     if args.json:
         qc.save(Path(args.json), rows)
     if args.merge:
-        print(f"{args.merge}: {qc.merge_into(Path(args.merge), ran, budget_of)} runs")
+        print(f"{args.merge}: {qc.merge_into(Path(args.merge), rows, budget_of)} runs")
 
 
 if __name__ == "__main__":
