@@ -18,7 +18,7 @@ import pandas as pd
 import pytest
 
 from hpsearch.config import SchedulerConfig, SearchConfig
-from hpsearch.rundir import tune_state
+from hpsearch.rundir import layout, tune_state
 from hpsearch.search import run_search
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -121,8 +121,7 @@ def test_killed_driver_is_resumed_on_its_own_ray(tmp_path, foreign_cluster):
     # Tune copies its state files to the run directory in the background, so a kill can
     # leave its trial list older than the searcher's snapshot: drop the newest trial (lost:
     # its config must run again) and one that ended, if any (it must count, not rerun).
-    state = max(run_dir.glob("experiment_state-*.json"))
-    data = json.loads(state.read_text())
+    state, data = _saved_state(run_dir)
     entries = [json.loads(t[0]) for t in data["trial_data"]]
     ended = [i for i, e in enumerate(entries[:-1]) if e["status"] == "TERMINATED"][:1]
     data["trial_data"] = [t for i, t in enumerate(data["trial_data"])
@@ -371,6 +370,18 @@ def test_run_refuses_to_start_on_a_full_disk(small_disk):
     assert not (small_disk / "run").exists()
 
 
+def _saved_state(run_dir: Path) -> tuple[Path, dict]:
+    """Tune's newest experiment state after a kill, and its trial list: the live file, or,
+    when the kill cut Tune's copy of it short (empty in one CI run), the run's last good
+    copy of it, which `resume` would put back (tune_state.repair)."""
+    state = max(run_dir.glob("experiment_state-*.json"))
+    backup = run_dir / layout.TUNE_STATE_BACKUP
+    for path in (state, backup / state.name, backup / f"{state.name}.prev"):
+        with contextlib.suppress(OSError, ValueError):
+            return state, json.loads(path.read_text())
+    pytest.fail(f"{state}: cut short and no good copy")
+
+
 def test_killed_grid_run_resumes_every_point_once(tmp_path):
     """A grid run's points are counted by its searcher: a driver killed while Tune copied its
     state (trial list older than its search state) used to leave a point that never ran and
@@ -388,8 +399,7 @@ def test_killed_grid_run_resumes_every_point_once(tmp_path):
     assert _wait(done, 180)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    state = max(run_dir.glob("experiment_state-*.json"))
-    data = json.loads(state.read_text())
+    state, data = _saved_state(run_dir)
     data["trial_data"] = data["trial_data"][:-1]  # Tune's list behind its search state
     state.write_text(json.dumps(data))
     res = subprocess.run(_cli("resume", str(run_dir), "--num-cpus", "2"), capture_output=True,
