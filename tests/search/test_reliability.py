@@ -283,8 +283,11 @@ def test_resume_of_a_run_killed_before_tune_saved_any_state_starts_it_again(tmp_
     finally:
         proc.wait()
     created = json.loads((run_dir / "hpsearch.json").read_text())["created"]
-    for f in run_dir.glob("experiment_state-*.json"):  # (had Tune been a moment faster)
-        f.unlink()
+    # Had Tune been a moment faster, it had saved (or begun to save) some state: undo that.
+    shutil.rmtree(run_dir / layout.TUNE_STATE_BACKUP, ignore_errors=True)
+    for pattern in layout.TUNE_STATE_GLOBS:
+        for f in run_dir.glob(pattern):
+            f.unlink()
     res = subprocess.run(_cli("resume", str(run_dir)), capture_output=True, text=True,
                          timeout=300)
     assert res.returncode == 0, res.stderr[-3000:]
