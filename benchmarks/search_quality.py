@@ -8,6 +8,7 @@ and scheduler -> Optuna storage), with `--budget-epochs` = budget x epochs per t
     python -m benchmarks.search_quality [--landscapes cross nocross ...] [--seeds 0 1 2 3 4]
         [--concurrency 2 8] [--budget 18.5] [--methods ...] [--field field.json ...]
         [--json runs.json] [--merge benchmarks/results_search_quality.json]
+
 (`--methods` with no names runs nothing: it prints, and merges, the `--field` runs only.)
 Prints, per landscape and concurrency, the median regret (and the 25-75% range over seeds)
 at 1/4, 1/2 and all of the budget, and each method's ratio to random+ASHA, plain Optuna
