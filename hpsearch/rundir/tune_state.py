@@ -27,7 +27,7 @@ from hpsearch.rundir.layout import (
 )
 from hpsearch.rundir.results import read_results
 
-__all__ = ["backup", "repair", "set_aside_trial", "set_aside_folder", "mend_checkpoints",
+__all__ = ["backup", "saved", "repair", "set_aside_trial", "set_aside_folder", "mend_checkpoints",
            "reopen_search", "reopened", "saved_statuses", "backed_up"]
 _CHECKPOINT = re.compile(r"checkpoint_(\d+)")
 
@@ -82,6 +82,11 @@ def backup(rd: RunDir, settle_s: float = 1.0) -> int:
             continue
         made += 1
     return made
+
+
+def saved(rd: RunDir) -> bool:
+    """Whether Tune has saved a trial list (experiment state) in the run directory."""
+    return any(rd.path.glob(EXPERIMENT_STATE_GLOB))
 
 
 def backed_up(rd: RunDir) -> bool:

@@ -257,7 +257,10 @@ def resume_search(run_dir: str | Path, stream: str | None = "stdout",
             tune_state.reopen_search(rd)  # a config Tune lost must still run
         else:
             storage.reopen_search(source)  # the same, in the bucket
-        if not tune.Tuner.can_restore(source):
+        # Tune writes tuner.pkl when the Tuner is built, its trial list once it runs: a
+        # driver killed in between left nothing to restore (restoring it ran half a search).
+        if not (tune.Tuner.can_restore(source) and (storage.is_uri(cfg.storage)
+                                                     or tune_state.saved(rd))):
             if storage.is_uri(cfg.storage) or ledger.ended_outside_tune(rd, cfg.study_name,
                                                                        set()):
                 raise UserError(f"{storage.redact(source)}: no Ray Tune experiment state to "

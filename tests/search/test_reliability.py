@@ -271,14 +271,16 @@ def test_run_killed_while_its_ray_starts_leaves_nothing_the_next_run_does_not_en
 def test_resume_of_a_run_killed_before_tune_saved_any_state_starts_it_again(tmp_path):
     """A driver killed after writing hpsearch.json but before Ray Tune's first saved state
     (the first seconds of a run) left a run `resume` refused (exit 2) and `run` would not
-    overwrite: with nothing ended, resume runs the search again from its start."""
+    overwrite: with nothing ended, resume runs the search again from its start. Killed
+    here once Tune has written tuner.pkl (when the Tuner is built), the latest point before
+    its trial list: Tune's restore of that ran one trial of two and ended 'interrupted'."""
     run_dir = tmp_path / "unsaved"
     proc = subprocess.Popen(_cli("run", "--trainer", "mlp", "--samples", "2", "--max-epochs",
                                  "1", "--set", "data=digits", "--set", "width=16",
                                  "--num-cpus", "1", "--out", str(run_dir)),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        assert _wait((run_dir / "hpsearch.json").is_file, 120)
+        assert _wait((run_dir / "tuner.pkl").is_file, 120)
         proc.send_signal(signal.SIGKILL)
     finally:
         proc.wait()
