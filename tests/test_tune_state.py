@@ -10,7 +10,7 @@ import pytest
 
 from hpsearch.errors import UserError
 from hpsearch.rundir import RunDir, tune_state
-from hpsearch.rundir.layout import TUNE_STATE_BACKUP
+from hpsearch.rundir.layout import TUNE_STATE_BACKUP, TUNE_STATE_LOST
 
 FILES = {"experiment_state-2026-01-01_00-00-00.json":
          json.dumps({"trial_data": [["{}", "x"]] * 50}).encode(),
@@ -85,6 +85,28 @@ def test_a_cut_file_without_a_good_copy_is_one_clear_error(rd):
     _write(rd, name, FILES[name][:100])
     with pytest.raises(UserError, match="cut short and has no good copy"):
         tune_state.repair(rd)
+
+
+def test_with_nothing_ended_a_state_beyond_repair_is_set_aside_whole(rd):
+    """A kill in a run's first seconds can cut a file Tune has not let settle for a copy yet;
+    with no trial ended, the state (and the copies of the files that had one) goes aside and
+    the run has no trial list, so `resume` starts it again (the CLI path: test_reliability)."""
+    tune_state.backup(rd)
+    cut = "searcher-state-2026-01-01_00-00-00.pkl"
+    (rd.path / TUNE_STATE_BACKUP / cut).unlink()  # the file Tune had not let settle
+    _write(rd, cut, FILES[cut][:100])
+    asked = []
+    with pytest.raises(UserError, match="cut short and has no good copy"):
+        tune_state.repair(rd, discard=lambda: asked.append(1) or False)  # a trial had ended
+    assert asked and tune_state.saved(rd) and (rd.path / cut).is_file()
+    assert tune_state.repair(rd, discard=lambda: True) == []
+    assert not tune_state.saved(rd) and not (rd.path / TUNE_STATE_BACKUP).exists()
+    aside = [p.relative_to(rd.path / TUNE_STATE_LOST) for p in
+             (rd.path / TUNE_STATE_LOST).rglob("*") if p.is_file()]
+    assert sorted(p.name for p in aside) == sorted([*FILES, *set(FILES) - {cut}])
+    assert tune_state.repair(rd) == []  # nothing comes back from the set-aside copies
+    (rd.path / "experiment_state-2026-01-01_00-00-00.json").write_text("{}")
+    assert tune_state.repair(rd, discard=lambda: pytest.fail("asked with nothing wrong")) == []
 
 
 def test_a_trial_whose_params_json_was_cut_short_keeps_its_config(tmp_path):

@@ -36,6 +36,7 @@ TUNE_STATE_GLOBS = (EXPERIMENT_STATE_GLOB, SEARCH_GEN_STATE_GLOB,
                     "searcher-state-*.pkl", "basic-variant-state-*.json",
                     "callback-states-*.pkl")
 TUNE_STATE_BACKUP = ".tune-state-backup"
+TUNE_STATE_LOST = ".tune-state-lost"  # a state resume could not repair, set aside
 CHECKPOINT_STATE, CHECKPOINT_ROW = "state.pt", "row.json"  # in a trial's Tune checkpoint
 LOST_TRIALS = ".lost-trials"  # folders of trials Tune's saved state lost (run again)
 # Tune names a trial's folder after the trainable (search/trainable.py: run_trial) and

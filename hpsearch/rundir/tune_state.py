@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import os
 import pickle
 import pickletools
@@ -13,6 +14,7 @@ import re
 import shutil
 import time
 from pathlib import Path
+from typing import Callable
 
 from hpsearch.errors import UserError
 from hpsearch.rundir.layout import (
@@ -22,6 +24,7 @@ from hpsearch.rundir.layout import (
     SEARCH_GEN_STATE_GLOB,
     TUNE_STATE_BACKUP,
     TUNE_STATE_GLOBS,
+    TUNE_STATE_LOST,
     RunDir,
     atomic_write,
 )
@@ -30,6 +33,7 @@ from hpsearch.rundir.results import read_results
 __all__ = ["backup", "saved", "repair", "set_aside_trial", "set_aside_folder", "mend_checkpoints",
            "reopen_search", "reopened", "saved_statuses", "backed_up"]
 _CHECKPOINT = re.compile(r"checkpoint_(\d+)")
+logger = logging.getLogger(__name__)
 
 
 def _whole(name: str, data: bytes, full: bool) -> bool:
@@ -84,8 +88,7 @@ def backup(rd: RunDir, settle_s: float = 1.0) -> int:
     return made
 
 
-def saved(rd: RunDir) -> bool:
-    """Whether Tune has saved a trial list (experiment state) in the run directory."""
+def saved(rd: RunDir) -> bool:  # a trial list (experiment state)
     return any(rd.path.glob(EXPERIMENT_STATE_GLOB))
 
 
@@ -95,14 +98,32 @@ def backed_up(rd: RunDir) -> bool:
     return bool(live) and live <= {p.name for p in _files(rd.path / TUNE_STATE_BACKUP)}
 
 
-def repair(rd: RunDir) -> list[str]:
+def repair(rd: RunDir, discard: Callable[[], bool] | None = None) -> list[str]:
     """Put back the newest good copy of each Tune state file that is missing or cut short
     (checked in full: JSON parsed, pickles read to their STOP without running them).
-    Returns the names repaired.
+    Returns the names repaired. Where that cannot be done and `discard()` says so (no trial
+    has ended), every state file and copy goes to TUNE_STATE_LOST instead and [] is
+    returned: with no trial list left (`saved`), `resume` starts the search again.
 
     Raises:
-        UserError: a file is cut short and no good copy of it exists.
-    """
+        UserError: a file cut short with no good copy, or a search state without its
+            searcher snapshot (and no `discard()` to say otherwise)."""
+    try:
+        return _repair(rd)
+    except UserError:
+        if discard is None or not discard():
+            raise
+    aside = rd.path / TUNE_STATE_LOST / time.strftime("%Y%m%d-%H%M%S")
+    aside.mkdir(parents=True, exist_ok=True, mode=0o700)
+    backup = rd.path / TUNE_STATE_BACKUP  # its copies must not come back later
+    for path in _files(rd.path) + ([backup] if backup.is_dir() else []):
+        os.replace(path, aside / path.name)
+    logger.warning("%s: Ray Tune's saved state is cut short with no good copy, and no trial "
+                   "had ended; it is set aside in %s", rd.path, TUNE_STATE_LOST)
+    return []
+
+
+def _repair(rd: RunDir) -> list[str]:
     repaired = []
     folder = rd.path / TUNE_STATE_BACKUP
     for name in sorted({p.name for p in _files(folder) + _files(rd.path)}):
@@ -227,8 +248,7 @@ def mend_checkpoints(rd: RunDir) -> list[str]:
 
 
 def _trial_data(folder: Path) -> list | None:
-    """The trial list of Tune's newest saved experiment state in `folder` ([trial JSON,
-    metadata JSON] pairs), or None when there is none or it cannot be read."""
+    """Tune's newest trial list in `folder` ([trial JSON, metadata JSON] pairs) or None."""
     states = sorted(folder.glob(EXPERIMENT_STATE_GLOB))  # named by time: the last is newest
     try:
         return json.loads(states[-1].read_text())["trial_data"] if states else None
@@ -237,9 +257,8 @@ def _trial_data(folder: Path) -> list | None:
 
 
 def saved_statuses(folder: Path) -> dict[str, str] | None:
-    """Trial id -> status in Tune's newest saved experiment state in `folder` (None: none
-    readable). What `tune.ExperimentAnalysis(...).trials` says, without loading every
-    trial's results into a DataFrame as it does (1.9 s at 1,000 trials)."""
+    """Trial id -> status in Tune's newest trial list in `folder` (None: none readable), as
+    `tune.ExperimentAnalysis(...).trials` says without its DataFrame (1.9 s at 1,000)."""
     trial_data = _trial_data(folder)
     try:
         return None if trial_data is None else {
