@@ -15,6 +15,7 @@ import logging
 import optuna
 from optuna.trial import TrialState
 from ray import tune
+from ray.tune.search import ConcurrencyLimiter
 
 from hpsearch.rundir import RunDir, layout, tune_state
 from hpsearch.search.grid import GridSearcher
@@ -29,9 +30,12 @@ class TrialLedger(tune.Callback):
     (Tune runs `num_samples=-1`) and, after a restore, agrees with the list (see
     `StudySearcher.sync`). Folders of trials Tune lost are set aside (RunDir)."""
 
+    _limiter: ConcurrencyLimiter | None = None  # (runs begun before it had one)
+
     def __init__(self, searcher: StudySearcher | GridSearcher, run_dir: str,
-                 local: bool) -> None:
+                 local: bool, limiter: ConcurrencyLimiter | None = None) -> None:
         self._searcher, self._run_dir, self._local = searcher, run_dir, local
+        self._limiter = limiter
 
     def on_step_begin(self, iteration, trials, **info) -> None:
         restored = self._searcher.reconciling
@@ -43,6 +47,22 @@ class TrialLedger(tune.Callback):
                            f"; its folder moved to {layout.LOST_TRIALS}/" if moved else "")
         if restored and self._local:
             self._set_aside_unknown(rd, trials)
+        if restored and self._limiter is not None:
+            self._release(trials)
+
+    def _release(self, trials: list) -> None:
+        """The concurrency limiter's saved live set is as old as the search state it was
+        saved with: a trial it holds that Tune's (newer) list has ended, or that Tune lost,
+        never ends again in Tune, and its slot was never given back (a resumed run with 2
+        slots hung once both were held so). Each is ended in the limiter as Tune would have;
+        the searcher ignores those it already knows ended."""
+        by_id = {t.trial_id: t for t in trials}
+        for tid in sorted(self._searcher.known_ids() | set(by_id)):
+            t = by_id.get(tid)
+            if t is None or t.is_finished():
+                self._limiter.on_trial_complete(
+                    tid, result=t.last_result if t else None,
+                    error=t is not None and t.status == t.ERROR)
 
     def _set_aside_unknown(self, rd: RunDir, trials: list) -> None:
         """A folder of a trial that neither Tune's saved state nor the searcher's knows

@@ -13,6 +13,7 @@ import optuna
 from ray import tune
 from ray.tune.logger import JsonLoggerCallback
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+from ray.tune.search import ConcurrencyLimiter
 
 from hpsearch import spaces, trainers
 from hpsearch.config import SearchConfig, coerce_value
@@ -170,10 +171,13 @@ def build_tuner(cfg: SearchConfig, space, callbacks: list | None = None,
                                   cfg.metric, cfg.mode)
     else:
         search_alg = _searcher(dataclasses.replace(cfg, fixed=fixed), space)
+    # The limiter Tune would wrap around it for max_concurrent_trials, made here so that the
+    # ledger can give back the slots of trials a restored snapshot still holds (ledger.py).
+    limiter = ConcurrencyLimiter(search_alg, max_concurrent=slots)
     callbacks.append(TrialLedger(search_alg, str(cfg.run_dir),
-                                 local=not storage.is_uri(cfg.storage)))
+                                 local=not storage.is_uri(cfg.storage), limiter=limiter))
     tune_config = tune.TuneConfig(
-        metric=cfg.metric, mode=cfg.mode, search_alg=search_alg, scheduler=_scheduler(cfg),
-        num_samples=-1, max_concurrent_trials=slots, reuse_actors=True)  # searchers count
+        metric=cfg.metric, mode=cfg.mode, search_alg=limiter, scheduler=_scheduler(cfg),
+        num_samples=-1, reuse_actors=True)  # the searchers count the trials
     return tune.Tuner(make_trainable(cfg), tune_config=tune_config,
                       run_config=_run_config(cfg, callbacks))

@@ -178,3 +178,32 @@ def test_a_folder_no_saved_state_knows_is_set_aside(tmp_path):
     (rd.path / "run_trial_dddd0004_4_x" / "params.json").write_text("{}")
     ledger.on_step_begin(2, [_tune("aaaa0001", configs["aaaa0001"])])
     assert (rd.path / "run_trial_dddd0004_4_x").exists()
+
+
+def test_slots_a_restored_limiter_still_holds_are_given_back(tmp_path):
+    """Tune's concurrency limiter is restored with the live set saved beside the searcher's
+    snapshot; trials Tune's newer list has ended, or lost, never end in Tune again. A resumed
+    run with 2 slots hung in Tune's wait for a suggestion once both were held so."""
+    from ray.tune.search import ConcurrencyLimiter
+
+    from hpsearch.search.ledger import TrialLedger
+
+    s = _searcher(tmp_path, max_trials=5)
+    limiter = ConcurrencyLimiter(s, max_concurrent=2)
+    configs = {i: limiter.suggest(i) for i in "ab"}
+    assert limiter.suggest("x") is None  # both slots held
+    s.save(str(tmp_path / "snap.pkl"))
+    saved = limiter.get_state()  # live: a, b
+    restored = _searcher(tmp_path, max_trials=5)
+    restored.restore(str(tmp_path / "snap.pkl"))
+    again = ConcurrencyLimiter(restored, max_concurrent=2)
+    again.set_state(saved)
+    ledger = TrialLedger(restored, str(tmp_path), local=False, limiter=again)
+    row = {"val_metric": 0.5, "epoch": 3, "status": "completed"}
+    # Tune's list: a ended (after the limiter's state was saved), b lost.
+    ledger.on_step_begin(0, [_tune("a", configs["a"], "TERMINATED", row)])
+    assert again.suggest("c") == configs["b"]  # the lost config runs again, first
+    assert isinstance(again.suggest("d"), dict)
+    assert again.suggest("e") is None  # and the limit still holds
+    told = {t.user_attrs[TUNE_TRIAL_ATTR]: t for t in restored.study.trials}
+    assert told["a"].state == TrialState.COMPLETE and told["a"].value == 0.5
