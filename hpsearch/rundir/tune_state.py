@@ -118,7 +118,7 @@ def repair(rd: RunDir, discard: Callable[[], bool] | None = None) -> list[str]:
     backup = rd.path / TUNE_STATE_BACKUP  # its copies must not come back later
     for path in _files(rd.path) + ([backup] if backup.is_dir() else []):
         os.replace(path, aside / path.name)
-    logger.warning("%s: Ray Tune's saved state is cut short with no good copy, and no trial "
+    logger.warning("%s: Ray Tune's saved state is beyond repair and no trial "
                    "had ended; it is set aside in %s", rd.path, TUNE_STATE_LOST)
     return []
 

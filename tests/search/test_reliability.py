@@ -18,7 +18,7 @@ import pandas as pd
 import pytest
 
 from hpsearch.config import SchedulerConfig, SearchConfig
-from hpsearch.rundir import layout, tune_state
+from hpsearch.rundir import RunDir, layout, tune_state
 from hpsearch.search import run_search
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -376,15 +376,12 @@ def test_run_refuses_to_start_on_a_full_disk(small_disk):
 
 
 def _saved_state(run_dir: Path) -> tuple[Path, dict]:
-    """Tune's newest experiment state after a kill, and its trial list: the live file, or,
-    when the kill cut Tune's copy of it short (empty in one CI run), the run's last good
-    copy of it, which `resume` would put back (tune_state.repair)."""
+    """Tune's newest experiment state after a kill, and its trial list, once the run's last
+    good copies are put back where the kill cut Tune's copy short (an empty trial list in
+    one CI run), as `resume` would."""
+    tune_state.repair(RunDir(run_dir))
     state = max(run_dir.glob("experiment_state-*.json"))
-    backup = run_dir / layout.TUNE_STATE_BACKUP
-    for path in (state, backup / state.name, backup / f"{state.name}.prev"):
-        with contextlib.suppress(OSError, ValueError):
-            return state, json.loads(path.read_text())
-    pytest.fail(f"{state}: cut short and no good copy")
+    return state, json.loads(state.read_text())
 
 
 def test_killed_grid_run_resumes_every_point_once(tmp_path):
