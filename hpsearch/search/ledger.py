@@ -22,7 +22,36 @@ from hpsearch.search.grid import GridSearcher
 from hpsearch.search.searcher import LOST_ATTR, TUNE_TRIAL_ATTR, StudySearcher
 
 logger = logging.getLogger(__name__)
-__all__ = ["TrialLedger", "fail_orphans", "running_numbers", "ended_outside_tune"]
+__all__ = ["TrialLedger", "SlotLimiter", "fail_orphans", "running_numbers",
+           "ended_outside_tune"]
+
+
+class SlotLimiter(ConcurrencyLimiter):
+    """Tune's ConcurrencyLimiter (what `max_concurrent_trials` would make; Tune's pending-trial
+    count finds it by type) that can also take in trials it never suggested. After a restore
+    its live set is as old as the searcher's snapshot; a trial Tune's newer list has running
+    that the set lacks (it started after the snapshot) would neither hold a slot nor be told
+    to the searcher when it ended: the plain limiter drops completions of trials it does not
+    hold, so the trial never reached optuna.db. `adopt` counts such trials against the limit
+    and passes their end on."""
+
+    def __init__(self, searcher, max_concurrent: int) -> None:
+        super().__init__(searcher, max_concurrent=max_concurrent)
+        self.adopted: set[str] = set()
+
+    def adopt(self, trial_ids) -> None:
+        self.adopted |= set(trial_ids) - self.live_trials
+
+    def suggest(self, trial_id: str):
+        if len(self.live_trials) + len(self.adopted) >= self.max_concurrent:
+            return None
+        return super().suggest(trial_id)
+
+    def on_trial_complete(self, trial_id: str, result=None, error: bool = False) -> None:
+        if trial_id in self.adopted:
+            self.adopted.discard(trial_id)
+            return self.searcher.on_trial_complete(trial_id, result=result, error=error)
+        return super().on_trial_complete(trial_id, result=result, error=error)
 
 
 class TrialLedger(tune.Callback):
@@ -49,6 +78,8 @@ class TrialLedger(tune.Callback):
             self._set_aside_unknown(rd, trials)
         if restored and self._limiter is not None:
             self._release(trials)
+            if isinstance(self._limiter, SlotLimiter):  # (runs begun before it had one)
+                self._limiter.adopt(t.trial_id for t in trials if not t.is_finished())
 
     def _release(self, trials: list) -> None:
         """The concurrency limiter's saved live set is as old as the search state it was

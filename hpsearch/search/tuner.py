@@ -13,7 +13,6 @@ import optuna
 from ray import tune
 from ray.tune.logger import JsonLoggerCallback
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
-from ray.tune.search import ConcurrencyLimiter
 
 from hpsearch import spaces, trainers
 from hpsearch.config import SearchConfig, coerce_value
@@ -21,7 +20,7 @@ from hpsearch.errors import UserError
 from hpsearch.rundir import RunDir
 from hpsearch.search import cluster, packing, storage
 from hpsearch.search.grid import GridSearcher, grid_points
-from hpsearch.search.ledger import TrialLedger
+from hpsearch.search.ledger import SlotLimiter, TrialLedger
 from hpsearch.search.schedulers import AdaptiveHyperband, EpochBudget
 from hpsearch.search.searcher import StudySearcher
 from hpsearch.search.trainable import run_trial
@@ -173,7 +172,7 @@ def build_tuner(cfg: SearchConfig, space, callbacks: list | None = None,
         search_alg = _searcher(dataclasses.replace(cfg, fixed=fixed), space)
     # The limiter Tune would wrap around it for max_concurrent_trials, made here so that the
     # ledger can give back the slots of trials a restored snapshot still holds (ledger.py).
-    limiter = ConcurrencyLimiter(search_alg, max_concurrent=slots)
+    limiter = SlotLimiter(search_alg, max_concurrent=slots)
     callbacks.append(TrialLedger(search_alg, str(cfg.run_dir),
                                  local=not storage.is_uri(cfg.storage), limiter=limiter))
     tune_config = tune.TuneConfig(

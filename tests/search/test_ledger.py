@@ -207,3 +207,31 @@ def test_slots_a_restored_limiter_still_holds_are_given_back(tmp_path):
     assert again.suggest("e") is None  # and the limit still holds
     told = {t.user_attrs[TUNE_TRIAL_ATTR]: t for t in restored.study.trials}
     assert told["a"].state == TrialState.COMPLETE and told["a"].value == 0.5
+
+
+def test_a_trial_the_restored_limiter_never_held_holds_a_slot_and_reaches_the_record(tmp_path):
+    """The converse: Tune's newer list has a trial running that started after the limiter's
+    live set (and the searcher's snapshot) was saved. Tune's plain ConcurrencyLimiter
+    neither counted it nor passed its end on, so it never reached optuna.db."""
+    from hpsearch.search.ledger import SlotLimiter, TrialLedger
+
+    s = _searcher(tmp_path, max_trials=5)
+    limiter = SlotLimiter(s, max_concurrent=2)
+    configs = {"a": limiter.suggest("a")}
+    s.save(str(tmp_path / "snap.pkl"))
+    saved = limiter.get_state()  # live: a
+    configs["b"] = limiter.suggest("b")  # started after the snapshot; in Tune's list only
+    restored = _searcher(tmp_path, max_trials=5)
+    restored.restore(str(tmp_path / "snap.pkl"))
+    again = SlotLimiter(restored, max_concurrent=2)
+    again.set_state(saved)
+    ledger = TrialLedger(restored, str(tmp_path), local=False, limiter=again)
+    ledger.on_step_begin(0, [_tune("a", configs["a"]), _tune("b", configs["b"])])
+    assert again.suggest("c") is None  # a and b hold both slots
+    row = {"val_metric": 0.7, "epoch": 3, "status": "completed"}
+    again.on_trial_result("b", row)
+    again.on_trial_complete("b", result=row)
+    restored.flush()
+    assert _record(tmp_path)["b"].value == 0.7  # b's end was told, and written
+    assert isinstance(again.suggest("c"), dict)  # its slot is free again
+    assert again.suggest("d") is None
