@@ -11,7 +11,8 @@ SIGKILLed too (with --kill-worker P, one of the run's trial workers is SIGKILLed
 probability P); then `hpsearch resume` runs to the end (a driver killed before it wrote
 hpsearch.json, while its Ray started, is run again with the same command instead). A run
 that ended before its kill is checked the same way, and at the end no Ray temp dir the
-harness's runs made may be left. Prints one line per run and a summary; exit code 1 if any
+harness's runs made may be left, nor anything else they put in the temp dir (a checkpoint
+folder of a killed trial worker). Prints one line per run and a summary; exit code 1 if any
 run failed a check (this is a harness, not a test: each run takes 20-40 s on 2 cores)."""
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ from hpsearch.rundir import layout
 from hpsearch.search.record import LOST_ATTR
 
 ENDED = {"completed", "diverged", "stopped_early"}
+# In the temp dir by design, shared and kept between processes: not a run's leftovers.
+SHARED_CACHES = ("torchinductor_", "_ray_lockfiles", "pyright", "hsperfdata_")
 
 
 def _cli(*args: str) -> list[str]:
@@ -164,7 +167,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--keep", action="store_true", help="keep the run directories")
     a = ap.parse_args(argv)
     rng = random.Random(a.seed)
-    rays_before = set(Path(tempfile.gettempdir()).glob("hpsearch-ray-*"))
+    tmp = Path(tempfile.gettempdir())
+    before = set(tmp.iterdir())
     root = Path(tempfile.mkdtemp(prefix="hpsearch-faults-"))
     rows, failed = [], 0
     for i in range(a.runs):
@@ -175,19 +179,24 @@ def main(argv: list[str] | None = None) -> int:
         worker = f"worker {row['worker_killed']} killed, " if row.get("worker_killed") else ""
         print(f"{i:3d}  {row['scheduler']:8s} {worker}kills at {row['kills_s']} s  first: "
               f"{row['first']!s:12s} -> {row['outcome']}", flush=True)
-    # Every Ray a killed driver started was ended by the resume or rerun that followed.
-    left = sorted(str(p) for p in set(Path(tempfile.gettempdir()).glob("hpsearch-ray-*"))
-                  - rays_before)
+    # Every Ray a killed driver started was ended by the resume or rerun that followed, and
+    # nothing else of the runs stays in the temp dir (a killed trial worker's checkpoint
+    # folder); caches meant to outlive a process aside.
+    left = sorted(str(p) for p in set(tmp.iterdir()) - before - {root}
+                  if not p.name.startswith(SHARED_CACHES))
+    rays_left = [p for p in left if Path(p).name.startswith("hpsearch-ray-")]
     killed = sum(r["first"] == "killed" for r in rows)
     print(f"\n{len(rows)} runs ({killed} killed mid-run, "
           f"{sum(r['first'] == 'killed early' for r in rows)} while Ray started, "
           f"{sum(len(r['kills_s']) > 1 for r in rows)} with the resume killed too, "
           f"{sum(bool(r.get('worker_killed')) for r in rows)} with a trial worker killed): "
-          f"{failed} failed; Ray temp dirs left behind: {left or 'none'}")
+          f"{failed} failed; Ray temp dirs left behind: {rays_left or 'none'}; anything else "
+          f"left in {tmp}: {sorted(set(left) - set(rays_left)) or 'none'}")
     failed += bool(left)
     if a.json:
         Path(a.json).write_text(json.dumps({"args": vars(a), "rows": rows,
-                                            "ray_temp_dirs_left": left}, indent=1))
+                                            "ray_temp_dirs_left": rays_left,
+                                            "temp_left": left}, indent=1))
     if not a.keep:
         shutil.rmtree(root, ignore_errors=True)
     return 1 if failed else 0

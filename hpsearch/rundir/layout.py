@@ -113,18 +113,22 @@ class RunDir:
             if others:
                 raise UserError(f"--out {self.path} is a non-empty directory that holds no "
                                 "run; choose a new or empty directory")
+        missing = [p for p in (self.path, *self.path.parents) if not p.exists()]
         try:
             self.path.mkdir(parents=True, exist_ok=True, mode=_PRIVATE_DIR)
             os.chmod(self.path, _PRIVATE_DIR)
+            self._made = missing  # the directories this made, innermost first (`discard`)
         except OSError as exc:
             raise UserError(f"cannot create run directory {self.path}: "
                             f"{exc.strerror or exc}") from None
 
     def discard(self) -> None:
-        """Remove a directory `create` made when the run failed before writing anything."""
+        """Remove a directory `create` made when the run failed before writing anything,
+        and the parents it made for it (while empty)."""
         with contextlib.suppress(OSError):
             (self.path / LOCK).unlink(missing_ok=True)
-            self.path.rmdir()
+            for folder in getattr(self, "_made", None) or [self.path]:
+                folder.rmdir()
 
     @contextlib.contextmanager
     def lock(self) -> Iterator[None]:

@@ -18,6 +18,8 @@ from hpsearch.errors import UserError
 from hpsearch.rundir import RunDir, layout
 from hpsearch.search.processes import (  # noqa: F401 (cluster's names since v0.2)
     TEMP_PREFIX,
+    WORKER_TMP,
+    WORKER_TMP_ENV,
     _instance_pids,
     _monitor_pids,
     cleanup_stale,
@@ -65,7 +67,7 @@ def connect(address: str | None = None, num_cpus: int | None = None,
         try:
             if rundir is not None:
                 record_processes(rundir, temp_dir)
-            with _no_idle_workers():
+            with _no_idle_workers(), _worker_tmp(temp_dir):
                 ray.init(address="local", num_cpus=num_cpus, num_gpus=num_gpus,
                          include_dashboard=dashboard, dashboard_host="127.0.0.1",
                          _node_ip_address="127.0.0.1", _temp_dir=os.path.join(temp_dir, "ray"),
@@ -107,6 +109,26 @@ def _no_idle_workers():
     finally:
         if old is None:
             os.environ.pop(key, None)
+
+
+@contextlib.contextmanager
+def _worker_tmp(temp_dir: str):
+    """Trial workers stage each checkpoint in a temp folder until Tune has copied it; a
+    worker killed meanwhile (its driver killed, then the Ray ended) leaves that folder, model
+    weights included, in the system temp dir for good. Under the private temp dir it goes
+    when the Ray is ended. The raylet, spawned in `ray.init`, passes the variable on to the
+    workers."""
+    path = os.path.join(temp_dir, WORKER_TMP)
+    os.mkdir(path, 0o700)
+    old = os.environ.get(WORKER_TMP_ENV)
+    os.environ[WORKER_TMP_ENV] = path
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop(WORKER_TMP_ENV, None)
+        else:
+            os.environ[WORKER_TMP_ENV] = old
 
 
 def _check_loopback() -> None:

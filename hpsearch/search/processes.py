@@ -18,6 +18,9 @@ from hpsearch.rundir import RunDir, layout
 
 logger = logging.getLogger(__name__)
 TEMP_PREFIX = "hpsearch-ray-"
+# A private Ray's trial workers stage each checkpoint in a folder under this one (inside the
+# private temp dir, which ending the Ray removes), named to them by this variable.
+WORKER_TMP_ENV, WORKER_TMP = "HPSEARCH_WORKER_TMP", "work"
 
 
 def record_processes(rundir: RunDir, temp_dir: str | None) -> None:

@@ -18,6 +18,7 @@ from ray import tune
 from hpsearch import trainers
 from hpsearch.errors import UserError
 from hpsearch.rundir.layout import CHECKPOINT_ROW, CHECKPOINT_STATE
+from hpsearch.search.processes import WORKER_TMP_ENV
 from hpsearch.trainers.contract import ContractError, Reporter, user_frame
 
 logger = logging.getLogger(__name__)
@@ -69,7 +70,7 @@ def _reporter(metric: str, mode: str, checkpointer: TuneCheckpointer):
         if state is None:
             tune.report(row)
             return
-        with tempfile.TemporaryDirectory() as d:
+        with tempfile.TemporaryDirectory(dir=_staging_dir()) as d:
             import torch
 
             torch.save(state, os.path.join(d, CHECKPOINT_STATE))
@@ -77,6 +78,13 @@ def _reporter(metric: str, mode: str, checkpointer: TuneCheckpointer):
                 json.dump(row, f, default=str)
             tune.report(row, checkpoint=tune.Checkpoint.from_directory(d))
     return report
+
+
+def _staging_dir() -> str | None:
+    """Where a checkpoint waits for Tune to copy it: under a private Ray's temp dir (see
+    `cluster._worker_tmp`), else the system temp dir."""
+    path = os.environ.get(WORKER_TMP_ENV)
+    return path if path and os.path.isdir(path) else None
 
 
 def run_trial(config: dict, trainer_name: str, metric: str, mode: str,

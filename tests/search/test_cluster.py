@@ -4,8 +4,10 @@ shares with the trials kept in an S3 bucket (a local moto server)."""
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import textwrap
 from pathlib import Path
 
@@ -48,10 +50,20 @@ SCRIPT = textwrap.dedent("""
 """)
 
 
-def _run(tmp_path, spec, env=None):
+@pytest.fixture
+def ray_tmp():
+    """The test cluster's Ray temp root (Ray's RAY_TMPDIR: its sessions and the address file
+    go under it): short (Ray's socket paths), and removed after the test instead of left in
+    /tmp/ray with every other Ray session's logs."""
+    path = tempfile.mkdtemp(prefix="hpt-ray-", dir="/tmp")
+    yield {"RAY_TMPDIR": path}
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def _run(tmp_path, spec, env):
     res = subprocess.run([sys.executable, "-c", SCRIPT, str(tmp_path / "run"), json.dumps(spec)],
                          capture_output=True, text=True, cwd=ROOT, timeout=400,
-                         env={**os.environ, **(env or {})})
+                         env={**os.environ, **env})
     assert res.returncode == 0, res.stderr[-3000:]
     out = json.loads(res.stdout.strip().splitlines()[-1])
     assert "shared" in out["local"]  # multi-node with no --storage fails early
@@ -63,13 +75,13 @@ def _run(tmp_path, spec, env=None):
 
 
 @pytest.mark.parametrize("gpus_per_trial", [0.5])  # whole GPUs: test_packing, Ray itself
-def test_trials_spread_over_two_nodes_with_their_gpus(tmp_path, gpus_per_trial):
+def test_trials_spread_over_two_nodes_with_their_gpus(tmp_path, ray_tmp, gpus_per_trial):
     _run(tmp_path, {"trainer": "tests.search.gpu_probe_trainer:train",
                     "space": "tests/search/probe_space.yaml", "fixed": {"sleep_s": 2.0},
-                    "points": [], "resources": {"gpus_per_trial": gpus_per_trial}})
+                    "points": [], "resources": {"gpus_per_trial": gpus_per_trial}}, ray_tmp)
 
 
-def test_memory_packed_trials_on_two_nodes_with_s3_storage(tmp_path):
+def test_memory_packed_trials_on_two_nodes_with_s3_storage(tmp_path, ray_tmp):
     from tests.search.s3_server import CREDS, moto_bucket
 
     with moto_bucket("cluster") as (uri, _):
@@ -79,7 +91,7 @@ def test_memory_packed_trials_on_two_nodes_with_s3_storage(tmp_path):
             "points": [{"width": 4096}, {"width": 4096}, {"width": 16}, {"width": 16}],
             "resources": {"gpus_per_trial": 0.0, "gpu_auto": True, "gpu_memory_mb": 1000.0,
                           "gpu_overhead_mb": 100.0},
-            "storage": uri}, env=CREDS)
+            "storage": uri}, {**CREDS, **ray_tmp})
     shares = {r["assigned_gpu"] for r in out["rows"]}
     assert len(shares) == 2 and max(shares) > 0.5 > min(shares)  # shares follow the estimate
     assert (tmp_path / "run" / "run" / "trials.csv").exists()  # results pulled from the bucket
@@ -109,10 +121,10 @@ CLIENT_SCRIPT = textwrap.dedent("""
 """)
 
 
-def test_ray_client_address_needs_a_shared_run_directory(tmp_path):
+def test_ray_client_address_needs_a_shared_run_directory(tmp_path, ray_tmp):
     # Ray Client gives up after ~35 s by default; the head's client server can take longer
     # to start its per-client process while the rest of the suite loads this machine.
-    env = {**os.environ, "RAY_CLIENT_INITIAL_CONNECTION_TIMEOUT_S": "30",
+    env = {**os.environ, **ray_tmp, "RAY_CLIENT_INITIAL_CONNECTION_TIMEOUT_S": "30",
            "RAY_CLIENT_MAX_CONNECTION_TIMEOUT_S": "120"}
     res = subprocess.run([sys.executable, "-c", CLIENT_SCRIPT, str(tmp_path)], env=env,
                          capture_output=True, text=True, cwd=ROOT, timeout=400)

@@ -2,6 +2,7 @@
 `hpsearch resume` with the right trial count, no duplicates and a consistent Optuna study."""
 
 import contextlib
+import dataclasses
 import json
 import os
 import shutil
@@ -319,6 +320,32 @@ def test_a_ray_that_fails_to_start_leaves_no_temp_dir_and_no_record(tmp_path, mo
         cluster.connect(num_cpus=1, rundir=rd)
     assert seen["recorded"]  # recorded before Ray started
     assert not Path(seen["temp"]).parent.exists() and not rd.file(layout.PROCESSES).exists()
+
+
+def test_a_run_that_fails_before_writing_anything_leaves_no_directory(tmp_path, monkeypatch):
+    """`--out a/b/run` where none of them existed, and Ray fails to start: the run, and the
+    parents made for it, are gone again; a parent that was there stays."""
+    import ray
+
+    import hpsearch
+    from hpsearch.search import run_search
+
+    def broken_init(**kw):
+        raise RuntimeError("raylet failed to start")
+
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)  # not the tests' shared Ray
+    monkeypatch.setattr(ray, "init", broken_init)
+    cfg = hpsearch.search_config("mlp", "mlp_optimizers", samples=1, max_epochs=1,
+                                 out=tmp_path / "a" / "b" / "run")
+    with pytest.raises(RuntimeError, match="raylet"):
+        run_search(cfg, stream=None)
+    assert list(tmp_path.iterdir()) == []
+    (tmp_path / "kept").mkdir()
+    cfg = dataclasses.replace(cfg, run_dir=str(tmp_path / "kept" / "run"))
+    with pytest.raises(RuntimeError, match="raylet"):
+        run_search(cfg, stream=None)
+    assert [p.name for p in tmp_path.iterdir()] == ["kept"] and not any(
+        (tmp_path / "kept").iterdir())
 
 
 @pytest.fixture

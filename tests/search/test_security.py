@@ -4,6 +4,7 @@ dashboard, and is a new instance even when another cluster is advertised."""
 import os
 import subprocess
 import sys
+import tempfile
 
 import pytest
 
@@ -77,16 +78,26 @@ import json, os
 from hpsearch.search import cluster
 temp = cluster.connect(num_cpus=1)
 monitors, pids = cluster._monitor_pids(temp), cluster._instance_pids(temp)
+import ray
+@ray.remote
+def stage():  # a checkpoint folder as a trial worker killed mid-report leaves it
+    import tempfile
+    from hpsearch.search.trainable import _staging_dir
+    return tempfile.mkdtemp(dir=_staging_dir())
+staged = ray.get(stage.remote())
 cluster.shutdown(temp)
 alive = [p for p in pids if os.path.exists(f"/proc/{p}")]
 print(json.dumps({"monitors": monitors, "pids": pids, "alive": alive,
-                  "temp_left": os.path.exists(temp)}))
+                  "temp": temp, "temp_left": os.path.exists(temp), "staged": staged,
+                  "staged_left": os.path.exists(staged), "env_left": "HPSEARCH_WORKER_TMP"
+                  in os.environ}))
 """
 
 
 def test_shutdown_ends_the_whole_private_instance_its_monitor_first():
     """`cluster.shutdown` kills the instance's autoscaler monitor before Ray's own shutdown
-    (which waits a second on it otherwise), then leaves nothing of the instance behind."""
+    (which waits a second on it otherwise), then leaves nothing of the instance behind, the
+    checkpoint folders its trial workers staged included."""
     import json
 
     res = subprocess.run([sys.executable, "-c", _SHUTDOWN], capture_output=True, text=True,
@@ -95,3 +106,33 @@ def test_shutdown_ends_the_whole_private_instance_its_monitor_first():
     assert len(out["monitors"]) == 1, out  # Ray's monitor is still recognised by its script
     assert set(out["monitors"]) < set(out["pids"])
     assert out["alive"] == [] and not out["temp_left"], out
+    # A trial worker's checkpoint staging folder is inside the instance's temp dir, so what
+    # a killed worker leaves there goes with it (not into the system temp dir for good).
+    assert out["staged"].startswith(out["temp"] + "/"), out
+    assert not out["staged_left"] and not out["env_left"], out
+
+
+def test_a_checkpoint_is_staged_where_the_worker_is_told(monkeypatch, tmp_path):
+    """The trainable's reporter stages each checkpoint under the folder a private Ray names
+    (HPSEARCH_WORKER_TMP), and removes it once Tune has taken it."""
+    from hpsearch.rundir.layout import CHECKPOINT_STATE
+    from hpsearch.search import trainable
+
+    seen = []
+
+    def report(row, checkpoint=None):
+        seen.append((checkpoint.path, sorted(os.listdir(checkpoint.path))))
+
+    monkeypatch.setattr(trainable.tune, "report", report)
+    monkeypatch.setenv("HPSEARCH_WORKER_TMP", str(tmp_path))
+    checkpointer = trainable.TuneCheckpointer()
+    sink = trainable._reporter("val_metric", "max", checkpointer)  # noqa: SLF001
+    checkpointer.save({"epoch": 1})
+    sink({"epoch": 1, "val_metric": 0.5, "status": "running"})
+    [(path, files)] = seen
+    assert os.path.dirname(path) == str(tmp_path) and CHECKPOINT_STATE in files
+    assert not os.listdir(tmp_path)  # removed after the report
+    monkeypatch.setenv("HPSEARCH_WORKER_TMP", str(tmp_path / "gone"))  # not a folder: default
+    checkpointer.save({"epoch": 2})
+    sink({"epoch": 2, "val_metric": 0.5, "status": "running"})
+    assert os.path.dirname(seen[-1][0]) == tempfile.gettempdir()
