@@ -91,8 +91,11 @@ def main() -> None:
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     fixed = {"dim": 64, "heads": 4, **{k: parse_literal(v) for k, v in
                                         (s.split("=", 1) for s in args.sets)}}
-    cluster.connect(num_gpus=args.fake_gpus)
-    rows = [measure(s, args, fixed) for s in args.shares]
+    temp = cluster.connect(num_gpus=args.fake_gpus)
+    try:
+        rows = [measure(s, args, fixed) for s in args.shares]
+    finally:  # the private Ray this started, its temp dir included
+        cluster.shutdown(temp)
     print(f"{'share':>6} {'trials':>6} {'wall_s':>8} {'samples/s':>10} {'done':>5} {'OOM':>4} "
           f"{'peak MB':>8} {'device MB':>9} {'act/est med':>11} {'act/est max':>11}")
     for r in rows:

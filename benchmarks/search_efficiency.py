@@ -14,6 +14,7 @@ Targets (issue 12): the default reaches the grid's best within 20% of the grid's
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -78,9 +79,11 @@ def main() -> None:
     logging.basicConfig(level=logging.ERROR)
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-    cluster.connect(num_cpus=2)
+    temp = cluster.connect(num_cpus=2)
     results: dict = {}
-    with tempfile.TemporaryDirectory() as tmp:
+    with contextlib.ExitStack() as stack:
+        stack.callback(cluster.shutdown, temp)  # the private Ray this started, temp dir too
+        tmp = stack.enter_context(tempfile.TemporaryDirectory())
         if args.grid_from:
             earlier = json.loads(Path(args.grid_from).read_text())
             budget, grid_best = earlier["budget"], earlier["grid_best"]
