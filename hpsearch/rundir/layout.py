@@ -153,9 +153,19 @@ class RunDir:
                                 f"(pid {holder}); wait for it to end") from None
             os.ftruncate(fd, 0)
             os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+            self._sweep_partial_writes()
             yield
         finally:
             os.close(fd)  # closing releases the flock
+
+    def _sweep_partial_writes(self) -> None:
+        """Remove the temp files of `atomic_write`s a killed process never renamed
+        (`.NAME.XXXX.tmp`) from the folders only the lock's holder writes: with the lock
+        held, none of them is being written."""
+        for folder in (self.path, self.path / TUNE_STATE_BACKUP):
+            for tmp in folder.glob(".*.tmp") if folder.is_dir() else []:
+                with contextlib.suppress(OSError):
+                    tmp.unlink()
 
     def check_trusted(self) -> None:
         """Refuse a directory another user owns or others may write: resuming unpickles

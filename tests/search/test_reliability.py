@@ -229,6 +229,24 @@ def test_second_run_on_a_locked_directory_is_refused(tmp_path):
         assert res.returncode == 2 and "Traceback" not in res.stderr
 
 
+def test_taking_the_lock_removes_half_written_files_a_killed_writer_left(tmp_path):
+    """A process killed inside `atomic_write` leaves its temp file (never renamed); whoever
+    next holds the run's lock removes those, and nothing else."""
+    from hpsearch.rundir import RunDir, layout
+
+    rd = RunDir(tmp_path / "run")
+    rd.create()
+    backup = rd.path / layout.TUNE_STATE_BACKUP
+    backup.mkdir()
+    stale = [rd.path / f".{layout.TRIALS}.k2j4x9.tmp", backup / ".experiment_state.a1.tmp"]
+    kept = [rd.path / layout.TRIALS, rd.path / "notes.tmp", rd.path / ".notes"]
+    for f in stale + kept:
+        f.write_text("x")
+    with rd.lock():
+        assert not any(f.exists() for f in stale)
+        assert all(f.exists() for f in kept)
+
+
 def test_crafted_process_record_kills_nothing(tmp_path):
     from hpsearch.rundir import RunDir, layout
     from hpsearch.search import cluster
