@@ -182,8 +182,13 @@ def test_killed_driver_is_resumed_on_its_own_ray(tmp_path, foreign_cluster):
         said = [f"trial {dropped['trial_id']} was lost" in res.stderr,
                 f"_{dropped['trial_id']}_" in res.stderr and "no saved state knows" in res.stderr]
         assert sum(said) == (1 if had_folder else sum(said)) <= 1, res.stderr
-        # its folder (if it had started) is set aside
-        assert not [p for p in run_dir.iterdir() if tag in p.name]
+        # its folder (if it had started) is set aside; one without a params.json when the
+        # driver was killed may stay if no saved state knew the trial (ledger's rule: Tune
+        # may be making such folders; they are out of the tables): a worker of the killed
+        # driver can still write the trial's first checkpoint folder just after the kill.
+        left = [p for p in run_dir.iterdir() if tag in p.name]
+        assert not left or not (had_folder or [p for p in left if (p / "params.json").exists()]
+                                or said[0]), (left, res.stderr[-3000:])
         lost = run_dir / ".lost-trials"
         assert all(tag in p.name for p in (lost.iterdir() if lost.exists() else [])), (
             sorted(p.name for p in lost.iterdir()), tag, res.stderr[-3000:])
