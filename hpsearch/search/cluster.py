@@ -96,22 +96,29 @@ def connect(address: str | None = None, num_cpus: int | None = None,
 
 
 @contextlib.contextmanager
-def _no_idle_workers():
-    """Ray starts one idle worker per CPU for the first driver; Tune's trial actors never
-    use them (each actor gets a fresh worker), so they only cost start-up time (~1.5 CPU-s,
-    0.4 s) and poll while idle. RAY_<setting> environment variables configure the Ray this
-    process starts (its raylet reads them when spawned); a value the user set wins."""
-    key = "RAY_prestart_worker_first_driver"
+def env_var(key: str, value: str, keep_users: bool = False):
+    """`os.environ[key] = value` for the block, then as before (`keep_users`: a value
+    already set wins)."""
     old = os.environ.get(key)
-    os.environ.setdefault(key, "0")
+    if old is None or not keep_users:
+        os.environ[key] = value
     try:
         yield
     finally:
         if old is None:
             os.environ.pop(key, None)
+        else:
+            os.environ[key] = old
 
 
-@contextlib.contextmanager
+def _no_idle_workers():
+    """Ray starts one idle worker per CPU for the first driver; Tune's trial actors never
+    use them (each actor gets a fresh worker), so they only cost start-up time (~1.5 CPU-s,
+    0.4 s) and poll while idle. RAY_<setting> environment variables configure the Ray this
+    process starts (its raylet reads them when spawned); a value the user set wins."""
+    return env_var("RAY_prestart_worker_first_driver", "0", keep_users=True)
+
+
 def _worker_tmp(temp_dir: str):
     """Trial workers stage each checkpoint in a temp folder until Tune has copied it; a
     worker killed meanwhile (its driver killed, then the Ray ended) leaves that folder, model
@@ -120,15 +127,7 @@ def _worker_tmp(temp_dir: str):
     workers."""
     path = os.path.join(temp_dir, WORKER_TMP)
     os.mkdir(path, 0o700)
-    old = os.environ.get(WORKER_TMP_ENV)
-    os.environ[WORKER_TMP_ENV] = path
-    try:
-        yield
-    finally:
-        if old is None:
-            os.environ.pop(WORKER_TMP_ENV, None)
-        else:
-            os.environ[WORKER_TMP_ENV] = old
+    return env_var(WORKER_TMP_ENV, path)
 
 
 def _check_loopback() -> None:

@@ -3,7 +3,6 @@ with metric and mode set once (SearchConfig -> TuneConfig and the searcher)."""
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import functools
 import os
@@ -127,18 +126,9 @@ def _run_config(cfg: SearchConfig, callbacks: list) -> tune.RunConfig:
         failure_config=tune.FailureConfig(max_failures=cfg.max_failures))
 
 
-@contextlib.contextmanager
 def quiet_loggers():
     """While a Tuner fits: no default CSV/TensorBoard loggers (build_tuner adds the JSON one)."""
-    old = os.environ.get(_NO_AUTO_LOGGERS)
-    os.environ[_NO_AUTO_LOGGERS] = "1"
-    try:
-        yield
-    finally:
-        if old is None:
-            os.environ.pop(_NO_AUTO_LOGGERS, None)
-        else:
-            os.environ[_NO_AUTO_LOGGERS] = old
+    return cluster.env_var(_NO_AUTO_LOGGERS, "1")
 
 
 def grid_size(space) -> int:
