@@ -34,6 +34,7 @@ import optuna
 import pandas as pd
 
 from hpsearch.rundir import layout
+from hpsearch.search import processes
 from hpsearch.search.record import LOST_ATTR
 
 ENDED = {"completed", "diverged", "stopped_early"}
@@ -47,8 +48,6 @@ def _cli(*args: str) -> list[str]:
 
 def _trial_workers(out: Path) -> list[int]:
     """The Ray worker processes running trials in the run at `out` (by its recorded Ray)."""
-    from hpsearch.search import processes
-
     try:
         temp = json.loads((out / layout.PROCESSES).read_text())["temp_dir"]
     except (OSError, ValueError, KeyError, TypeError):
@@ -184,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
     # folder); caches meant to outlive a process aside.
     left = sorted(str(p) for p in set(tmp.iterdir()) - before - {root}
                   if not p.name.startswith(SHARED_CACHES))
-    rays_left = [p for p in left if Path(p).name.startswith("hpsearch-ray-")]
+    rays_left = [p for p in left if Path(p).name.startswith(processes.TEMP_PREFIX)]
     killed = sum(r["first"] == "killed" for r in rows)
     print(f"\n{len(rows)} runs ({killed} killed mid-run, "
           f"{sum(r['first'] == 'killed early' for r in rows)} while Ray started, "

@@ -76,6 +76,7 @@ class RunDir:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path).absolute()
+        self._made: list[Path] = []  # what `create` made, innermost first (`discard`)
 
     def __repr__(self) -> str:
         return f"RunDir({str(self.path)!r})"
@@ -117,17 +118,19 @@ class RunDir:
         try:
             self.path.mkdir(parents=True, exist_ok=True, mode=_PRIVATE_DIR)
             os.chmod(self.path, _PRIVATE_DIR)
-            self._made = missing  # the directories this made, innermost first (`discard`)
+            self._made = missing
         except OSError as exc:
             raise UserError(f"cannot create run directory {self.path}: "
                             f"{exc.strerror or exc}") from None
 
     def discard(self) -> None:
-        """Remove a directory `create` made when the run failed before writing anything,
-        and the parents it made for it (while empty)."""
+        """Remove the directory `create` made when the run failed before writing anything,
+        and the parents it made for it (while empty); nothing if it was there before."""
+        if not self._made:
+            return
         with contextlib.suppress(OSError):
             (self.path / LOCK).unlink(missing_ok=True)
-            for folder in getattr(self, "_made", None) or [self.path]:
+            for folder in self._made:
                 folder.rmdir()
 
     @contextlib.contextmanager

@@ -138,14 +138,13 @@ def run_search(cfg: SearchConfig, stream: str | None = "stdout", grid: bool = Fa
     if not cfg.study_name:
         cfg = dataclasses.replace(cfg, study_name=f"{rd.name}-{uuid.uuid4().hex[:8]}")
     total = grid_size(space) if grid else cfg.samples
-    created = not rd.path.exists()
     rd.create()
     try:
         check_free(rd.path)
         return _locked_run(rd, cfg, trainer, space, grid, total, stream, num_cpus, num_gpus,
                            verbose)
     except BaseException:
-        if created and not rd.exists():  # failed before anything was written: leave nothing
+        if not rd.exists():  # failed before anything was written: leave nothing
             rd.discard()
         raise
 
