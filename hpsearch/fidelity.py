@@ -18,8 +18,8 @@ from __future__ import annotations
 import math
 from typing import Mapping
 
-__all__ = ["rungs", "model_epoch", "rank_agreement", "bracket_weights", "spearman",
-           "quantile"]
+__all__ = ["rungs", "model_epoch", "comparison_epoch", "rank_agreement", "bracket_weights",
+           "spearman", "quantile"]
 
 Curves = Mapping[str, Mapping[int, float]]  # trial -> {epoch: score}, finite scores only
 
@@ -58,6 +58,19 @@ def model_epoch(curves: Curves, min_obs: int, start: int | None = None) -> int |
         if ok:
             return max(ok)
     return None
+
+
+def comparison_epoch(reached: list[int]) -> tuple[int, int]:
+    """(epoch, trials that reached it) for comparing trials at one budget: the highest epoch
+    that at least max(3, a quarter of) the trials reached (all of them if fewer than 3).
+    `reached`: each trial's highest epoch (a trial that diverged at an epoch reached it).
+    The analysis (`rundir.comparison_epoch`) and the live progress line share this rule."""
+    reached = sorted((e for e in reached if e > 0), reverse=True)
+    if not reached:
+        return 0, 0
+    need = min(len(reached), max(3, math.ceil(len(reached) / 4)))
+    epoch = reached[need - 1]
+    return epoch, sum(1 for e in reached if e >= epoch)
 
 
 def _ranks(xs: list[float]) -> list[float]:

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from hpsearch import fidelity
 from hpsearch.errors import UserError
 from hpsearch.rundir import tune_state
 from hpsearch.rundir.layout import PACKING, RunDir
@@ -99,13 +100,8 @@ def comparison_epoch(epochs: pd.DataFrame, metric: str = "val_metric") -> tuple[
         return 0, 0
     ep = pd.to_numeric(epochs["epoch"], errors="coerce")
     has = epochs.assign(_e=ep)[ep.notna() & (ep > 0)]
-    n_trials = has["trial_id"].nunique()
-    if not n_trials:
-        return 0, 0
-    need = min(n_trials, max(3, math.ceil(n_trials / 4)))
     reached = has.groupby("trial_id")["_e"].max()
-    epoch = int(sorted(reached, reverse=True)[need - 1])
-    return epoch, int((reached >= epoch).sum())
+    return fidelity.comparison_epoch([int(e) for e in reached])
 
 
 def load_run(path: str | Path | RunDir, require_trials: bool = True,

@@ -1,7 +1,12 @@
 """Live progress of a search (a Tune callback): trials running / done / stopped / failed, each
-running trial's epoch, the best so far, elapsed time and an estimate of the time left. On a
-terminal it is a tqdm bar over the epoch budget, redrawn every half second; otherwise one
-plain line every few seconds and whenever a trial ends."""
+running trial's epoch, the best so far at an equal budget, elapsed time and an estimate of
+the time left. On a terminal it is a tqdm bar over the epoch budget, redrawn every half
+second; otherwise one plain line every few seconds and whenever a trial ends.
+
+"Best so far" is `best@E metric=X (trial)`: the best score *at epoch E*, the epoch the
+analysis would compare the trials at now (`fidelity.comparison_epoch`), so a fast starter's
+epoch-1 peak or an early-stopped trial's score is never shown as the search's best, and the
+last line names the trial the run's summary does."""
 
 from __future__ import annotations
 
@@ -11,6 +16,8 @@ import time
 
 from ray.tune import Callback
 
+from hpsearch import fidelity
+
 __all__ = ["Progress", "ProgressLine"]
 
 
@@ -19,7 +26,7 @@ class Progress(Callback):
 
     Args:
         total: planned trials.
-        metric, mode: what "best" means.
+        metric, mode: what "best" means (compared at one epoch: see the module doc).
         stream: "stdout" or "stderr" (a name, so the callback pickles into Tune's state).
         max_epochs: each trial's epoch budget (the bar's total is total x max_epochs; early
             stopping ends trials sooner, so the time left is an upper estimate).
@@ -34,8 +41,8 @@ class Progress(Callback):
         self.start = time.monotonic()
         self._last = 0.0
         self.ended: dict[str, str] = {}  # trial id -> completed | stopped_early | diverged | error
-        self.epoch: dict[str, int] = {}  # trial id -> last epoch reported
-        self.best: tuple[float, str] | None = None
+        self.epoch: dict[str, int] = {}  # trial id -> highest epoch reported
+        self.scores: dict[str, dict[int, float]] = {}  # trial id -> {epoch: finite score}
         self.last_status: dict[str, str] = {}
         self._bar = None
 
@@ -43,7 +50,9 @@ class Progress(Callback):
         return {**self.__dict__, "_bar": None}
 
     def __setstate__(self, state):  # runs saved before these fields existed
-        self.__dict__.update({"max_epochs": 1, "epoch": {}, "_bar": None, **state})
+        state = {k: v for k, v in state.items() if k != "best"}  # kept across epochs, before `scores`
+        self.__dict__.update({"max_epochs": 1, "epoch": {}, "_bar": None, "scores": {},
+                              **state})
         # A restored search (`hpsearch resume`, another process): the monotonic clock it
         # was saved with means nothing here; time counts from the restore.
         self.start, self._last = time.monotonic(), 0.0
@@ -55,18 +64,23 @@ class Progress(Callback):
         out = self._out()
         return bool(getattr(out, "isatty", lambda: False)())
 
-    def _better(self, value: float) -> bool:
-        if self.best is None:
-            return True
-        return value > self.best[0] if self.mode == "max" else value < self.best[0]
+    def leader(self) -> tuple[int, float, str] | None:
+        """(epoch, score, trial id): the best score at the epoch the trials are compared at
+        now (the highest that max(3, 1/4 of) the trials reached), or None."""
+        epoch, _ = fidelity.comparison_epoch(list(self.epoch.values()))
+        at = [(v[epoch], tid) for tid, v in self.scores.items() if epoch in v]
+        if not at:
+            return None
+        value, tid = (max if self.mode == "max" else min)(at, key=lambda p: p[0])
+        return epoch, value, tid
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
         self.last_status[trial.trial_id] = result.get("status", "running")
-        if isinstance(result.get("epoch"), int):
-            self.epoch[trial.trial_id] = result["epoch"]
-        value = result.get(self.metric)
-        if isinstance(value, (int, float)) and math.isfinite(value) and self._better(value):
-            self.best = (value, trial.trial_id)
+        epoch, value = result.get("epoch"), result.get(self.metric)
+        if isinstance(epoch, int):
+            self.epoch[trial.trial_id] = max(epoch, self.epoch.get(trial.trial_id, 0))
+            if isinstance(value, (int, float)) and math.isfinite(value):
+                self.scores.setdefault(trial.trial_id, {})[epoch] = float(value)
         self._maybe_emit(trials)
 
     def on_trial_complete(self, iteration, trials, trial, **info):
@@ -102,7 +116,8 @@ class Progress(Callback):
                                       "stopped_early" if last == "running" else last)
 
     def summary(self, trials) -> str:
-        """`5/16 done (3 completed, 1 stopped early, 1 error) | 2 running: a@3 b@1 | best ...`"""
+        """`5/16 done (3 completed, 1 stopped early, 1 error) | 2 running: a@3 b@1 |
+        best@8 val_metric=0.86 (c)`"""
         self._adopt_ended(trials)
         counts: dict[str, int] = {}
         for status in self.ended.values():
@@ -111,8 +126,8 @@ class Progress(Callback):
                    and t.trial_id not in self.ended]
         parts = ", ".join(f"{n} {s.replace('_', ' ')}" for s, n in sorted(counts.items()))
         at = " ".join(f"{tid}@{self.epoch.get(tid, 0)}" for tid in running[:4])
-        best = (f"best {self.metric}={self.best[0]:.4g} ({self.best[1]})" if self.best
-                else "best -")
+        lead = self.leader()
+        best = f"best@{lead[0]} {self.metric}={lead[1]:.4g} ({lead[2]})" if lead else "best -"
         return (f"{len(self.ended)}/{self.total} done{f' ({parts})' if parts else ''} | "
                 f"{len(running)} running{f': {at}' if at else ''} | {best}")
 

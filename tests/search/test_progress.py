@@ -25,7 +25,7 @@ def test_terminal_bar_redraws_every_half_second_with_time_left(monkeypatch):
     a, b = _trial("a"), _trial("b")
     p.on_trial_result(0, [a, b], a, {"epoch": 1, "val_metric": 0.5, "status": "running"})
     drawn = out.getvalue()
-    assert "epochs" in drawn and "2 running: a@1 b@0" in drawn and "best val_metric=0.5" in drawn
+    assert "epochs" in drawn and "2 running: a@1 b@0" in drawn and "best@1 val_metric=0.5 (a)" in drawn
     for step in range(1, 5):  # no result for two seconds: the bar still moves on
         clock[0] += 0.5
         before = len(out.getvalue())
@@ -46,7 +46,7 @@ def test_plain_lines_when_not_a_terminal(monkeypatch):
     p.on_trial_result(0, [a], a, {"epoch": 3, "loss": 0.2, "status": "completed"})
     p.on_trial_complete(0, [_trial("a", "TERMINATED")], a)
     lines = out.getvalue().splitlines()
-    assert lines[-1].endswith("1/2 done (1 completed) | 0 running | best loss=0.2 (a)")
+    assert lines[-1].endswith("1/2 done (1 completed) | 0 running | best@3 loss=0.2 (a)")
     assert "\r" not in out.getvalue()
 
 
@@ -71,3 +71,47 @@ def test_restored_search_counts_trials_that_ended_before_it_and_its_own_clock(mo
     line = out.getvalue().splitlines()[-1]
     assert line.startswith("[    0s] 3/4 done (1 completed, 1 error, 1 stopped early)"), line
     assert "1 running: d@0" in line
+
+
+def test_best_so_far_is_compared_at_one_epoch_never_a_fast_starters_peak(monkeypatch):
+    """Crossing curves: a fast starter leads at epoch 1 and is stopped there; the others end
+    higher at epoch 3. The line's best is the best at the epoch the analysis compares trials
+    at now (the highest that max(3, 1/4 of) them reached), not the highest value seen."""
+    import pandas as pd
+
+    from hpsearch.rundir.tables import comparison_epoch
+
+    out = io.StringIO()
+    monkeypatch.setattr(progress.sys, "stdout", out)
+    p = progress.Progress(total=5, metric="acc", mode="max", max_epochs=3, every_s=0.0)
+    curves = {"fast": [0.9], "b": [0.5, 0.7, 0.8], "c": [0.4, 0.6, 0.85], "d": [0.3, 0.5, 0.6],
+              "e": [0.2, float("nan")]}  # e diverged at epoch 2: it reached 2
+    rows = []
+    for tid, values in curves.items():
+        t = _trial(tid)
+        for epoch, v in enumerate(values, 1):
+            p.on_trial_result(0, [t], t, {"epoch": epoch, "acc": v, "status": "running"})
+            rows.append({"trial_id": tid, "epoch": epoch, "val_metric": v})
+        if tid == "fast":  # alone so far: its epoch-1 score is the best at epoch 1
+            assert out.getvalue().splitlines()[-1].endswith("best@1 acc=0.9 (fast)")
+    assert p.leader() == (3, 0.85, "c")
+    assert out.getvalue().splitlines()[-1].endswith("best@3 acc=0.85 (c)")
+    assert comparison_epoch(pd.DataFrame(rows))[0] == 3  # the analysis' epoch, same rule
+    # Two of five at epoch 3 would not be enough (max(3, 5/4) = 3): compared at epoch 2.
+    q = progress.Progress(total=5, metric="loss", mode="min")
+    for tid, epochs in (("a", 3), ("b", 3), ("c", 2), ("d", 1), ("e", 1)):
+        for e in range(1, epochs + 1):
+            q.on_trial_result(0, [], _trial(tid), {"epoch": e, "loss": 1.0 / e + ord(tid) / 1e3})
+    assert q.leader()[:2] == (2, 0.5 + ord("a") / 1e3)
+
+
+def test_a_progress_saved_before_scores_existed_restores(monkeypatch):
+    import pickle
+
+    p = progress.Progress(total=2, metric="acc", mode="max")
+    state = p.__dict__.copy()
+    del state["scores"]
+    state["best"] = (0.5, "a")  # what earlier versions kept: the best value at any epoch
+    old = progress.Progress.__new__(progress.Progress)
+    old.__setstate__(pickle.loads(pickle.dumps(state)))
+    assert old.leader() is None and "best -" in old.summary([])
