@@ -50,7 +50,8 @@ class Progress(Callback):
         return {**self.__dict__, "_bar": None}
 
     def __setstate__(self, state):  # runs saved before these fields existed
-        state = {k: v for k, v in state.items() if k != "best"}  # kept across epochs, before `scores`
+        # `best` (any epoch's best value) came before `scores`; `leader()` replaces it.
+        state = {k: v for k, v in state.items() if k != "best"}
         self.__dict__.update({"max_epochs": 1, "epoch": {}, "_bar": None, "scores": {},
                               **state})
         # A restored search (`hpsearch resume`, another process): the monotonic clock it
