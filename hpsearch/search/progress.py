@@ -58,6 +58,18 @@ class Progress(Callback):
         # was saved with means nothing here; time counts from the restore.
         self.start, self._last = time.monotonic(), 0.0
 
+    def get_state(self) -> dict:
+        """Saved by Tune with its experiment state; `hpsearch resume` gets it back through
+        `set_state` (the instance Tune pickled at the start knows no results), so the best so
+        far still counts the trials that reported before the interruption."""
+        return {"epoch": dict(self.epoch), "scores": {t: dict(v) for t, v in self.scores.items()}}
+
+    def set_state(self, state: dict) -> None:
+        for tid, epoch in (state or {}).get("epoch", {}).items():
+            self.epoch[tid] = max(epoch, self.epoch.get(tid, 0))
+        for tid, values in (state or {}).get("scores", {}).items():
+            self.scores[tid] = {**values, **self.scores.get(tid, {})}
+
     def _out(self):
         return getattr(sys, self.stream)
 

@@ -62,6 +62,14 @@ def test_interrupted_search_resumes_from_the_bucket(s3, tmp_path):
     assert json.loads((run_dir / "hpsearch.json").read_text())["finished"] is False
     res = _cli("resume", str(run_dir), "--num-cpus", "1")
     assert res.returncode == 0, res.stderr[-3000:]
+    # The progress line's best counts the trials that ended before the interruption (the
+    # callback's state came back from the bucket) and names the summary's best trial.
+    lines = [ln for ln in res.stdout.splitlines() if " done " in ln]
+    first, last = lines[0], lines[-1]
+    assert not first.startswith("[    0s] 0/") and "best@2 " in first, res.stdout
+    best = next(ln for ln in res.stdout.splitlines() if ln.startswith("best trial "))
+    assert last.startswith("[") and " 3/3 done " in last, res.stdout
+    assert last.endswith(f"({best.split()[2].rstrip(':')})") and "best@2 " in last, res.stdout
     trials = pd.read_csv(run_dir / "trials.csv")
     assert len(trials) == 3 and set(trials["status"]) <= {"completed", "diverged"}
     meta = json.loads((run_dir / "hpsearch.json").read_text())

@@ -116,3 +116,19 @@ def test_a_progress_saved_before_scores_existed_restores(monkeypatch):
     old = progress.Progress.__new__(progress.Progress)
     old.__setstate__(pickle.loads(pickle.dumps(state)))
     assert old.leader() is None and "best -" in old.summary([])
+
+
+def test_resume_gets_the_scores_reported_before_the_interruption():
+    """Tune pickles the callback at the start (no results) and restores its saved state:
+    the best so far after `resume` still counts the trials that ended before."""
+    import pickle
+
+    p = progress.Progress(total=4, metric="acc", mode="max")
+    fresh = pickle.loads(pickle.dumps(p))  # what Tune.restore rebuilds the callback from
+    for tid, values in (("a", [0.5, 0.9]), ("b", [0.6, 0.7]), ("c", [0.4, 0.8])):
+        for epoch, v in enumerate(values, 1):
+            p.on_trial_result(0, [], _trial(tid), {"epoch": epoch, "acc": v})
+    fresh.set_state(pickle.loads(pickle.dumps(p.get_state())))
+    assert fresh.leader() == p.leader() == (2, 0.9, "a")
+    fresh.on_trial_result(0, [], _trial("d"), {"epoch": 1, "acc": 0.95})
+    assert fresh.leader() == (2, 0.9, "a")  # d's epoch-1 score is not compared with those
