@@ -19,7 +19,7 @@ from ray.tune.stopper import Stopper
 
 from hpsearch import fidelity
 
-__all__ = ["AdaptiveHyperband", "EpochBudget"]
+__all__ = ["AdaptiveHyperband", "EpochBudget", "promoted"]
 
 
 class EpochBudget(Stopper):
@@ -41,6 +41,20 @@ class EpochBudget(Stopper):
             self.REACHED[self.run_dir] = self.spent
             return True
         return False
+
+
+def promoted(value: float, at: list[float], eta: float) -> bool:
+    """ASHA's rule at a rung, by rank: `value` (higher is better) goes on if fewer than
+    (n - 1) / eta of the n scores `at` that epoch (its own among them) are strictly better; a
+    trial alone there goes on. This is the 1 - 1/eta quantile of `at` as the cutoff, the
+    trial at an exact order statistic stopped, without the quantile's float arithmetic:
+    (1 - 1/3) * 18 is 12.000000000000002 but (1 - 1/3) * 12 is 8.0, so the trial at that
+    order statistic was stopped at some rung sizes and kept at others, and when minimising
+    (scores negated) at others again."""
+    if len(at) <= 1:
+        return True
+    better = sum(1 for x in at if x > value)
+    return better * eta < len(at) - 1
 
 
 class AdaptiveHyperband(FIFOScheduler):
@@ -118,10 +132,9 @@ class AdaptiveHyperband(FIFOScheduler):
             self._assign(trial_id, 0)
         if epoch not in self._rungs[self._bracket[trial_id]]:
             return TrialScheduler.CONTINUE
-        at = [c[epoch] for c in self._curves.values() if epoch in c]
-        cutoff = fidelity.quantile(at, 1 - 1 / self._eta)
-        return (TrialScheduler.CONTINUE if self._sign * float(value) >= cutoff
-                else TrialScheduler.STOP)
+        return TrialScheduler.CONTINUE if promoted(
+            self._sign * float(value), [c[epoch] for c in self._curves.values() if epoch in c],
+            self._eta) else TrialScheduler.STOP
 
     def on_trial_result(self, tune_controller, trial, result: dict) -> str:
         return self.decide(trial.trial_id, result)
