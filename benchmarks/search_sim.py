@@ -27,7 +27,7 @@ def simulate(name: str, seed: int, conc: int, budget: int, opts: dict) -> list:
     space = spaces.get(s["space"]).fn
     sampler = opts.get("sampler", "tpe")
     searcher = StudySearcher(
-        space, "score", "max",
+        space, "score", opts.get("mode", "max"),
         optuna.samplers.TPESampler(seed=seed) if sampler == "optuna-tpe"
         else optuna.samplers.RandomSampler(seed=seed),
         storage=None, study_name="sim", equal_fidelity=sampler == "tpe", seed=seed,
@@ -35,7 +35,7 @@ def simulate(name: str, seed: int, conc: int, budget: int, opts: dict) -> list:
         random_fraction=float(opts.get("rand", 0.2)))
     # sched=asha|fifo: one bracket, ASHA's (grace 1) or none.
     brackets = {"asha": "asha", "fifo": "none"}.get(opts.get("sched"), "hyperband")
-    sched = AdaptiveHyperband("score", "max", top, 1, 3.0, seed=seed,
+    sched = AdaptiveHyperband("score", opts.get("mode", "max"), top, 1, 3.0, seed=seed,
                               adaptive=opts.get("agree", "1") == "1", brackets=brackets)
     trace, running, n, now = [], {}, 0, 0.0
 
@@ -62,7 +62,10 @@ def simulate(name: str, seed: int, conc: int, budget: int, opts: dict) -> list:
         v = rows[k]
         epoch = k + 1
         trace.append((tid, epoch, v, cfg))
-        res = {"score": v, "epoch": epoch, "status": "running"}
+        # mode=min: the searcher and scheduler minimise 1 - score, as for a loss; the trace
+        # (and so the regret) must come out the same as maximising the score.
+        told = 1.0 - v if opts.get("mode") == "min" else v
+        res = {"score": told, "epoch": epoch, "status": "running"}
         if v != v:
             res["status"] = "diverged"
             searcher.on_trial_complete(tid, res)
@@ -95,7 +98,8 @@ def main() -> None:
                     "(tpe|optuna-tpe|random), min_obs, rand (random fraction), agree (0: "
                     "Hyperband's fixed bracket weights), sched (asha|fifo: one bracket), "
                     "oracle (1: the scheduler sees each trial's true final score at every "
-                    "epoch; 2: the searcher too)")
+                    "epoch; 2: the searcher too), mode (min: minimise 1 - score; the regrets "
+                    "must equal the default's)")
     args = ap.parse_args()
     opts = dict(kv.split("=", 1) for kv in args.variant)
     optuna.logging.set_verbosity(optuna.logging.ERROR)

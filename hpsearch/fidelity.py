@@ -19,7 +19,7 @@ import math
 from typing import Mapping
 
 __all__ = ["rungs", "model_epoch", "comparison_epoch", "rank_agreement", "bracket_weights",
-           "spearman", "quantile"]
+           "spearman"]
 
 Curves = Mapping[str, Mapping[int, float]]  # trial -> {epoch: score}, finite scores only
 
@@ -33,15 +33,6 @@ def rungs(grace: int, reduction: float, max_t: int) -> list[int]:
             return out
         out.append(r)
         k += 1
-
-
-def quantile(xs: list[float], q: float) -> float:
-    """The q-quantile of xs, linear between order statistics (numpy's default)."""
-    s = sorted(xs)
-    pos = q * (len(s) - 1)
-    lo = int(math.floor(pos))
-    hi = min(lo + 1, len(s) - 1)
-    return s[lo] + (s[hi] - s[lo]) * (pos - lo)
 
 
 def model_epoch(curves: Curves, min_obs: int, start: int | None = None) -> int | None:
