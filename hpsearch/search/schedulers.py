@@ -44,17 +44,15 @@ class EpochBudget(Stopper):
 
 
 def promoted(value: float, at: list[float], eta: float) -> bool:
-    """ASHA's rule at a rung, by rank: `value` (higher is better) goes on if fewer than
-    (n - 1) / eta of the n scores `at` that epoch (its own among them) are strictly better; a
-    trial alone there goes on. This is the 1 - 1/eta quantile of `at` as the cutoff, the
-    trial at an exact order statistic stopped, without the quantile's float arithmetic:
-    (1 - 1/3) * 18 is 12.000000000000002 but (1 - 1/3) * 12 is 8.0, so the trial at that
-    order statistic was stopped at some rung sizes and kept at others, and when minimising
-    (scores negated) at others again."""
-    if len(at) <= 1:
-        return True
+    """ASHA's rule at a rung, by rank: `value` (higher is better) goes on if at most
+    (n - 1) / eta of the n scores `at` that epoch (its own among them) are strictly better.
+    This is `value >= ` the 1 - 1/eta quantile of `at` (linear between order statistics, as
+    Ray's ASHA takes it), without the quantile's float arithmetic: (1 - 1/3) * 18 is
+    12.000000000000002 but (1 - 1/3) * 12 is 8.0, so the trial at that order statistic was
+    kept at some rung sizes and stopped at others by rounding, and a search minimising a loss
+    decided otherwise than one maximising the same ranking."""
     better = sum(1 for x in at if x > value)
-    return better * eta < len(at) - 1
+    return better * eta <= len(at) - 1
 
 
 class AdaptiveHyperband(FIFOScheduler):

@@ -258,10 +258,10 @@ def test_scheduler_with_one_bracket_is_asha_or_no_early_stopping():
 
 
 def test_a_rung_decides_by_rank_the_same_when_minimising():
-    """ASHA's rule by rank: a trial goes on if fewer than (n - 1) / eta of the n scores at
-    its rung beat it, at every rung size, and minimising a loss decides as maximising the
-    same ranking. The quantile cutoff it replaces, (1 - 1/3) * 18 = 12.000000000000002,
-    stopped the 7th best of 19 when maximising and kept it when minimising."""
+    """ASHA's rule by rank: a trial goes on if at most (n - 1) / eta of the n scores at its
+    rung beat it, at every rung size, and minimising a loss decides as maximising the same
+    ranking. With the quantile cutoff, (1 - 1/3) * 18 = 12.000000000000002, the 7th best of
+    19 was kept or stopped by rounding, differently when minimising."""
     def both(scores):
         up = AdaptiveHyperband("score", "max", max_t=9, brackets="asha")
         down = AdaptiveHyperband("score", "min", max_t=9, brackets="asha")
@@ -270,12 +270,13 @@ def test_a_rung_decides_by_rank_the_same_when_minimising():
         assert all(a == b for a, b in said), said
         return [a for a, _ in said]
 
-    assert both([i / 100 for i in range(1, 19)] + [0.125])[-1] == "STOP"  # 6 of 18 better
-    assert both([i / 100 for i in range(1, 19)] + [0.135])[-1] == "CONTINUE"  # 5 better
+    assert both([i / 100 for i in range(1, 19)] + [0.125])[-1] == "CONTINUE"  # 6 of 18
+    assert both([i / 100 for i in range(1, 19)] + [0.115])[-1] == "STOP"  # 7 better
     assert both([0.3, 0.2, 0.1, 0.15]) == ["CONTINUE", "STOP", "STOP", "STOP"]
+    assert both([0.3, 0.2, 0.1, 0.25]) == ["CONTINUE", "STOP", "STOP", "CONTINUE"]  # 1 of 4
     rng = random.Random(3)
     for n in range(2, 60):
         scores = [rng.random() for _ in range(n)]
         said = both(scores)
         last = sorted(scores, reverse=True).index(scores[-1])  # how many beat the last one
-        assert (said[-1] == "CONTINUE") == (last * 3 < n - 1)
+        assert (said[-1] == "CONTINUE") == (last * 3 <= n - 1)
