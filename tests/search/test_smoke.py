@@ -60,6 +60,21 @@ def test_four_trial_search_end_to_end(ray_local, tmp_path):
     assert {"lr", "optimizer", "batch_size", "depth"} <= set(run.params)
 
 
+def test_the_same_seed_one_trial_at_a_time_repeats_the_search(ray_local, tmp_path):
+    """`--seed` with `--max-concurrent 1`: the default sampler (its model included, which
+    starts after 8 trials) and scheduler propose and stop the same trials, and the trainer
+    reproduces their metrics, epoch by epoch."""
+    def once(name):
+        run = run_search(_cfg(tmp_path, name, samples=10, max_epochs=3, seed=5,
+                              resources=ONE_SLOT))
+        cols = ["optimizer", "lr", "batch_size", "depth", "epoch", "val_metric", "status"]
+        return run.epochs.sort_values(["lr", "epoch"])[cols].reset_index(drop=True)
+
+    first, again = once("a"), once("b")
+    pd.testing.assert_frame_equal(first, again)
+    assert first["lr"].nunique() == 10
+
+
 def test_asha_stopped_trials_reach_optuna_as_pruned(ray_local, tmp_path):
     cfg = _cfg(tmp_path, "asha", samples=6, max_epochs=3, sampler="random", seed=3,
                scheduler=SchedulerConfig("asha", grace_period=1, reduction_factor=2),
