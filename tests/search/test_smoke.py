@@ -75,6 +75,24 @@ def test_the_same_seed_one_trial_at_a_time_repeats_the_search(ray_local, tmp_pat
     assert first["lr"].nunique() == 10
 
 
+def test_minimising_a_loss_searches_as_maximising_its_accuracy(ray_local, tmp_path):
+    """The whole path (trainer plugin, Tune, the searcher and its model, the scheduler, the
+    Optuna study, diverged trials) run once on accuracy (max) and once on 1 - accuracy
+    (min), one trial at a time with one seed: the same configs, epochs and stops."""
+    def once(trainer, mode):
+        run = run_search(_cfg(tmp_path, mode, trainer=f"tests.search.{trainer}:train",
+                              space="tests/search/curves_space.yaml", fixed={}, samples=14,
+                              max_epochs=9, seed=2, mode=mode, resources=ONE_SLOT))
+        return run.epochs.sort_values(["lr", "epoch"]).reset_index(drop=True)
+
+    up, down = once("curves_trainer", "max"), once("curves_loss_trainer", "min")
+    cols = ["optimizer", "lr", "width", "epoch", "status"]
+    pd.testing.assert_frame_equal(up[cols], down[cols])
+    pd.testing.assert_series_equal(up["val_metric"], 1 - down["val_metric"],
+                                   check_names=False, atol=1e-12)
+    assert set(up["status"]) >= {"stopped_early", "completed", "diverged"}, up["status"]
+
+
 def test_asha_stopped_trials_reach_optuna_as_pruned(ray_local, tmp_path):
     cfg = _cfg(tmp_path, "asha", samples=6, max_epochs=3, sampler="random", seed=3,
                scheduler=SchedulerConfig("asha", grace_period=1, reduction_factor=2),
