@@ -109,7 +109,8 @@ def search_config(trainer: str | None = None, space: str | None = None, *,
         return _config.SearchConfig(
             trainer=trainer_name, space=space, run_dir=str(Path(out).absolute()),
             samples=samples, max_epochs=max_epochs, metric=metric,
-            mode=mode or resolved.mode, sampler=sampler, seed=seed,
+            mode=mode or _config.default_mode(metric, resolved.mode), sampler=sampler,
+            seed=seed,
             scheduler=_config.SchedulerConfig(scheduler or ("fifo" if grid else "hyperband"),
                                               grace_period, reduction_factor),
             resources=_config.ResourcesConfig(

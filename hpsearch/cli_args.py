@@ -34,7 +34,8 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
       "random")
     a("--seed", type=int, default=S, help="sampler seed (0)")
     a("--metric", default=S, help="reported key to optimise (val_metric)")
-    a("--mode", choices=["min", "max"], default=S, help="default: the trainer's direction")
+    a("--mode", choices=["min", "max"], default=S,
+      help="default: min for a loss (val_loss, train_loss, gap), else the trainer's direction")
     a("--points", default=S, help="YAML/JSON list of configs to evaluate first")
     a("--grid", action="store_true", help="evaluate the space's hand grid instead")
     a("--cpus-per-trial", type=float, default=S)

@@ -11,7 +11,7 @@ from typing import Any, Mapping
 from hpsearch.errors import UserError
 
 __all__ = ["SchedulerConfig", "ResourcesConfig", "SearchConfig", "parse_sets", "checked_values",
-           "coerce_value", "config_to_dict", "config_from_dict"]
+           "coerce_value", "config_to_dict", "config_from_dict", "default_mode"]
 
 
 SCHEDULERS = ("hyperband", "asha", "fifo")
@@ -88,7 +88,7 @@ class SearchConfig:
     samples: int = 16
     max_epochs: int = 10
     metric: str = "val_metric"
-    mode: str = "max"
+    mode: str | None = None  # None: `default_mode(metric, the trainer's MODE)`, at run time
     sampler: str = "tpe"  # one of SAMPLERS
     seed: int = 0
     scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
@@ -109,7 +109,7 @@ class SearchConfig:
     def __post_init__(self) -> None:
         if self.samples < 1:
             raise ValueError(f"samples must be >= 1, got {self.samples}")
-        if self.mode not in ("min", "max"):
+        if self.mode not in (None, "min", "max"):
             raise ValueError(f"mode must be 'min' or 'max', got {self.mode!r}")
         if self.sampler not in SAMPLERS:
             raise ValueError(f"sampler must be one of {', '.join(SAMPLERS)}, "
@@ -125,6 +125,17 @@ class SearchConfig:
             raise ValueError(f"epoch budget must be >= 1, got {self.budget_epochs}")
         if self.max_failures < 0:
             raise ValueError(f"max failures must be >= 0, got {self.max_failures}")
+
+
+LOSSES = ("val_loss", "train_loss", "gap")  # reported by every trainer; lower is better
+
+
+def default_mode(metric: str, trainer_mode: str) -> str:
+    """The direction a search optimises `metric` in when `--mode` is not given: "min" for a
+    loss (val_loss, train_loss, gap = val - train loss, and any key ending in "loss"), else
+    the trainer's MODE, which is the direction of its val_metric (train_metric is the same
+    measure) and is taken for a plugin's own keys."""
+    return "min" if metric in LOSSES or metric.endswith("loss") else trainer_mode
 
 
 def coerce_value(cls: type, name: str, value: Any, where: str = "") -> Any:

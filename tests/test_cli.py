@@ -200,3 +200,21 @@ def test_estimate_prints_the_breakdown_and_gpu_share(capsys):
     need = (est.total_mb * 1.1 + 400) / 16000
     share = float(re.search(r"GPU share on a 16000 MB GPU: ([0-9.]+)", out).group(1))
     assert share == pytest.approx(math.ceil(need * 100) / 100)
+
+
+def test_a_loss_is_minimised_unless_mode_says_otherwise():
+    """`--metric val_loss` without `--mode` minimises it (it used to take the trainer's
+    direction, which is its val_metric's: an MLP search maximised its validation loss).
+    The trainer's MODE still decides for val_metric, train_metric and a plugin's own keys."""
+    import hpsearch
+    from hpsearch.config import default_mode
+
+    def mode(trainer, **kw):
+        return hpsearch.search_config(trainer=trainer, out="runs/x", **kw).mode
+
+    assert mode("mlp", metric="val_loss") == "min"
+    assert mode("mlp", metric="gap") == "min"
+    assert mode("mlp") == "max" and mode("mlp", metric="train_metric") == "max"
+    assert mode("lm") == "min"  # perplexity
+    assert mode("mlp", metric="val_loss", mode="max") == "max"  # asked for
+    assert default_mode("my_loss", "max") == "min" and default_mode("bleu", "max") == "max"

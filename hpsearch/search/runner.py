@@ -17,7 +17,7 @@ import ray
 from ray import tune
 
 from hpsearch import __version__, trainers
-from hpsearch.config import SearchConfig, config_from_dict, config_to_dict
+from hpsearch.config import SearchConfig, config_from_dict, config_to_dict, default_mode
 from hpsearch.errors import UserError
 from hpsearch.rundir import Run, RunDir, layout, load_run, tune_state
 from hpsearch.search import cluster, ledger, searcher, storage
@@ -134,6 +134,8 @@ def run_search(cfg: SearchConfig, stream: str | None = "stdout", grid: bool = Fa
         raise UserError(f"{rd.path} already holds a run; choose another --out "
                         f"(or 'hpsearch resume {rd.path}' if it was interrupted)")
     trainer, space = validate(cfg, grid)
+    if cfg.mode is None:  # a SearchConfig built without one: the metric's own direction
+        cfg = dataclasses.replace(cfg, mode=default_mode(cfg.metric, trainer.mode))
     _check_storage(cfg)
     if not cfg.study_name:
         cfg = dataclasses.replace(cfg, study_name=f"{rd.name}-{uuid.uuid4().hex[:8]}")

@@ -78,14 +78,15 @@ def test_the_same_seed_one_trial_at_a_time_repeats_the_search(ray_local, tmp_pat
 def test_minimising_a_loss_searches_as_maximising_its_accuracy(ray_local, tmp_path):
     """The whole path (trainer plugin, Tune, the searcher and its model, the scheduler, the
     Optuna study, diverged trials) run once on accuracy (max) and once on 1 - accuracy
-    (min), one trial at a time with one seed: the same configs, epochs and stops."""
-    def once(trainer, mode):
-        run = run_search(_cfg(tmp_path, mode, trainer=f"tests.search.{trainer}:train",
+    (min), one trial at a time with one seed: the same configs, epochs and stops. Neither
+    SearchConfig names a mode: each takes its trainer's MODE."""
+    def once(trainer, name):
+        run = run_search(_cfg(tmp_path, name, trainer=f"tests.search.{trainer}:train",
                               space="tests/search/curves_space.yaml", fixed={}, samples=14,
-                              max_epochs=9, seed=2, mode=mode, resources=ONE_SLOT))
+                              max_epochs=9, seed=2, resources=ONE_SLOT))
         return run.epochs.sort_values(["lr", "epoch"]).reset_index(drop=True)
 
-    up, down = once("curves_trainer", "max"), once("curves_loss_trainer", "min")
+    up, down = once("curves_trainer", "acc"), once("curves_loss_trainer", "loss")
     cols = ["optimizer", "lr", "width", "epoch", "status"]
     pd.testing.assert_frame_equal(up[cols], down[cols])
     pd.testing.assert_series_equal(up["val_metric"], 1 - down["val_metric"],
