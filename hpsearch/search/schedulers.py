@@ -125,14 +125,14 @@ class AdaptiveHyperband(FIFOScheduler):
             return TrialScheduler.STOP
         if not (isinstance(value, (int, float)) and math.isfinite(value)):
             return TrialScheduler.CONTINUE  # the trainable marks and ends a diverged trial
-        self._curves.setdefault(trial_id, {})[epoch] = self._sign * float(value)
+        score = self._sign * float(value)  # higher is better, whatever the mode
+        self._curves.setdefault(trial_id, {})[epoch] = score
         if trial_id not in self._bracket:
             self._assign(trial_id, 0)
         if epoch not in self._rungs[self._bracket[trial_id]]:
             return TrialScheduler.CONTINUE
-        return TrialScheduler.CONTINUE if promoted(
-            self._sign * float(value), [c[epoch] for c in self._curves.values() if epoch in c],
-            self._eta) else TrialScheduler.STOP
+        at = [c[epoch] for c in self._curves.values() if epoch in c]
+        return TrialScheduler.CONTINUE if promoted(score, at, self._eta) else TrialScheduler.STOP
 
     def on_trial_result(self, tune_controller, trial, result: dict) -> str:
         return self.decide(trial.trial_id, result)
