@@ -74,9 +74,16 @@ def cmd_run(args) -> int:
     run = api.run(config=cfg, grid=args.grid, num_cpus=getattr(args, "num_cpus", None),
                   num_gpus=getattr(args, "num_gpus", None), verbose=args.verbose)
     _print_best(run)
+    return _exit_code(run)
+
+
+def _exit_code(run) -> int:
+    """0; 1 when every trial failed; 130 (Ctrl-C) or 143 (SIGTERM) when the search stopped
+    before its trials ended, with the line that finishes it."""
     if not run.meta.get("finished"):
-        print(f"interrupted: finish with 'hpsearch resume {run.path}'", file=sys.stderr)
-        return 130
+        how = "terminated (SIGTERM)" if run.meta.get("stopped_by") == "SIGTERM" else "interrupted"
+        print(f"{how}: finish with 'hpsearch resume {run.path}'", file=sys.stderr)
+        return 143 if run.meta.get("stopped_by") == "SIGTERM" else 130
     return 1 if _all_failed(run) else 0
 
 
@@ -87,7 +94,7 @@ def _all_failed(run) -> bool:
 def cmd_resume(args) -> int:
     run = api.resume(args.run_dir, num_cpus=args.num_cpus, verbose=args.verbose)
     _print_best(run)
-    return (1 if _all_failed(run) else 0) if run.meta.get("finished") else 130
+    return _exit_code(run)
 
 
 def cmd_analyze(args) -> int:

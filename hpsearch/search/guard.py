@@ -10,6 +10,7 @@ import logging
 import os
 import shutil
 import signal
+import threading
 import time
 from pathlib import Path
 
@@ -20,7 +21,7 @@ from hpsearch.rundir import RunDir, tune_state
 
 logger = logging.getLogger(__name__)
 __all__ = ["DiskGuard", "ContractGuard", "min_free_mb", "check_free", "disk_errors",
-           "stop_if_guarded"]
+           "stop_if_guarded", "fitting", "stopped_by"]
 
 MIN_FREE_ENV = "HPSEARCH_MIN_FREE_MB"
 DEFAULT_MIN_FREE_MB = 100.0
@@ -140,6 +141,55 @@ class ContractGuard(Callback):
         if msg and self.key not in ContractGuard.MESSAGES:
             ContractGuard.MESSAGES[self.key] = str(msg)
             _interrupt()
+
+
+# Run directories (by path) whose search a SIGTERM stopped, until `stopped_by` reads them.
+TERMINATED: set[str] = set()
+
+
+def stopped_by(path: str | Path) -> str | None:
+    """"SIGTERM" when a SIGTERM stopped the search of `path` (read once), else None."""
+    key = str(Path(path))
+    if key in TERMINATED:
+        TERMINATED.discard(key)
+        return "SIGTERM"
+    return None
+
+
+@contextlib.contextmanager
+def sigterm_stops(rd):
+    """While Tune fits: SIGTERM (a batch scheduler's time limit, `timeout`, `kill`, a
+    container stopping) stops the search the way Ctrl-C does: Tune saves its state and
+    returns, `hpsearch resume` finishes it. Installed after Ray started, so it replaces the
+    handler Ray's core worker put there (which prints a stack and dies). A second SIGTERM
+    raises KeyboardInterrupt at once. Only the main thread can handle signals."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    key = str(Path(rd.path))
+    TERMINATED.discard(key)
+
+    def handler(signum, frame):
+        if key in TERMINATED or not callable(signal.getsignal(signal.SIGUSR1)):
+            TERMINATED.add(key)
+            raise KeyboardInterrupt
+        TERMINATED.add(key)
+        logger.warning("SIGTERM: stopping the search; Ray Tune saves its state")
+        _interrupt()
+
+    before = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL if before is None else before)
+
+
+@contextlib.contextmanager
+def fitting(rd):
+    """Around Tune's fit: a full disk is one line (`disk_errors`), SIGTERM a clean stop
+    (`sigterm_stops`)."""
+    with disk_errors(rd), sigterm_stops(rd):
+        yield
 
 
 @contextlib.contextmanager

@@ -20,8 +20,8 @@ from hpsearch import __version__, trainers
 from hpsearch.config import SearchConfig, config_from_dict, config_to_dict, default_mode
 from hpsearch.errors import UserError
 from hpsearch.rundir import Run, RunDir, layout, load_run, tune_state
-from hpsearch.search import cluster, ledger, searcher, storage
-from hpsearch.search.guard import ContractGuard, DiskGuard, check_free, disk_errors, stop_if_guarded
+from hpsearch.search import cluster, guard, ledger, searcher, storage
+from hpsearch.search.guard import ContractGuard, DiskGuard, check_free, fitting, stop_if_guarded
 from hpsearch.search.progress import Progress
 from hpsearch.search.schedulers import EpochBudget
 from hpsearch.search.tuner import (
@@ -92,7 +92,8 @@ def _finish(rd: RunDir, meta: dict, experiment: str, expected: int) -> Run:
         meta["budget_spent"] = budget
     finished = (DiskGuard.tripped(rd.path) is None and not ContractGuard.message(rd.path)
                 and (budget is not None or _all_ended(rd, meta, experiment, expected)))
-    meta["finished"] = finished
+    by = guard.stopped_by(rd.path)  # (read even when every trial had ended: it is read once)
+    meta["finished"], meta["stopped_by"] = finished, None if finished else by
     rd.write_meta(meta)
     if not finished:
         logger.warning("search interrupted before its %d trials ended; finish it with "
@@ -206,7 +207,7 @@ def _locked_run(rd, cfg, trainer, space, grid, total, stream, num_cpus, num_gpus
             callbacks = ([Progress(total, cfg.metric, cfg.mode, stream, cfg.max_epochs)]
                          if stream else [])
             tuner = build_tuner(cfg, space, callbacks + [guard, ContractGuard(rd.path)], grid)
-            with storage.credentials_hidden(), quiet_loggers(), disk_errors(rd):
+            with storage.credentials_hidden(), quiet_loggers(), fitting(rd):
                 try:
                     tuner.fit()
                 finally:
@@ -277,7 +278,7 @@ def resume_search(run_dir: str | Path, stream: str | None = "stdout",
             tuner = tune.Tuner.restore(source,
                                        trainable=make_trainable(cfg, meta.get("import_path")),
                                        resume_errored=True, param_space=None)
-            with storage.credentials_hidden(), disk_errors(rd):
+            with storage.credentials_hidden(), fitting(rd):
                 try:
                     results = tuner.fit()
                 finally:

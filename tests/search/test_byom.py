@@ -57,7 +57,12 @@ def test_every_trial_failing_exits_non_zero_with_the_trainers_line(ray_local, us
     assert "every trial of this run failed: crash.py:12" in capsys.readouterr().err
 
 
-def test_interrupt_before_the_first_result_then_resume(user_dir):
+@pytest.mark.parametrize("sig, code, said", [(signal.SIGINT, 130, "interrupted"),
+                                             (signal.SIGTERM, 143, "terminated (SIGTERM)")])
+def test_interrupt_before_the_first_result_then_resume(user_dir, sig, code, said):
+    """Ctrl-C, or SIGTERM (a batch scheduler's time limit, `timeout`, `kill`): Tune saves its
+    state, one line says how to finish, `resume` does (SIGTERM used to end the driver in
+    Ray's own handler: a stack dump, exit code 1)."""
     (user_dir / "slow.py").write_text(HEADER + "def train(cfg, report):\n"
                                       "    time.sleep(cfg.wait_s)\n"
                                       "    for e in range(cfg.epochs):\n"
@@ -72,10 +77,11 @@ def test_interrupt_before_the_first_result_then_resume(user_dir):
             "run_trial_*")):
         time.sleep(0.2)
     time.sleep(1)  # the trials are running, none has reported (each waits 4 s first)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(sig)
     out, err = proc.communicate(timeout=120)
-    assert proc.returncode == 130, err[-2000:]
-    assert "hpsearch resume" in err and "Tuner.restore" not in out + err
+    assert proc.returncode == code, err[-2000:]
+    assert f"{said}: finish with 'hpsearch resume" in err and "Tuner.restore" not in out + err
+    assert "SIGTERM received" not in err and "Traceback" not in err, err[-2000:]
     res = subprocess.run([hpsearch, "resume", "runs/slow", "--num-cpus", "2"],
                          capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr[-2000:]

@@ -48,3 +48,38 @@ def test_the_first_copy_of_tunes_state_is_made_as_soon_as_it_settles(tmp_path, m
     clock[0] += 2 * guard.FIRST_BACKUP_S
     g.on_step_end(3, [])  # copied once: back to every backup_every_s
     assert (tmp_path / ".tune-state-backup" / state.name).read_bytes() == b"\x80\x05K\x01."
+
+
+def test_sigterm_stops_the_search_as_tunes_own_interrupt_then_raises(tmp_path):
+    """SIGTERM while Tune fits: the first one is Tune's interrupt (SIGUSR1: state saved, the
+    run resumable) and marks the run stopped by SIGTERM (read once); a second one, or one
+    that comes before Tune listens, raises KeyboardInterrupt. The handler before is put
+    back."""
+    import os
+    import signal
+
+    from hpsearch.rundir import RunDir
+
+    rd, got, before_term = RunDir(tmp_path), [], signal.getsignal(signal.SIGTERM)
+    before_usr1 = signal.signal(signal.SIGUSR1, lambda *a: got.append("usr1"))
+    try:
+        with guard.sigterm_stops(rd):
+            os.kill(os.getpid(), signal.SIGTERM)
+            assert got == ["usr1"]
+            try:
+                os.kill(os.getpid(), signal.SIGTERM)
+                raise AssertionError("the second SIGTERM did not raise")
+            except KeyboardInterrupt:
+                pass
+        assert signal.getsignal(signal.SIGTERM) is before_term
+        assert guard.stopped_by(tmp_path) == "SIGTERM" and guard.stopped_by(tmp_path) is None
+        signal.signal(signal.SIGUSR1, signal.SIG_DFL)  # Tune not listening yet
+        try:
+            with guard.sigterm_stops(rd):
+                os.kill(os.getpid(), signal.SIGTERM)
+            raise AssertionError("SIGTERM before Tune listens did not raise")
+        except KeyboardInterrupt:
+            pass
+        assert guard.stopped_by(tmp_path) == "SIGTERM"
+    finally:
+        signal.signal(signal.SIGUSR1, before_usr1)
