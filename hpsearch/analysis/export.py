@@ -84,6 +84,10 @@ def export_best_configs(run: Run | str | Path, out_dir: str | Path, top: int = 3
     written = []
     for rank, row in enumerate(chosen.itertuples(index=False), start=1):
         values = _params_of(run, row.trial_id)
+        threads = getattr(row, "cpu_threads", None)
+        if trainer.has_field("threads") and not values.get("threads") and threads and \
+                math.isfinite(threads):  # the trial's count: `train` repeats its rounding
+            values = {**values, "threads": int(threads)}
         cfg = trainer.make_config({k: v for k, v in values.items() if trainer.has_field(k)},
                                   where=f"trial {row.trial_id}")
         doc = {

@@ -228,6 +228,7 @@ def summarize_trials(epochs: pd.DataFrame, params: list[str], mode: str,
         "gpu_mem_mb": agg["gpu_mem_mb"],
         "gpu_mem_device_mb": agg["gpu_mem_device_mb"],
         "n_params": last["n_params"] if "n_params" in last else None,
+        "cpu_threads": last["cpu_threads"] if "cpu_threads" in last else None,
         "error": last["error"] if "error" in last else None,
     }).rename_axis("trial_id").reset_index()
     if len(trials):

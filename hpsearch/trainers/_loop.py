@@ -154,6 +154,17 @@ def fit(cfg: TrainConfig, model: nn.Module, data: Data, loss_fn: LossFn, metric:
     Returns:
         The last reported row. Its `status` is "completed" or "diverged".
     """
+    threads = torch.get_num_threads()
+    if cfg.threads and cfg.threads != threads:  # for the training only (an API caller's
+        torch.set_num_threads(cfg.threads)       # process keeps its own count)
+    try:
+        return _fit(cfg, model, data, loss_fn, metric, report, checkpointer, device, test)
+    finally:
+        if torch.get_num_threads() != threads:
+            torch.set_num_threads(threads)
+
+
+def _fit(cfg, model, data, loss_fn, metric, report, checkpointer, device, test) -> dict:
     device = device or resolve_device(cfg.device)
     model.to(device)
     x_test, y_test = data.x_test, data.y_test
@@ -208,6 +219,7 @@ def fit(cfg: TrainConfig, model: nn.Module, data: Data, loss_fn: LossFn, metric:
             "gpu_mem_device_mb": device_memory_mb(device),
             "status": status,
             "n_params": n_params,
+            "cpu_threads": torch.get_num_threads(),
         }
         if test and epoch == cfg.epochs and not diverged:
             row.update(_test_metrics(model, x_test, y_test, loss_fn, metric, eval_bs,

@@ -35,6 +35,10 @@ class TrainConfig:
     # A loss this large is divergence even while still finite (ReLU nets at a huge lr reach
     # 1e9 without a NaN); cross-entropy of any sane model stays far below it.
     max_loss: float = 1e4
+    # CPU threads for torch's ops; 0 leaves the process's count (a trial has one per CPU it
+    # holds). The count changes float rounding, so `export` records the trial's and
+    # `hpsearch train` of the exported config reproduces its metrics exactly.
+    threads: int = 0
 
     def __post_init__(self) -> None:
         if self.optimizer not in OPTIMIZERS:
@@ -50,6 +54,8 @@ class TrainConfig:
             raise ValueError(f"max_loss must be > 0, got {self.max_loss}")
         if self.batch_size < 1 or self.epochs < 1:
             raise ValueError("batch_size and epochs must be >= 1")
+        if self.threads < 0:
+            raise ValueError(f"threads must be >= 0 (0: as the process has), got {self.threads}")
         if self.amp not in ("none", "bf16"):
             raise ValueError(f"amp must be 'none' or 'bf16', got {self.amp!r}")
         if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device):

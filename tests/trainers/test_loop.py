@@ -30,6 +30,25 @@ def test_same_seed_same_metrics_other_seed_differs():
     assert _losses(_run({"seed": 3})) != _losses(_run({"seed": 4}))
 
 
+def test_threads_set_the_rounding_for_the_training_only():
+    """torch's thread count changes float rounding: a trial (one thread per CPU it holds)
+    is reproduced exactly by its exported config's `threads` in a process with another
+    count, and the caller's count is left as it was."""
+    cfg = {"optimizer": "adam", "lr": 0.003, "depth": 2, "epochs": 2}
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = _run(cfg)
+        torch.set_num_threads(2)
+        two = _run(cfg)
+        assert _losses(one) != _losses(two)  # else this config cannot tell the counts apart
+        assert _losses(_run({**cfg, "threads": 1})) == _losses(one)
+        assert torch.get_num_threads() == 2
+        assert [r["cpu_threads"] for r in one + two] == [1, 1, 2, 2]
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_divergence_stops_and_reports_diverged():
     rows = _run({"optimizer": "sgd", "lr": 1e12, "epochs": 5})
     assert rows[-1]["status"] == "diverged"
@@ -90,7 +109,7 @@ def test_weight_decay_skips_biases_and_norms():
 
 @pytest.mark.parametrize("bad", [{"optimizer": "rmsprop"}, {"lr": 0.0}, {"beta1": 1.0},
                                  {"batch_size": 0}, {"amp": "fp8"}, {"device": "bogus"},
-                                 {"fault": "xyz@abc"}])
+                                 {"fault": "xyz@abc"}, {"threads": -1}])
 def test_invalid_configs_are_rejected(bad):
     from hpsearch.errors import UserError
 
