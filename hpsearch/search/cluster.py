@@ -16,6 +16,7 @@ import ray
 
 from hpsearch.errors import UserError
 from hpsearch.rundir import RunDir, layout
+from hpsearch.search import reaper
 from hpsearch.search.processes import (  # noqa: F401 (cluster's names since v0.2)
     TEMP_PREFIX,
     WORKER_TMP,
@@ -28,6 +29,8 @@ from hpsearch.search.processes import (  # noqa: F401 (cluster's names since v0.
 )
 
 logger = logging.getLogger(__name__)
+# The watcher (reaper.py) of each private Ray this process started, by its temp dir.
+_WATCHERS: dict = {}
 # Ray's single-machine switch (the one Ray uses on macOS/Windows): every server on loopback.
 LOOPBACK_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
 
@@ -67,6 +70,7 @@ def connect(address: str | None = None, num_cpus: int | None = None,
         try:
             if rundir is not None:
                 record_processes(rundir, temp_dir)
+            _WATCHERS[temp_dir] = reaper.watch(temp_dir)  # ends it if this process dies
             with _no_idle_workers(), _worker_tmp(temp_dir):
                 ray.init(address="local", num_cpus=num_cpus, num_gpus=num_gpus,
                          include_dashboard=dashboard, dashboard_host="127.0.0.1",
@@ -234,3 +238,4 @@ def shutdown(temp_dir: str | None) -> None:
     ray.shutdown()
     if temp_dir:
         end_instance(temp_dir)
+        reaper.release(_WATCHERS.pop(temp_dir, None))

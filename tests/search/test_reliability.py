@@ -271,8 +271,9 @@ def test_crafted_process_record_kills_nothing(tmp_path):
 
 def test_run_killed_while_its_ray_starts_leaves_nothing_the_next_run_does_not_end(tmp_path):
     """A driver killed inside `ray.init` (before hpsearch.json) had recorded nothing: its
-    Ray's temp dir (and any process still alive) stayed for good. The record is now written
-    before Ray starts, and `hpsearch run` into that directory ends what it names."""
+    Ray's temp dir (and any process still alive) stayed for good. The record is written
+    before Ray starts (for `hpsearch run` into that directory), and the watcher started with
+    the temp dir ends that Ray as soon as the driver dies."""
     run_dir = tmp_path / "early"
     record = run_dir / "ray_processes.json"
     args = ("run", "--trainer", "mlp", "--samples", "1", "--max-epochs", "1", "--set",
@@ -285,10 +286,16 @@ def test_run_killed_while_its_ray_starts_leaves_nothing_the_next_run_does_not_en
         proc.wait()
     assert not (run_dir / "hpsearch.json").exists()  # killed while its Ray started
     temp_dir = json.loads(record.read_text())["temp_dir"]
-    assert Path(temp_dir).is_dir()
+    # Its watcher ends what had started of that Ray, and its temp dir, without waiting for
+    # a next run (which may never come).
+    assert _wait(lambda: not Path(temp_dir).exists(), 30)
+    from hpsearch.search import processes
+
+    assert processes._instance_pids(temp_dir) == []  # noqa: SLF001
     res = subprocess.run(_cli(*args), capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr[-3000:]
     assert not Path(temp_dir).exists() and not record.exists()
+    assert "ignoring" not in res.stderr and "ended" not in res.stderr, res.stderr[-3000:]
     assert len(pd.read_csv(run_dir / "trials.csv")) == 1
 
 
