@@ -81,9 +81,10 @@ def _exit_code(run) -> int:
     """0; 1 when every trial failed; 130 (Ctrl-C) or 143 (SIGTERM) when the search stopped
     before its trials ended, with the line that finishes it."""
     if not run.meta.get("finished"):
-        how = "terminated (SIGTERM)" if run.meta.get("stopped_by") == "SIGTERM" else "interrupted"
+        term = run.meta.get("stopped_by") == "SIGTERM"
+        how = "terminated (SIGTERM)" if term else "interrupted"
         print(f"{how}: finish with 'hpsearch resume {run.path}'", file=sys.stderr)
-        return 143 if run.meta.get("stopped_by") == "SIGTERM" else 130
+        return 143 if term else 130
     return 1 if _all_failed(run) else 0
 
 

@@ -170,10 +170,10 @@ def sigterm_stops(rd):
     TERMINATED.discard(key)
 
     def handler(signum, frame):
-        if key in TERMINATED or not callable(signal.getsignal(signal.SIGUSR1)):
-            TERMINATED.add(key)
-            raise KeyboardInterrupt
+        again = key in TERMINATED
         TERMINATED.add(key)
+        if again or not callable(signal.getsignal(signal.SIGUSR1)):
+            raise KeyboardInterrupt
         logger.warning("SIGTERM: stopping the search; Ray Tune saves its state")
         _interrupt()
 
