@@ -32,27 +32,32 @@ def simulate(name: str, seed: int, conc: int, budget: int, opts: dict) -> list:
         else optuna.samplers.RandomSampler(seed=seed),
         storage=None, study_name="sim", equal_fidelity=sampler == "tpe", seed=seed,
         min_obs=int(opts["min_obs"]) if "min_obs" in opts else None,
-        random_fraction=float(opts.get("rand", 0.2)))
+        random_fraction=float(opts.get("rand", 0.2)),
+        # endgame=0: also start trials the budget cannot cover (the old behaviour)
+        budget_epochs=budget if opts.get("endgame", "1") == "1" else None, max_epochs=top)
     # sched=asha|fifo: one bracket, ASHA's (grace 1) or none.
     brackets = {"asha": "asha", "fifo": "none"}.get(opts.get("sched"), "hyperband")
     sched = AdaptiveHyperband("score", opts.get("mode", "max"), top, 1, 3.0, seed=seed,
                               adaptive=opts.get("agree", "1") == "1", brackets=brackets)
     trace, running, n, now = [], {}, 0, 0.0
 
-    def start():
+    def start() -> bool:
         nonlocal n
         tid = f"t{n}"
-        n += 1
         cfg = searcher.suggest(tid)
+        if cfg is None:  # the budget's end: the slot waits for the running trials
+            return False
+        n += 1
         rows = []
         c = qc.trainer_config(name, seed, cfg, epoch_s=0.0)
         plugin.train(c, lambda val_metric, **_: rows.append(val_metric))
         sched.on_trial_add(None, types.SimpleNamespace(trial_id=tid))
         running[tid] = (cfg, rows, 0, now)
+        return True
 
     while len(trace) < budget:
-        while len(running) < conc:
-            start()
+        while len(running) < conc and start():
+            pass
         # Every epoch takes one time unit in its own slot: the next report is the earliest
         # epoch end (a trial's start + its epochs), as on a real cluster; picking the trial
         # furthest behind instead starved long trials whenever new ones started.
@@ -98,7 +103,8 @@ def main() -> None:
                     "(tpe|optuna-tpe|random), min_obs, rand (random fraction), agree (0: "
                     "Hyperband's fixed bracket weights), sched (asha|fifo: one bracket), "
                     "oracle (1: the scheduler sees each trial's true final score at every "
-                    "epoch; 2: the searcher too), mode (min: minimise 1 - score; the regrets "
+                    "epoch; 2: the searcher too), endgame (0: start trials the budget cannot "
+                    "cover), mode (min: minimise 1 - score; the regrets "
                     "must equal the default's)")
     args = ap.parse_args()
     opts = dict(kv.split("=", 1) for kv in args.variant)

@@ -19,7 +19,7 @@ import math
 from typing import Mapping
 
 __all__ = ["rungs", "model_epoch", "comparison_epoch", "rank_agreement", "bracket_weights",
-           "spearman"]
+           "spearman", "room_for_trial"]
 
 Curves = Mapping[str, Mapping[int, float]]  # trial -> {epoch: score}, finite scores only
 
@@ -62,6 +62,22 @@ def comparison_epoch(reached: list[int]) -> tuple[int, int]:
     need = min(len(reached), max(3, math.ceil(len(reached) / 4)))
     epoch = reached[need - 1]
     return epoch, sum(1 for e in reached if e >= epoch)
+
+
+def room_for_trial(budget: int, max_t: int, reached: Mapping[str, int],
+                   running: list[str]) -> bool:
+    """Whether a new trial can still train its `max_t` epochs within an epoch budget of which
+    the trials have spent `sum(reached.values())` (each trial's highest epoch), after the
+    `running` trials have trained to their end. With none running there is always room.
+
+    Only a trial that trains every epoch can be the search's answer (an early-stopped score
+    is never final), so near the budget's end the running trials finish first: a trial
+    started where the budget cannot cover it, as slots free up, is cut when the budget runs
+    out. At 8 trials at once, up to a fifth of the budget went to trials cut that way."""
+    if not running:
+        return True
+    need = sum(max(max_t - reached.get(t, 0), 0) for t in running)
+    return budget - sum(reached.values()) - need >= max_t
 
 
 def _ranks(xs: list[float]) -> list[float]:

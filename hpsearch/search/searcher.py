@@ -1,16 +1,12 @@
 """hpsearch's searcher: Optuna's ask/tell behind Ray Tune's `Searcher` interface, telling
-Optuna the truth about how each trial ended (public Optuna and Tune APIs only).
-
-Ray's OptunaSearch tells every trial with a final value as COMPLETE, including those ASHA
-stopped after one epoch, so TPE treats a 1-epoch score as a finished result. Here an
-early-stopped or diverged trial is told PRUNED (with its intermediate values at step =
-epoch) and an errored one FAIL. With `equal_fidelity=True` (the default) new configs come
-from a TPE fitted at one epoch (model.py); a share `random_fraction` stays random (BOHB).
-
-The driver works on an in-memory copy of the study; each trial goes into the run's storage
-(optuna.db) once, when it ends, from a writer thread (writing every epoch as it happened
-cost ~0.1 s of driver time per trial). Every `save` first waits for the writes, so a saved
-searcher never knows a trial optuna.db lacks."""
+Optuna the truth about how each trial ended (public Optuna and Tune APIs only): an
+early-stopped or diverged trial is PRUNED (intermediate values at step = epoch), an errored
+one FAIL (Ray's OptunaSearch tells a trial ASHA stopped after one epoch COMPLETE). With
+`equal_fidelity=True` (the default) new configs come from a TPE fitted at one epoch
+(model.py); a share `random_fraction` stays random (BOHB). The driver works on an in-memory
+copy of the study; each trial goes into the run's optuna.db once, when it ends, from a writer
+thread; every `save` first waits for the writes, so a saved searcher never knows a trial
+optuna.db lacks."""
 
 from __future__ import annotations
 
@@ -26,6 +22,7 @@ from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import TrialState
 from ray.tune.search import Searcher
 
+from hpsearch import fidelity
 from hpsearch.search.model import (
     DIVERGED_ATTR,
     MIN_OBS_START,
@@ -67,6 +64,8 @@ class StudySearcher(RecordWriter, Searcher):
         max_trials: how many trials the search runs. The searcher counts them (Tune's own
             count sits in a separate file, which a driver killed while Tune copied its
             state can leave out of step with the trial list; see `sync`).
+        budget_epochs, max_epochs: the search's epoch budget and a trial's epochs; a new
+            trial waits while the running ones need the rest (`fidelity.room_for_trial`).
     """
 
     _model_cache: ModelStudy | None = None  # built on first use; not in saved snapshots
@@ -75,8 +74,10 @@ class StudySearcher(RecordWriter, Searcher):
                  sampler: optuna.samplers.BaseSampler, storage, study_name: str,
                  points: list[dict] | None = None, equal_fidelity: bool = False,
                  min_obs: int | None = None, random_fraction: float = 0.2, seed: int = 0,
-                 max_trials: int | None = None) -> None:
+                 max_trials: int | None = None, budget_epochs: int | None = None,
+                 max_epochs: int | None = None) -> None:
         super().__init__(metric=metric, mode=mode)
+        self._budget = (budget_epochs, max_epochs) if budget_epochs and max_epochs else None
         self._max_trials, self._count, self._kept, self._reconcile = max_trials, 0, 0, True
         self._equal_fidelity, self._min_obs = equal_fidelity, min_obs
         self._random_fraction, self._seed = random_fraction, seed
@@ -104,12 +105,10 @@ class StudySearcher(RecordWriter, Searcher):
         return self._study
 
     def set_search_properties(self, metric, mode, config, **spec) -> bool:
-        # metric/mode are set once in SearchConfig and passed to both this and TuneConfig.
-        return not config
+        return not config  # metric/mode: set once in SearchConfig, given to TuneConfig too
 
     def _model_params(self) -> dict | None:
-        """Params a TPE fitted at one epoch suggests, or None (too few trials, or a random
-        draw)."""
+        """Params a TPE fitted at one epoch suggests, or None (too few trials; random)."""
         trials = self._study.get_trials(deepcopy=False)
         if any(t.state == TrialState.WAITING for t in trials):
             return None  # --points still queued: they go first
@@ -134,6 +133,10 @@ class StudySearcher(RecordWriter, Searcher):
     def suggest(self, trial_id: str) -> dict | str | None:
         if getattr(self, "_max_trials", None) is not None and self._count >= self._max_trials:
             return Searcher.FINISHED
+        if getattr(self, "_budget", None) and not fidelity.room_for_trial(
+                *self._budget, {t: max(s, default=0) for t, s in self._steps.items()},
+                [t for t in self._trials if t not in self._done]):
+            return None  # asked again as trials end
         self._count = getattr(self, "_count", 0) + 1
         if self._equal_fidelity:
             params = self._model_params()
@@ -153,11 +156,12 @@ class StudySearcher(RecordWriter, Searcher):
         if trial is None or trial_id in self._done:
             return
         value, step = result.get(self.metric), result.get("epoch")
-        if (result.get("status") == "error" or not isinstance(value, (int, float))
-                or not math.isfinite(value) or not isinstance(step, int)
-                or step in self._steps[trial_id]):
-            return  # NaN/inf or an error row: Optuna would reject it
-        self._steps[trial_id].add(step)
+        if result.get("status") == "error" or not isinstance(step, int) or (
+                step in self._steps[trial_id]):
+            return
+        self._steps[trial_id].add(step)  # trained (the budget counts it), even if NaN
+        if not isinstance(value, (int, float)) or not math.isfinite(value):
+            return  # NaN/inf: Optuna would reject it
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # a step reported before a driver crash

@@ -78,7 +78,8 @@ def _searcher(cfg: SearchConfig, space) -> StudySearcher:
                          storage=RunDir(cfg.run_dir).study_url, study_name=cfg.study_name,
                          points=[dict(p) for p in cfg.points],
                          equal_fidelity=cfg.sampler == "tpe", seed=cfg.seed,
-                         max_trials=cfg.samples)
+                         max_trials=cfg.samples, budget_epochs=cfg.budget_epochs,
+                         max_epochs=cfg.max_epochs)
 
 
 def _scheduler(cfg: SearchConfig):

@@ -178,6 +178,50 @@ def test_epoch_budget_stops_all_once_spent(tmp_path):
     assert b.stop_all() and EpochBudget.REACHED.pop(str(tmp_path)) == 3
 
 
+def test_room_for_a_trial_counts_what_the_running_ones_still_need():
+    # Budget 20, 4 epochs a trial: 6 spent, two running at epochs 1 and 2 need 3 + 2 more.
+    reached = {"a": 3, "b": 1, "c": 2}
+    assert fidelity.room_for_trial(20, 4, reached, ["b", "c"])  # 20 - 6 - 5 = 9 >= 4
+    assert not fidelity.room_for_trial(14, 4, reached, ["b", "c"])  # 14 - 6 - 5 = 3 < 4
+    assert fidelity.room_for_trial(14, 4, reached, ["b"])  # c ended: 14 - 6 - 3 = 5
+    assert fidelity.room_for_trial(7, 4, reached, [])  # nothing running: never waits
+    assert fidelity.room_for_trial(15, 4, {**reached, "d": 0}, ["b", "c", "d"]) is False
+
+
+def _budget_searcher(budget):
+    def space(trial):
+        return {"x": trial.suggest_float("x", 0, 1)}
+
+    return StudySearcher(space, "score", "max", optuna.samplers.RandomSampler(seed=0),
+                         storage=None, study_name="t", budget_epochs=budget, max_epochs=4)
+
+
+def test_near_the_budget_end_a_new_trial_waits_for_the_running_ones():
+    s = _budget_searcher(12)
+    assert s.suggest("t0") and s.suggest("t1")
+    for t in ("t0", "t1"):
+        s.on_trial_result(t, {"score": 0.5, "epoch": 1})
+    # 2 spent, 6 still needed by t0 and t1: room for one more trial (12 - 2 - 6 = 4).
+    assert s.suggest("t2") and s.suggest("t3") is None
+    s.on_trial_complete("t2", {"score": float("nan"), "epoch": 1, "status": "diverged"})
+    assert s.suggest("t3") is None  # the NaN epoch was trained: 12 - 3 - 6 = 3 < 4
+    s.on_trial_complete("t1", {"score": 0.4, "epoch": 1, "status": "running"})  # stopped
+    assert s.suggest("t3")  # 12 - 3 - 3 = 6
+    assert s.suggest("t4") is None  # t3 needs 4 too: 12 - 3 - 7 = 2
+    for t in ("t0", "t3"):
+        for e in (2, 3, 4) if t == "t0" else (1, 2, 3, 4):
+            s.on_trial_result(t, {"score": 0.6, "epoch": e})
+        assert s.suggest("t4") is None  # 2 left after t0's or t3's last epoch
+        s.on_trial_complete(t, {"score": 0.6, "epoch": 4, "status": "completed"})
+    # 10 spent, nothing running: the last 2 epochs are not left unused.
+    assert s.suggest("t4")
+
+
+def test_without_a_budget_every_slot_gets_a_trial():
+    s = _budget_searcher(None)
+    assert all(s.suggest(f"t{i}") for i in range(20))
+
+
 def test_the_model_keeps_the_best_trials_when_capped():
     from hpsearch.search import model
 
