@@ -24,16 +24,23 @@ __all__ = ["AdaptiveHyperband", "EpochBudget", "promoted"]
 
 class EpochBudget(Stopper):
     """`--budget-epochs N`: end the search once N epochs have been trained in all (trials
-    still running are stopped there), so searches compare at an equal budget."""
+    still running are stopped there), so searches compare at an equal budget. A trial's
+    epochs are its highest reported epoch: the result Tune adds when a trainer returns
+    repeats the last epoch (counting results, each finished trial cost one epoch more)."""
 
     REACHED: dict[str, int] = {}  # run dir -> epochs spent, once the budget is used up
 
     def __init__(self, run_dir: str, epochs: int) -> None:
         self.run_dir, self.epochs, self.spent = str(run_dir), epochs, 0
+        self._reached: dict[str, int] = {}
 
     def __call__(self, trial_id: str, result: dict) -> bool:
-        if isinstance(result.get("epoch"), int):
-            self.spent += 1
+        epoch, reached = result.get("epoch"), getattr(self, "_reached", None)
+        if reached is None:
+            reached = self._reached = {}
+        if isinstance(epoch, int) and epoch > reached.get(trial_id, 0):
+            self.spent += epoch - reached.get(trial_id, 0)
+            reached[trial_id] = epoch
         return False
 
     def stop_all(self) -> bool:

@@ -4,6 +4,7 @@ turns NaN from epoch 2 (diverges). `accuracy` is maximised; `curves_loss_trainer
 1 - accuracy as a loss to minimise, so the two searches must make the same decisions."""
 
 import math
+import time
 from dataclasses import dataclass
 
 MODE = "max"
@@ -15,6 +16,7 @@ class Config:
     lr: float = 1e-3
     width: float = 0.5
     epochs: int = 9
+    epoch_s: float = 0.0  # each epoch sleeps this long (concurrent trials interleave)
 
 
 def accuracy(cfg: Config, epoch: int) -> float:
@@ -29,6 +31,7 @@ def accuracy(cfg: Config, epoch: int) -> float:
 def curves(cfg: Config, report, loss: bool) -> dict:
     row = {}
     for epoch in range(1, cfg.epochs + 1):
+        time.sleep(cfg.epoch_s)
         acc = accuracy(cfg, epoch)
         row = {"epoch": epoch, "val_metric": 1 - acc if loss else acc, "epoch_time_s": 0.0,
                "status": "completed" if epoch == cfg.epochs else "running"}

@@ -171,11 +171,13 @@ def test_scheduler_moves_trials_to_later_brackets_when_curves_cross():
 
 
 def test_epoch_budget_stops_all_once_spent(tmp_path):
-    b = EpochBudget(str(tmp_path), 3)
+    b = EpochBudget(str(tmp_path), 4)
     assert not any(b("t", {"epoch": e}) for e in (1, 2))
+    b("t", {"epoch": 2, "done": True})  # the result Tune adds when the trainer returns
+    b("u", {"epoch": 1})
     assert not b.stop_all()
-    b("t", {"epoch": 3})
-    assert b.stop_all() and EpochBudget.REACHED.pop(str(tmp_path)) == 3
+    b("u", {"epoch": 2})
+    assert b.stop_all() and EpochBudget.REACHED.pop(str(tmp_path)) == 4
 
 
 def test_room_for_a_trial_counts_what_the_running_ones_still_need():

@@ -94,6 +94,23 @@ def test_minimising_a_loss_searches_as_maximising_its_accuracy(ray_local, tmp_pa
     assert set(up["status"]) >= {"stopped_early", "completed", "diverged"}, up["status"]
 
 
+def test_the_epoch_budget_counts_trained_epochs(ray_local, tmp_path):
+    """`budget_epochs` (`--budget-epochs`) is epochs trained: the result Tune adds when a
+    trainer returns repeats its last epoch, and counting results ended this search after 8
+    epochs with 10 reported spent. The remainder goes to a new trial when nothing runs."""
+    space = tmp_path / "space.yaml"
+    space.write_text("params:\n  optimizer: {type: categorical, choices: [sgd, adam]}\n"
+                     "  lr: {type: float, low: 1.0e-4, high: 1.0e-2, log: true}\n")
+    cfg = _cfg(tmp_path, "budget", trainer="tests.search.curves_trainer:train",
+               space=str(space), fixed={"epoch_s": 0.1}, samples=50, max_epochs=4,
+               budget_epochs=10, seed=0, sampler="random",
+               scheduler=SchedulerConfig(kind="fifo"), resources=ONE_SLOT)
+    run = run_search(cfg)
+    meta = json.loads((tmp_path / "budget" / "hpsearch.json").read_text())
+    assert meta["finished"] and meta["budget_spent"] == 10 == len(run.epochs)
+    assert sorted(run.trials["status"]) == ["completed", "completed", "stopped_early"]
+
+
 def test_asha_stopped_trials_reach_optuna_as_pruned(ray_local, tmp_path):
     cfg = _cfg(tmp_path, "asha", samples=6, max_epochs=3, sampler="random", seed=3,
                scheduler=SchedulerConfig("asha", grace_period=1, reduction_factor=2),
