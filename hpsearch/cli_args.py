@@ -26,7 +26,8 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
       help="hyperband (default): ASHA brackets chosen by how well early epochs rank trials; "
       "asha: one ASHA bracket; fifo: no early stopping")
     a("--budget-epochs", type=int, default=S, metavar="N",
-      help="stop once N epochs were trained in all (--samples is then an upper bound)")
+      help="stop once N epochs were trained in all (--samples is then an upper bound); "
+      "near the end, trials the budget cannot finish are not started")
     a("--grace-period", type=int, default=S, help="ASHA: epochs before stopping (1)")
     a("--reduction-factor", type=float, default=S, help="ASHA: keep 1/this (3)")
     a("--sampler", choices=list(SAMPLERS), default=S,
