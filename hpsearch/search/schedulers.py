@@ -18,6 +18,8 @@ from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 from ray.tune.stopper import Stopper
 
 from hpsearch import fidelity
+from hpsearch.rundir import RunDir
+from hpsearch.rundir.results import read_results
 
 __all__ = ["AdaptiveHyperband", "EpochBudget", "promoted"]
 
@@ -32,18 +34,38 @@ class EpochBudget(Stopper):
 
     def __init__(self, run_dir: str, epochs: int) -> None:
         self.run_dir, self.epochs, self.spent = str(run_dir), epochs, 0
-        self._reached: dict[str, int] = {}
+        self._reached: dict[str, int] = {}  # trial -> its highest epoch
+        self._reread = True
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._reread = True  # restored (`hpsearch resume`): see _trained
+
+    def _trained(self) -> dict[str, int]:
+        """Each trial's highest epoch. Tune saves this stopper with its experiment state,
+        now and then: epochs a trial ended with after the last save were missing from a
+        resumed search's count, so a restored stopper first reads the run's trial folders
+        (where Tune keeps them locally)."""
+        reached = self.__dict__.setdefault("_reached", {})
+        if getattr(self, "_reread", True):
+            self._reread = False
+            for trial_dir in RunDir(self.run_dir).trial_dirs():
+                rows = [r for r in read_results(trial_dir) if isinstance(r.get("epoch"), int)]
+                if rows:
+                    tid = str(rows[-1].get("trial_id"))
+                    reached[tid] = max(reached.get(tid, 0), *(r["epoch"] for r in rows))
+            self.spent = max(self.spent, sum(reached.values()))
+        return reached
 
     def __call__(self, trial_id: str, result: dict) -> bool:
-        epoch, reached = result.get("epoch"), getattr(self, "_reached", None)
-        if reached is None:
-            reached = self._reached = {}
+        epoch, reached = result.get("epoch"), self._trained()
         if isinstance(epoch, int) and epoch > reached.get(trial_id, 0):
             self.spent += epoch - reached.get(trial_id, 0)
             reached[trial_id] = epoch
         return False
 
     def stop_all(self) -> bool:
+        self._trained()
         if self.spent >= self.epochs:
             self.REACHED[self.run_dir] = self.spent
             return True

@@ -180,6 +180,30 @@ def test_epoch_budget_stops_all_once_spent(tmp_path):
     assert b.stop_all() and EpochBudget.REACHED.pop(str(tmp_path)) == 4
 
 
+def test_a_resumed_budget_counts_the_epochs_trained_before(tmp_path):
+    """Tune saves the stopper with its experiment state now and then; `hpsearch resume`
+    gets it back as last saved. Epochs the trial folders have beyond that count, and a
+    trial that goes on is not counted twice."""
+    import json
+    import pickle
+
+    saved = EpochBudget(str(tmp_path), 8)
+    saved("a", {"epoch": 1})  # the state Tune saved: a at epoch 1
+    for name, tid, epochs in (("trial_a", "a", 4), ("trial_b", "b", 2)):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "params.json").write_text("{}")
+        (tmp_path / name / "result.json").write_text("".join(
+            json.dumps({"trial_id": tid, "epoch": e}) + "\n" for e in range(1, epochs + 1)))
+    assert saved.spent == 1  # the live stopper does not read the folders again
+    b = pickle.loads(pickle.dumps(saved))
+    assert not b.stop_all() and b.spent == 6
+    b("b", {"epoch": 2})  # a result the folder already has
+    b("b", {"epoch": 3})
+    assert b.spent == 7 and not b.stop_all()
+    b("c", {"epoch": 1})
+    assert b.stop_all() and EpochBudget.REACHED.pop(str(tmp_path)) == 8
+
+
 def test_room_for_a_trial_counts_what_the_running_ones_still_need():
     # Budget 20, 4 epochs a trial: 6 spent, two running at epochs 1 and 2 need 3 + 2 more.
     reached = {"a": 3, "b": 1, "c": 2}
