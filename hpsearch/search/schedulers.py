@@ -35,19 +35,19 @@ class EpochBudget(Stopper):
     def __init__(self, run_dir: str, epochs: int) -> None:
         self.run_dir, self.epochs, self.spent = str(run_dir), epochs, 0
         self._reached: dict[str, int] = {}  # trial -> its highest epoch
-        self._reread = True
+        self._reread = False  # a new search: nothing trained yet
 
     def __setstate__(self, state: dict) -> None:
-        self.__dict__.update(state)
-        self._reread = True  # restored (`hpsearch resume`): see _trained
+        state.setdefault("_reached", {})  # saved when the stopper counted results
+        self.__dict__.update(state, _reread=True)  # restored (`hpsearch resume`): _trained
 
     def _trained(self) -> dict[str, int]:
         """Each trial's highest epoch. Tune saves this stopper with its experiment state,
         now and then: epochs a trial ended with after the last save were missing from a
         resumed search's count, so a restored stopper first reads the run's trial folders
         (where Tune keeps them locally)."""
-        reached = self.__dict__.setdefault("_reached", {})
-        if getattr(self, "_reread", True):
+        reached = self._reached
+        if self._reread:
             self._reread = False
             for trial_dir in RunDir(self.run_dir).trial_dirs():
                 rows = [r for r in read_results(trial_dir) if isinstance(r.get("epoch"), int)]
@@ -59,8 +59,9 @@ class EpochBudget(Stopper):
 
     def __call__(self, trial_id: str, result: dict) -> bool:
         epoch, reached = result.get("epoch"), self._trained()
-        if isinstance(epoch, int) and epoch > reached.get(trial_id, 0):
-            self.spent += epoch - reached.get(trial_id, 0)
+        before = reached.get(trial_id, 0)
+        if isinstance(epoch, int) and epoch > before:
+            self.spent += epoch - before
             reached[trial_id] = epoch
         return False
 
