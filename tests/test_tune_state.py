@@ -109,6 +109,24 @@ def test_with_nothing_ended_a_state_beyond_repair_is_set_aside_whole(rd):
     assert tune_state.repair(rd, discard=lambda: pytest.fail("asked with nothing wrong")) == []
 
 
+def test_an_empty_trial_list_is_no_state_to_restore(rd):
+    """A kill as Tune saved its first trial list can leave it empty beside a searcher
+    snapshot that had handed a trial out. Tune's restore fails on an empty list and starts a
+    new experiment of one trial: a resumed one-slot grid ran 1 of its 3 points and ended
+    "interrupted" on every `resume`. With nothing ended the state goes aside and the search
+    starts again; with a trial ended (discard says no) it stays, and `resume` refuses."""
+    name = "experiment_state-2026-01-01_00-00-00.json"
+    assert tune_state.saved(rd)
+    _write(rd, name, json.dumps({"trial_data": []}).encode())
+    assert not tune_state.saved(rd)
+    assert tune_state.repair(rd, discard=lambda: False) == []
+    assert (rd.path / name).is_file()
+    assert tune_state.repair(rd, discard=lambda: True) == []
+    assert not [p for p in rd.path.glob("*state-*") if p.is_file()]
+    assert sorted(p.name for p in (rd.path / TUNE_STATE_LOST).rglob("*-*")
+                  if p.is_file()) == sorted(FILES)
+
+
 def test_a_trial_whose_params_json_was_cut_short_keeps_its_config(tmp_path):
     from hpsearch.rundir.results import trial_rows
 

@@ -30,8 +30,8 @@ from hpsearch.rundir.layout import (
 )
 from hpsearch.rundir.results import read_results
 
-__all__ = ["backup", "saved", "repair", "set_aside_trial", "set_aside_folder", "mend_checkpoints",
-           "reopen_search", "reopened", "saved_statuses", "backed_up"]
+__all__ = ["backup", "saved", "repair", "set_aside_trial", "set_aside_folder",
+           "mend_checkpoints", "reopen_search", "reopened", "saved_statuses", "backed_up"]
 _CHECKPOINT = re.compile(r"checkpoint_(\d+)")
 logger = logging.getLogger(__name__)
 
@@ -88,8 +88,8 @@ def backup(rd: RunDir, settle_s: float = 1.0) -> int:
     return made
 
 
-def saved(rd: RunDir) -> bool:  # a trial list (experiment state)
-    return any(rd.path.glob(EXPERIMENT_STATE_GLOB))
+def saved(rd: RunDir) -> bool:  # a trial list Tune can restore (not an empty one)
+    return bool(_trial_data(rd.path))
 
 
 def backed_up(rd: RunDir) -> bool:
@@ -103,13 +103,17 @@ def repair(rd: RunDir, discard: Callable[[], bool] | None = None) -> list[str]:
     (checked in full: JSON parsed, pickles read to their STOP without running them).
     Returns the names repaired. Where that cannot be done and `discard()` says so (no trial
     has ended), every state file and copy goes to TUNE_STATE_LOST instead and [] is
-    returned: with no trial list left (`saved`), `resume` starts the search again.
+    returned: with no trial list left (`saved`), `resume` starts the search again. So too
+    for an empty trial list (a kill as Tune saved its first): Tune's restore fails on it and
+    starts a new experiment of one trial instead.
 
     Raises:
         UserError: a file cut short with no good copy, or a search state without its
             searcher snapshot (and no `discard()` to say otherwise)."""
     try:
-        return _repair(rd)
+        repaired = _repair(rd)
+        if _trial_data(rd.path) != [] or discard is None or not discard():
+            return repaired
     except UserError:
         if discard is None or not discard():
             raise
@@ -118,8 +122,8 @@ def repair(rd: RunDir, discard: Callable[[], bool] | None = None) -> list[str]:
     backup = rd.path / TUNE_STATE_BACKUP  # its copies must not come back later
     for path in _files(rd.path) + ([backup] if backup.is_dir() else []):
         os.replace(path, aside / path.name)
-    logger.warning("%s: Ray Tune's saved state is beyond repair and no trial "
-                   "had ended; it is set aside in %s", rd.path, TUNE_STATE_LOST)
+    logger.warning("%s: Ray Tune's saved state is beyond repair (or lists no trial) and no "
+                   "trial had ended; it is set aside in %s", rd.path, TUNE_STATE_LOST)
     return []
 
 
@@ -183,16 +187,11 @@ def _saved_row(folder: Path) -> dict:
     return row if isinstance(row, dict) and isinstance(row.get("epoch"), int) else {}
 
 
-def _logged_rows(trial_dir: Path) -> list[dict]:
-    """The rows with an epoch in a trial's result.json."""
-    return [r for r in read_results(trial_dir) if isinstance(r.get("epoch"), int)]
-
-
 def _restart_point(trial_dir: Path, target: Path) -> None:
     """Fill `target` with the newest checkpoint of the trial that continues its logged rows
     without a gap (its epoch at most one past the last logged; that row, saved with it, is
     logged too), removing the others; with none, an empty folder."""
-    logged = _logged_rows(trial_dir)
+    logged = [r for r in read_results(trial_dir) if isinstance(r.get("epoch"), int)]
     last = max((r["epoch"] for r in logged), default=0)
     have = sorted(((_saved_row(p).get("epoch", -1), p) for p in trial_dir.iterdir()
                    if p.is_dir() and _CHECKPOINT.fullmatch(p.name)), key=lambda x: x[0])

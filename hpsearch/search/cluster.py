@@ -29,6 +29,8 @@ from hpsearch.search.processes import (  # noqa: F401 (cluster's names since v0.
 )
 
 logger = logging.getLogger(__name__)
+NO_GPU_MEMORY = ("--gpus-per-trial auto needs each GPU's memory and NVML found none "
+                 "on the GPU nodes; pass --gpu-memory-mb MB")
 # The watcher (reaper.py) of each private Ray this process started, by its temp dir.
 _WATCHERS: dict = {}
 # Ray's single-machine switch (the one Ray uses on macOS/Windows): every server on loopback.
@@ -181,10 +183,13 @@ def concurrent_slots(cpus_per_trial: float, gpus_per_trial: float,
     return max(slots, 1)
 
 
-def check_gpus(gpus_per_trial: float, gpu_auto: bool = False) -> None:
-    """UserError when the cluster lacks the GPUs a trial asks for."""
-    gpus = ray.cluster_resources().get("GPU", 0)
-    share = "auto" if gpu_auto else gpus_per_trial
+def check_gpus(gpus_per_trial: float, gpu_auto: bool = False,
+               gpus: float | None = None) -> None:
+    """UserError when the cluster (or `gpus`, a local Ray's count) lacks the GPUs a trial
+    asks for."""
+    if gpus is None:
+        gpus = ray.cluster_resources().get("GPU", 0)
+    share = "auto" if gpu_auto else f"{gpus_per_trial:g}"
     if (gpu_auto or gpus_per_trial > 0) and gpus <= 0:
         raise UserError(f"--gpus-per-trial {share} but the cluster has no GPUs")
     if gpus < gpus_per_trial:
@@ -203,6 +208,24 @@ def _nvml_total_mb() -> float | None:
         return min(totals) / 2**20 if totals else None
     except Exception:  # NVMLError_LibraryNotFound on a node without a driver
         return None
+
+
+def local_gpu_memory_mb(res, num_gpus: int | None) -> float | None:
+    """Before a private local Ray starts, what is known of this machine's GPUs without it:
+    `--num-gpus` is the count Ray will have, and NVML here reads the only node's memory.
+    UserError for what would fail once Ray has started; the memory (MiB) packing divides by
+    when it is needed and NVML reads it, else None (Ray's own probe decides)."""
+    if num_gpus is not None:
+        check_gpus(res.gpus_per_trial, res.gpu_auto, gpus=num_gpus)
+    if not (res.uses_gpus and res.memory_packing) or res.gpu_memory_mb:
+        return None
+    found = _nvml_total_mb()
+    if found is None and res.gpu_auto:
+        if num_gpus:
+            raise UserError(NO_GPU_MEMORY)
+        raise UserError("--gpus-per-trial auto but NVML finds no GPUs on this machine "
+                        "(pass --gpu-memory-mb MB for GPUs it cannot read)")
+    return found
 
 
 def gpu_memory_mb(timeout_s: float = 60.0) -> float | None:

@@ -86,9 +86,12 @@ class TrialLedger(tune.Callback):
         saved with: a trial it holds that Tune's (newer) list has ended, or that Tune lost,
         never ends again in Tune, and its slot was never given back (a resumed run with 2
         slots hung once both were held so). Each is ended in the limiter as Tune would have;
-        the searcher ignores those it already knows ended."""
+        the searcher ignores those it already knows ended. (The grid's searcher forgets
+        the trials Tune lost, so the limiter's own live set is read too: a lost trial it held
+        kept its slot, and a resumed grid run with one slot waited for it for ever.)"""
         by_id = {t.trial_id: t for t in trials}
-        for tid in sorted(self._searcher.known_ids() | set(by_id)):
+        held = set(self._limiter.live_trials)
+        for tid in sorted(self._searcher.known_ids() | set(by_id) | held):
             t = by_id.get(tid)
             if t is None or t.is_finished():
                 self._limiter.on_trial_complete(

@@ -48,8 +48,7 @@ def _resolve_gpu_memory(cfg: SearchConfig) -> SearchConfig:
     found = cluster.gpu_memory_mb()
     if found is None:
         if res.gpu_auto:
-            raise UserError("--gpus-per-trial auto needs each GPU's memory and NVML found "
-                            "none on the GPU nodes; pass --gpu-memory-mb MB")
+            raise UserError(cluster.NO_GPU_MEMORY)
         logger.warning("GPU memory unknown (NVML found no device): every trial gets "
                        "--gpus-per-trial %s with no memory check; pass --gpu-memory-mb to "
                        "pack by memory", res.gpus_per_trial)
@@ -138,6 +137,11 @@ def run_search(cfg: SearchConfig, stream: str | None = "stdout", grid: bool = Fa
     if cfg.mode is None:  # a SearchConfig built without one: the metric's own direction
         cfg = dataclasses.replace(cfg, mode=default_mode(cfg.metric, trainer.mode))
     _check_storage(cfg)
+    if cfg.address is None and not ray.is_initialized():  # a private Ray: check before it starts
+        found = cluster.local_gpu_memory_mb(cfg.resources, num_gpus)
+        if found:
+            cfg = dataclasses.replace(cfg, resources=dataclasses.replace(
+                cfg.resources, gpu_memory_mb=found))
     if not cfg.study_name:
         cfg = dataclasses.replace(cfg, study_name=f"{rd.name}-{uuid.uuid4().hex[:8]}")
     total = grid_size(space) if grid else cfg.samples

@@ -70,19 +70,19 @@ def test_interrupt_before_the_first_result_then_resume(user_dir, sig, code, said
     hpsearch = os.path.join(os.path.dirname(sys.executable), "hpsearch")
     proc = subprocess.Popen([hpsearch, "run", "--trainer", "slow:train", "--space", "space.yaml",
                              "--samples", "2", "--max-epochs", "2", "--scheduler", "fifo",
-                             "--set", "wait_s=4", "--num-cpus", "2", "--out", "runs/slow"],
+                             "--set", "wait_s=4", "--num-cpus", "1", "--out", "runs/slow"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and not list((user_dir / "runs" / "slow").glob(
             "run_trial_*")):
         time.sleep(0.2)
-    time.sleep(1)  # the trials are running, none has reported (each waits 4 s first)
+    time.sleep(1)  # one trial runs (one slot: the other waits), none has reported (4 s wait)
     proc.send_signal(sig)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == code, err[-2000:]
     assert f"{said}: finish with 'hpsearch resume" in err and "Tuner.restore" not in out + err
     assert "SIGTERM received" not in err and "Traceback" not in err, err[-2000:]
-    res = subprocess.run([hpsearch, "resume", "runs/slow", "--num-cpus", "2"],
+    res = subprocess.run([hpsearch, "resume", "runs/slow", "--num-cpus", "1"],
                          capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr[-2000:]
     assert "trials: 2 completed" in res.stdout, res.stdout

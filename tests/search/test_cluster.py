@@ -23,26 +23,28 @@ SCRIPT = textwrap.dedent("""
     from hpsearch.search import run_search
     from hpsearch.errors import UserError
 
-    out, spec = sys.argv[1], json.loads(sys.argv[2])
+    out, specs = sys.argv[1], json.loads(sys.argv[2])
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 2, "num_gpus": 2,
                                                             "include_dashboard": False})
     cluster.add_node(num_cpus=2, num_gpus=2)
     cluster.wait_for_nodes()
-    base = dict(trainer=spec["trainer"], space=spec["space"], samples=4, max_epochs=2,
-                scheduler=SchedulerConfig(kind="fifo"), mode="max",
-                resources=ResourcesConfig(cpus_per_trial=1, **spec["resources"]),
-                address=cluster.address, fixed=spec["fixed"], points=tuple(spec["points"]))
-    try:
-        run_search(SearchConfig(run_dir="/tmp/hpsearch-not-shared/x", **base))
-        local_ok = True
-    except UserError as exc:
-        local_ok = str(exc)
-    storage = spec.get("storage") or out
-    run = run_search(SearchConfig(run_dir=out + "/run", storage=storage, **base))
-    cols = [c for c in ("trial_id", "node_id", "cuda_visible_devices", "assigned_gpu")
-            if c in run.epochs]
-    print(json.dumps({"local": local_ok, "n": len(run.trials),
-                      "rows": run.epochs[cols].to_dict("records")}), flush=True)
+    for i, spec in enumerate(specs):  # one after another on the same two nodes
+        base = dict(trainer=spec["trainer"], space=spec["space"], samples=4, max_epochs=2,
+                    scheduler=SchedulerConfig(kind="fifo"), mode="max",
+                    resources=ResourcesConfig(cpus_per_trial=1, **spec["resources"]),
+                    address=cluster.address, fixed=spec["fixed"],
+                    points=tuple(spec["points"]))
+        try:
+            run_search(SearchConfig(run_dir=f"/tmp/hpsearch-not-shared/x{i}", **base))
+            local_ok = True
+        except UserError as exc:
+            local_ok = str(exc)
+        storage = spec.get("storage") or f"{out}/{i}"
+        run = run_search(SearchConfig(run_dir=f"{out}/{i}/run", storage=storage, **base))
+        cols = [c for c in ("trial_id", "node_id", "cuda_visible_devices", "assigned_gpu")
+                if c in run.epochs]
+        print(json.dumps({"local": local_ok, "n": len(run.trials),
+                          "rows": run.epochs[cols].to_dict("records")}), flush=True)
     import os, ray
     ray.shutdown()
     cluster.shutdown()
@@ -60,41 +62,43 @@ def ray_tmp():
     shutil.rmtree(path, ignore_errors=True)
 
 
-def _run(tmp_path, spec, env):
-    res = subprocess.run([sys.executable, "-c", SCRIPT, str(tmp_path / "run"), json.dumps(spec)],
+def _run(tmp_path, specs, env):
+    res = subprocess.run([sys.executable, "-c", SCRIPT, str(tmp_path / "run"), json.dumps(specs)],
                          capture_output=True, text=True, cwd=ROOT, timeout=400,
                          env={**os.environ, **env})
     assert res.returncode == 0, res.stderr[-3000:]
-    out = json.loads(res.stdout.strip().splitlines()[-1])
-    assert "shared" in out["local"]  # multi-node with no --storage fails early
-    assert out["n"] == 4
-    assert len({r["node_id"] for r in out["rows"]}) == 2  # both nodes ran trials
-    for r in out["rows"]:  # each trial sees exactly one of its node's two fake GPUs
-        assert r["cuda_visible_devices"] in {"0", "1"}
-    return out
+    outs = [json.loads(x) for x in res.stdout.strip().splitlines() if x.startswith("{")]
+    assert len(outs) == len(specs), res.stdout
+    for out in outs:
+        assert "shared" in out["local"]  # multi-node with no --storage fails early
+        assert out["n"] == 4
+        assert len({r["node_id"] for r in out["rows"]}) == 2  # both nodes ran trials
+        for r in out["rows"]:  # each trial sees exactly one of its node's two fake GPUs
+            assert r["cuda_visible_devices"] in {"0", "1"}
+    return outs
 
 
-@pytest.mark.parametrize("gpus_per_trial", [0.5])  # whole GPUs: test_packing, Ray itself
-def test_trials_spread_over_two_nodes_with_their_gpus(tmp_path, ray_tmp, gpus_per_trial):
-    _run(tmp_path, {"trainer": "tests.search.gpu_probe_trainer:train",
-                    "space": "tests/search/probe_space.yaml", "fixed": {"sleep_s": 2.0},
-                    "points": [], "resources": {"gpus_per_trial": gpus_per_trial}}, ray_tmp)
-
-
-def test_memory_packed_trials_on_two_nodes_with_s3_storage(tmp_path, ray_tmp):
+def test_fixed_and_memory_packed_gpu_shares_on_two_nodes(tmp_path, ray_tmp):
+    """One two-node cluster with two fake GPUs each, two searches in turn: fixed half-GPU
+    shares with a shared directory (whole GPUs: test_packing, Ray itself), then
+    memory-packed shares with the trials kept in an S3 bucket."""
     from tests.search.s3_server import CREDS, moto_bucket
 
     with moto_bucket("cluster") as (uri, _):
-        out = _run(tmp_path, {
-            "trainer": "tests.search.mem_probe_trainer:train",
-            "space": "tests/search/width_space.yaml", "fixed": {"sleep_s": 2.0},
-            "points": [{"width": 4096}, {"width": 4096}, {"width": 16}, {"width": 16}],
-            "resources": {"gpus_per_trial": 0.0, "gpu_auto": True, "gpu_memory_mb": 1000.0,
-                          "gpu_overhead_mb": 100.0},
-            "storage": uri}, {**CREDS, **ray_tmp})
-    shares = {r["assigned_gpu"] for r in out["rows"]}
+        _, packed = _run(tmp_path, [
+            {"trainer": "tests.search.gpu_probe_trainer:train",
+             "space": "tests/search/probe_space.yaml", "fixed": {"sleep_s": 2.0},
+             "points": [], "resources": {"gpus_per_trial": 0.5}},
+            {"trainer": "tests.search.mem_probe_trainer:train",
+             "space": "tests/search/width_space.yaml", "fixed": {"sleep_s": 2.0},
+             "points": [{"width": 4096}, {"width": 4096}, {"width": 16}, {"width": 16}],
+             "resources": {"gpus_per_trial": 0.0, "gpu_auto": True, "gpu_memory_mb": 1000.0,
+                           "gpu_overhead_mb": 100.0},
+             "storage": uri}], {**CREDS, **ray_tmp})
+    assert (tmp_path / "run" / "0" / "run" / "trials.csv").exists()  # in the shared dir
+    shares = {r["assigned_gpu"] for r in packed["rows"]}
     assert len(shares) == 2 and max(shares) > 0.5 > min(shares)  # shares follow the estimate
-    assert (tmp_path / "run" / "run" / "trials.csv").exists()  # results pulled from the bucket
+    assert (tmp_path / "run" / "1" / "run" / "trials.csv").exists()  # pulled from the bucket
 
 
 CLIENT_SCRIPT = textwrap.dedent("""

@@ -41,3 +41,32 @@ def test_after_a_restore_a_lost_point_runs_again_and_an_unknown_trial_keeps_its_
     assert restored.suggest("e") == {"w": 8, "depth": 4}  # not c's point again
     assert restored.suggest("f") == Searcher.FINISHED
     assert restored.sync([_tune("a", {})]) == []  # only once after a restore
+
+
+def test_a_lost_point_gets_the_slot_its_trial_held_in_the_restored_limiter(tmp_path):
+    """One slot: the restored limiter's live set holds the trial Tune lost. The grid's
+    searcher forgets lost trials, and the slot stayed held: `hpsearch resume` of a killed
+    one-slot grid run waited for ever."""
+    from hpsearch.search.ledger import SlotLimiter, TrialLedger
+
+    s = GridSearcher(grid_points({"depth": [1, 2, 3]}, {}), "val_metric", "max")
+    limiter = SlotLimiter(s, max_concurrent=1)
+    given = {"a": limiter.suggest("a")}
+    limiter.on_trial_complete("a", {"val_metric": 0.5})
+    given["b"] = limiter.suggest("b")
+    assert limiter.suggest("x") is None  # b holds the slot
+    s.save(str(tmp_path / "snap.pkl"))
+    saved = limiter.get_state()  # live: b
+    restored = GridSearcher([], "val_metric", "max")
+    restored.restore(str(tmp_path / "snap.pkl"))
+    again = SlotLimiter(restored, max_concurrent=1)
+    again.set_state(saved)
+    ledger = TrialLedger(restored, str(tmp_path), local=False, limiter=again)
+    ended = SimpleNamespace(trial_id="a", config=given["a"], status="TERMINATED",
+                            ERROR="ERROR", last_result={"val_metric": 0.5},
+                            is_finished=lambda: True)
+    ledger.on_step_begin(0, [ended])  # Tune's list: a ended, b lost
+    assert again.suggest("c") == given["b"]  # the lost point runs again, in the freed slot
+    assert again.suggest("d") is None  # one slot still
+    again.on_trial_complete("c", {"val_metric": 0.6})
+    assert again.suggest("d") == {"depth": 3}

@@ -80,19 +80,48 @@ def test_without_packing_every_trial_gets_the_fixed_share(tmp_path):
     assert _overlap(*big)  # 4 x 0.25 fit, so the two large configs ran side by side
 
 
-def test_auto_share_without_gpus_is_a_user_error(tmp_path):
-    res = _hpsearch("run", "--trainer", "mlp", "--gpus-per-trial", "auto", "--samples", "1",
-                    "--num-cpus", "1", "--out", str(tmp_path / "r"))
-    assert res.returncode == 2
-    assert res.stderr.strip().splitlines()[-1].startswith("hpsearch: error:")
-    assert "no GPUs" in res.stderr and "Traceback" not in res.stderr
+@pytest.fixture
+def no_ray(monkeypatch):
+    """These errors come before any Ray starts: a private Ray's start fails the test."""
+    import ray
+
+    from hpsearch.search import runner
+
+    def started(*a, **kw):
+        raise AssertionError("a Ray was started")
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)  # not the tests' shared Ray
+    monkeypatch.setattr(runner.cluster, "connect", started)
+    monkeypatch.setattr(runner.cluster, "_nvml_total_mb", lambda: None)  # no NVIDIA driver
 
 
-def test_auto_share_on_fake_gpus_needs_the_gpu_memory(tmp_path):
-    res = _hpsearch("run", "--trainer", "mlp", "--gpus-per-trial", "auto", "--samples", "1",
-                    "--num-cpus", "1", "--num-gpus", "1", "--out", str(tmp_path / "r"))
-    assert res.returncode == 2, res.stderr[-2000:]
-    assert "--gpu-memory-mb" in res.stderr and "Traceback" not in res.stderr
+def test_auto_share_without_gpus_is_a_user_error(tmp_path, no_ray, capsys):
+    from hpsearch.cli import main
+
+    assert main(["run", "--trainer", "mlp", "--gpus-per-trial", "auto", "--samples", "1",
+                 "--num-cpus", "1", "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("hpsearch: error:") and "no GPUs" in err[0]
+    assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("gpus, said", [("1", "--gpu-memory-mb"), ("0", "has no GPUs")])
+def test_auto_share_on_fake_gpus_needs_the_gpu_memory(tmp_path, no_ray, capsys, gpus, said):
+    from hpsearch.cli import main
+
+    assert main(["run", "--trainer", "mlp", "--gpus-per-trial", "auto", "--samples", "1",
+                 "--num-cpus", "1", "--num-gpus", gpus, "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and said in err[0], err
+    assert not (tmp_path / "r").exists()
+
+
+def test_a_fixed_share_beyond_the_local_gpus_is_refused_before_ray_starts(tmp_path, no_ray,
+                                                                          capsys):
+    from hpsearch.cli import main
+
+    assert main(["run", "--trainer", "mlp", "--gpus-per-trial", "2", "--num-gpus", "1",
+                 "--gpu-memory-mb", "1000", "--out", str(tmp_path / "r")]) == 2
+    assert "--gpus-per-trial 2 but the cluster has 1 GPUs" in capsys.readouterr().err
 
 
 def test_bad_share_is_rejected_by_argparse():

@@ -451,7 +451,7 @@ def test_killed_grid_run_resumes_every_point_once(tmp_path):
     run_dir = tmp_path / "grid"
     proc = subprocess.Popen(_cli("run", "--grid", "--space", str(space), "--max-epochs", "1",
                                  "--set", "data=digits", "--set", "width=16", "--num-cpus",
-                                 "2", "--out", str(run_dir)),
+                                 "1", "--out", str(run_dir)),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     done = lambda: sum(any(r.get("status") == "completed" for r in v)  # noqa: E731
                        for v in _result_lines(run_dir).values()) >= 1
@@ -461,7 +461,7 @@ def test_killed_grid_run_resumes_every_point_once(tmp_path):
     state, data = _saved_state(run_dir)
     data["trial_data"] = data["trial_data"][:-1]  # Tune's list behind its search state
     state.write_text(json.dumps(data))
-    res = subprocess.run(_cli("resume", str(run_dir), "--num-cpus", "2"), capture_output=True,
+    res = subprocess.run(_cli("resume", str(run_dir), "--num-cpus", "1"), capture_output=True,
                          text=True, timeout=400)
     assert res.returncode == 0, res.stderr[-3000:]
     trials = pd.read_csv(run_dir / "trials.csv")
