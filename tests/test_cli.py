@@ -129,12 +129,6 @@ def test_run_analyze_export_train_round_trip(ray_local, tmp_path, capsys):
     assert "3/3 done" in out and "best trial" in out
     assert main(["analyze", str(run), "--format", "html"]) == 0
     assert "compared at epoch 2 (" in capsys.readouterr().out
-    assert main(["analyze", str(run), "--at-epoch", "1", "--predicted"]) == 0
-    assert "predicted" in (run / "report" / "predicted.csv").read_text()
-    assert "compared at epoch 1 (chosen with --at-epoch; 3 of 3" in capsys.readouterr().out
-    assert main(["analyze", str(run), "--at-epoch", "5"]) == 2  # one line, nothing lost
-    assert "ran epochs 1 to 2" in capsys.readouterr().err
-    assert main(["analyze", str(run), "--format", "html"]) == 0
     report = run / "report"
     html = (report / "report.html").read_text()
     import re
@@ -148,6 +142,11 @@ def test_run_analyze_export_train_round_trip(ray_local, tmp_path, capsys):
     # held-out test split is nowhere in a search's tables.
     assert "<b>estimate</b>" in html and "n_params" in html
     assert "test_metric" not in (report / "epochs.csv").read_text().splitlines()[0]
+    assert main(["analyze", str(run), "--at-epoch", "1", "--predicted"]) == 0
+    assert "predicted" in (run / "report" / "predicted.csv").read_text()
+    assert "compared at epoch 1 (chosen with --at-epoch; 3 of 3" in capsys.readouterr().out
+    assert main(["analyze", str(run), "--at-epoch", "5"]) == 2  # one line, nothing lost
+    assert "ran epochs 1 to 2" in capsys.readouterr().err
     assert main(["export", str(run), "--top", "2", "--out", str(tmp_path / "best"),
                  "--confirm-seeds", "1", "--save-models", str(tmp_path / "weights")]) == 0
     out = capsys.readouterr().out

@@ -39,9 +39,16 @@ def _fake_run(path, n=12, epochs=4):
         (d / "result.json").write_text("\n".join(lines) + "\n")
 
 
-def test_report_files_exist(tmp_path):
-    _fake_run(tmp_path)
-    html = write_report(tmp_path, "md").read_text()
+@pytest.fixture(scope="module")
+def md_report(tmp_path_factory):
+    """One fake run and its report (md summary), read by the tests that only look."""
+    path = tmp_path_factory.mktemp("md")
+    _fake_run(path)
+    return path, write_report(path, "md").read_text()
+
+
+def test_report_files_exist(md_report):
+    tmp_path, html = md_report
     imgs = re.findall(r'src="([^"]+)"', html)
     assert len(imgs) >= 6 and all((tmp_path / "report" / i).exists() for i in imgs)
     assert "sensitivity_layers_x_norm.png" in imgs or "sensitivity_norm_x_layers.png" in imgs
@@ -52,9 +59,8 @@ def test_report_files_exist(tmp_path):
 
 
 @pytest.mark.skipif(not shutil.which("chromium"), reason="Debian chromium not installed")
-def test_report_renders_in_headless_chromium(tmp_path):
-    _fake_run(tmp_path)
-    page = write_report(tmp_path, "html")
+def test_report_renders_in_headless_chromium(md_report, tmp_path):
+    page = md_report[0] / "report" / "report.html"  # (the summary's format is not drawn)
     shot = tmp_path / "shot.png"
     subprocess.run(["chromium", "--headless", "--no-sandbox", "--disable-gpu",
                     "--disable-quic", "--no-first-run", "--disable-background-networking",
@@ -79,9 +85,8 @@ def test_report_renders_in_headless_chromium(tmp_path):
     assert (drawn < 200).mean() > 0.01, "the plotly figure did not draw"
 
 
-def test_interactive_views_are_offline_pages_beside_the_report(tmp_path):
-    _fake_run(tmp_path)
-    html = write_report(tmp_path, "md").read_text()
+def test_interactive_views_are_offline_pages_beside_the_report(md_report):
+    tmp_path, html = md_report
     frames = re.findall(r'<iframe src="([^"]+)"', html)
     assert {"interactive_parallel_coordinate.html", "interactive_slice.html",
             "interactive_intermediate_values.html"} <= set(frames)

@@ -391,7 +391,12 @@ def small_disk(tmp_path):
     subprocess.run(["umount", "-l", str(disk)], capture_output=True)
 
 
-def test_disk_filling_up_stops_cleanly_and_resumes(small_disk):
+def test_disk_filling_up_stops_cleanly_and_resumes(ray_local, small_disk, monkeypatch,
+                                                   capsys):
+    """In-process on the tests' shared Ray (the CLI's exit status and lines as a process:
+    test_run_refuses_to_start_on_a_full_disk and the other subprocess tests)."""
+    from hpsearch.cli import main
+
     ballast = small_disk / "ballast"
     ballast.mkdir()
     run_dir = small_disk / "run"
@@ -399,25 +404,21 @@ def test_disk_filling_up_stops_cleanly_and_resumes(small_disk):
     # of epochs still to come; the guard looks at most once a second, on a result (with
     # 0.2 s epochs and 30 MiB, a driver busy elsewhere saw the results in one burst at the
     # end and never looked while free space was low).
-    env = {**os.environ, "HPSEARCH_MIN_FREE_MB": "36", "PYTHONPATH": str(ROOT)}
-    res = subprocess.run(_cli("run", "--trainer", "tests.search.disk_trainer:train",
-                              "--space", "tests/search/probe_space.yaml", "--samples", "4",
-                              "--max-epochs", "4", "--scheduler", "fifo", "--num-cpus", "2",
-                              "--set", f"ballast_dir={ballast}", "--set", "sleep_s=0.5",
-                              "--out", str(run_dir)),
-                         env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert res.returncode == 2, res.stderr[-3000:]
-    err = res.stderr.strip().splitlines()
+    monkeypatch.setenv("HPSEARCH_MIN_FREE_MB", "36")
+    monkeypatch.syspath_prepend(str(ROOT))
+    assert main(["run", "--trainer", "tests.search.disk_trainer:train",
+                 "--space", str(ROOT / "tests/search/probe_space.yaml"), "--samples", "4",
+                 "--max-epochs", "4", "--scheduler", "fifo", "--set",
+                 f"ballast_dir={ballast}", "--set", "sleep_s=0.5", "--out", str(run_dir)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("hpsearch: error: stopped: only") and "hpsearch resume" in err[-1]
-    assert "Traceback" not in res.stderr
+    assert "Traceback" not in "\n".join(err)
     assert json.loads((run_dir / "hpsearch.json").read_text())["finished"] is False, \
         (run_dir / "trials.csv").read_text()
     for f in ballast.iterdir():  # the user frees space
         f.unlink()
-    env["HPSEARCH_MIN_FREE_MB"] = "1"
-    res = subprocess.run(_cli("resume", str(run_dir), "--num-cpus", "2"), env=env, cwd=ROOT,
-                         capture_output=True, text=True, timeout=300)
-    assert res.returncode == 0, res.stderr[-3000:]
+    monkeypatch.setenv("HPSEARCH_MIN_FREE_MB", "1")
+    assert main(["resume", str(run_dir)]) == 0, capsys.readouterr().err[-3000:]
     trials = pd.read_csv(run_dir / "trials.csv")
     assert len(trials) == 4 and set(trials["status"]) == {"completed"}
     assert json.loads((run_dir / "hpsearch.json").read_text())["finished"] is True
