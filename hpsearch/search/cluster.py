@@ -70,9 +70,10 @@ def connect(address: str | None = None, num_cpus: int | None = None,
         # Ray makes its temp dir world-writable (0777); a 0700 parent keeps it private.
         temp_dir = tempfile.mkdtemp(prefix=TEMP_PREFIX)
         try:
+            # The watcher first: a driver killed once the record is written always has one.
+            _WATCHERS[temp_dir] = reaper.watch(temp_dir)  # ends it if this process dies
             if rundir is not None:
                 record_processes(rundir, temp_dir)
-            _WATCHERS[temp_dir] = reaper.watch(temp_dir)  # ends it if this process dies
             with _no_idle_workers(), _worker_tmp(temp_dir):
                 ray.init(address="local", num_cpus=num_cpus, num_gpus=num_gpus,
                          include_dashboard=dashboard, dashboard_host="127.0.0.1",
