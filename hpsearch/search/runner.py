@@ -270,8 +270,8 @@ def resume_search(run_dir: str | Path, stream: str | None = "stdout",
                                                      or tune_state.saved(rd))):
             if storage.is_uri(cfg.storage) or ledger.ended_outside_tune(rd, cfg.study_name,
                                                                        set()):
-                raise UserError(f"{storage.redact(source)}: no Ray Tune experiment state to "
-                                "resume from")
+                raise UserError(f"{storage.redact(source)}: no Ray Tune trial list to resume "
+                                "from; 'hpsearch analyze' reads the trials that ended")
             return _start_over(rd, cfg, meta, stream, num_cpus, verbose)
         before = ledger.running_numbers(rd, cfg.study_name)
         started_here = not ray.is_initialized()
