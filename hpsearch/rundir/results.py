@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-__all__ = ["SCHEMA", "trial_rows", "read_results"]
+__all__ = ["SCHEMA", "trial_rows", "read_results", "epoch_rows"]
 
 # Keys Ray Tune adds to every result; not ours to carry into the tidy frame.
 _TUNE_KEYS = {"timestamp", "checkpoint_dir_name", "done", "training_iteration", "trial_id",
@@ -30,6 +30,11 @@ def read_results(trial_dir: Path) -> list[dict]:
         if isinstance(row, dict):
             rows.append(row)
     return rows
+
+
+def epoch_rows(trial_dir: Path) -> list[dict]:
+    """The rows of a trial's result.json that report an epoch (an int)."""
+    return [r for r in read_results(trial_dir) if isinstance(r.get("epoch"), int)]
 
 
 def _tune_error(trial_dir: Path) -> str | None:

@@ -28,7 +28,7 @@ from hpsearch.rundir.layout import (
     RunDir,
     atomic_write,
 )
-from hpsearch.rundir.results import read_results
+from hpsearch.rundir.results import epoch_rows
 
 __all__ = ["backup", "saved", "repair", "set_aside_trial", "set_aside_folder",
            "mend_checkpoints", "reopen_search", "reopened", "saved_statuses", "backed_up"]
@@ -191,7 +191,7 @@ def _restart_point(trial_dir: Path, target: Path) -> None:
     """Fill `target` with the newest checkpoint of the trial that continues its logged rows
     without a gap (its epoch at most one past the last logged; that row, saved with it, is
     logged too), removing the others; with none, an empty folder."""
-    logged = [r for r in read_results(trial_dir) if isinstance(r.get("epoch"), int)]
+    logged = epoch_rows(trial_dir)
     last = max((r["epoch"] for r in logged), default=0)
     have = sorted(((_saved_row(p).get("epoch", -1), p) for p in trial_dir.iterdir()
                    if p.is_dir() and _CHECKPOINT.fullmatch(p.name)), key=lambda x: x[0])

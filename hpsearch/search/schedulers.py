@@ -19,7 +19,7 @@ from ray.tune.stopper import Stopper
 
 from hpsearch import fidelity
 from hpsearch.rundir import RunDir
-from hpsearch.rundir.results import read_results
+from hpsearch.rundir.results import epoch_rows
 
 __all__ = ["AdaptiveHyperband", "EpochBudget", "promoted"]
 
@@ -50,7 +50,7 @@ class EpochBudget(Stopper):
         if self._reread:
             self._reread = False
             for trial_dir in RunDir(self.run_dir).trial_dirs():
-                rows = [r for r in read_results(trial_dir) if isinstance(r.get("epoch"), int)]
+                rows = epoch_rows(trial_dir)
                 if rows:
                     tid = str(rows[-1].get("trial_id"))
                     reached[tid] = max(reached.get(tid, 0), *(r["epoch"] for r in rows))
