@@ -31,10 +31,24 @@ def use_log(name: str, s: pd.Series) -> bool:
     return name in LOG_PARAMS or v.max() / v.min() > 20
 
 
+def use_one_minus(s: pd.Series) -> bool:
+    """Bins on log(1 - value) for values sampled that way (Adam's beta2: 0.9, 0.99, 0.999 a
+    bin apart; `spaces.scales`): all in (0, 1), 1 - value spanning over 20x, and at least a
+    quarter of them in the upper half of that log scale (a uniform sample has ~3% there)."""
+    v = pd.to_numeric(s, errors="coerce").dropna()
+    if v.empty or (v <= 0).any() or (v >= 1).any():
+        return False
+    gap = np.log(1 - v)
+    if gap.max() - gap.min() <= np.log(20):
+        return False
+    return bool((gap < (gap.max() + gap.min()) / 2).mean() >= 0.25)
+
+
 def bin_param(name: str, s: pd.Series, bins: int = 4, categorical: bool = False) -> pd.Series:
     """Categorical parameters (or every parameter, with `categorical`: a grid's values are
     shown as given) as ordered labels; continuous ones cut into `bins` intervals
-    (log-spaced for log parameters), labelled by their edges."""
+    (log-spaced for log parameters, on log(1 - value) for values sampled so: beta2),
+    labelled by their edges."""
     if categorical or is_categorical(s):
         levels = sorted(s.dropna().unique(), key=lambda x: (str(type(x)), x))
         names = {v: _label(v) for v in levels}
@@ -45,6 +59,15 @@ def bin_param(name: str, s: pd.Series, bins: int = 4, categorical: bool = False)
     lo, hi = v.min(), v.max()
     if lo == hi:
         return pd.Series(pd.Categorical([f"{lo:.3g}"] * len(v)), index=s.index)
+    if use_one_minus(v):
+        edges = 1 - np.geomspace(1 - lo, 1 - hi, bins + 1)
+        edges[0], edges[-1] = lo, hi  # exact bounds: 1 - (1 - x) may round past them
+        for digits in range(3, 10):  # enough digits to tell 0.9994 from 0.9999 (not "1")
+            shown = [f"{e:.{digits}g}" for e in edges]
+            if len(set(shown)) == len(shown) and all(float(x) < 1 for x in shown):
+                break
+        labels = [f"{shown[i]}-{shown[i + 1]}" for i in range(bins)]
+        return pd.cut(v, edges, labels=labels, include_lowest=True)
     edges = (np.geomspace(lo, hi, bins + 1) if use_log(name, v)
              else np.linspace(lo, hi, bins + 1))
     labels = [f"{edges[i]:.2g}-{edges[i + 1]:.2g}" for i in range(bins)]

@@ -15,6 +15,7 @@ import pandas as pd
 from hpsearch.analysis._common import finite, is_categorical, use_log
 from hpsearch.analysis._html import escape, img, save, table
 from hpsearch.rundir import Run, layout
+from hpsearch.spaces import scales
 
 logger = logging.getLogger(__name__)
 __all__ = ["EVALUATORS", "compute_importance", "stored_distributions", "distribution_of",
@@ -70,9 +71,15 @@ def _to_study(trials: pd.DataFrame, params: list[str], value: str, mode: str,
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(direction="maximize" if mode == "max" else "minimize")
     stored = stored or {}
-    dists = {p: stored.get(p) or d for p in params
+    # A parameter the study sampled as log(1 - value) (scales.ONE_MINUS) is judged on that
+    # scale, as it was searched: its column becomes 1 - value.
+    gaps = {p for p in params if p not in stored and scales.ONE_MINUS + p in stored}
+    dists = {p: stored.get(p) or stored.get(scales.ONE_MINUS + p) or d for p in params
              if (d := distribution_of(p, trials[p])) is not None}
     columns = {p: trials[p].tolist() for p in dists}  # tolist: numpy scalars -> Python values
+    for p in gaps & set(dists):  # 1 - (1 - gap) rounds: kept inside the searched range
+        d = dists[p]
+        columns[p] = [min(max(1.0 - x, d.low), d.high) for x in columns[p]]
     values = trials[value].astype(float).tolist()
     study.add_trials([optuna.trial.create_trial(
         params={p: columns[p][i] for p in dists}, distributions=dists, value=values[i])

@@ -23,6 +23,7 @@ from hpsearch.search.ledger import SlotLimiter, TrialLedger
 from hpsearch.search.schedulers import AdaptiveHyperband, EpochBudget
 from hpsearch.search.searcher import StudySearcher
 from hpsearch.search.trainable import run_trial
+from hpsearch.spaces import scales
 
 __all__ = ["build_tuner", "validate", "experiment_path", "make_trainable",
            "grid_size", "quiet_loggers"]
@@ -76,7 +77,7 @@ def _searcher(cfg: SearchConfig, space) -> StudySearcher:
     fn = functools.partial(spaces.with_fixed, space_fn=space.fn, fixed=dict(cfg.fixed))
     return StudySearcher(fn, metric=cfg.metric, mode=cfg.mode, sampler=sampler,
                          storage=RunDir(cfg.run_dir).study_url, study_name=cfg.study_name,
-                         points=[dict(p) for p in cfg.points],
+                         points=[scales.optuna_point(p) for p in cfg.points],
                          equal_fidelity=cfg.sampler == "tpe", seed=cfg.seed,
                          max_trials=cfg.samples, budget_epochs=cfg.budget_epochs,
                          max_epochs=cfg.max_epochs)

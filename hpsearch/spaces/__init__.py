@@ -16,6 +16,7 @@ from hpsearch.spaces import (
     lm_optimizers_depth,
     mlp_activations,
     mlp_optimizers,
+    scales,
     vit_norm_depth,
 )
 from hpsearch.spaces.yaml_space import YamlSpace
@@ -157,6 +158,9 @@ def describe(space: Space, n: int = 64) -> dict[str, str]:
                    if isinstance(d, optuna.distributions.CategoricalDistribution)]
     for name, d in dists.items():
         text = _range(d)
+        shown = scales.one_minus_of(name)
+        if shown is not None:  # sampled as log(1 - value): described in the config's terms
+            text = f"float from {1 - d.high:g} to {1 - d.low:g}, log scale of 1 - {shown}"
         present = [p for p in seen if name in p]
         if len(present) < len(seen):
             for parent in categorical:
@@ -166,5 +170,5 @@ def describe(space: Space, n: int = 64) -> dict[str, str]:
                     break
             else:
                 text += "; only in some configs"
-        out[name] = text
+        out[shown or name] = text
     return out

@@ -5,9 +5,13 @@
       optimizer: {type: categorical, choices: [sgd, adam]}
       lr: {type: float, low: 1.0e-4, high: 0.1, log: true}
       beta1: {type: float, low: 0.5, high: 0.99, when: {optimizer: [adam]}}
+      beta2: {type: float, low: 0.9, high: 0.9999, log: one_minus, when: {optimizer: [adam]}}
       depth: {type: int, low: 1, high: 4, step: 1}
     fixed: {data: digits}             # optional constants for every trial
     grid: {depth: [1, 2, 4]}          # optional hand grid for --grid
+
+`log: one_minus` samples 1 - value log-uniformly (`scales.suggest_one_minus`): for
+parameters near 1, such as Adam's beta2 or momentum.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import optuna
 import yaml
 
 from hpsearch.errors import UserError
+from hpsearch.spaces.scales import suggest_one_minus
 
 __all__ = ["YamlSpace", "safe_load_file"]
 
@@ -83,6 +88,8 @@ class YamlSpace:
             kind = spec["type"]
             if kind == "categorical":
                 out[name] = trial.suggest_categorical(name, spec["choices"])
+            elif kind == "float" and spec.get("log") == "one_minus":
+                out[name] = suggest_one_minus(trial, name, spec["low"], spec["high"])
             elif kind == "float":
                 out[name] = trial.suggest_float(name, spec["low"], spec["high"],
                                                 log=spec.get("log", False), step=spec.get("step"))
@@ -129,7 +136,12 @@ def _validate(path: str, name: str, spec: Any, params: dict) -> dict:
             raise UserError(f"{where}: int bounds must be integers")
         if low >= high:
             raise UserError(f"{where}: bad range, low {low} must be < high {high}")
-        if spec.get("log") and low <= 0:
+        log = spec.get("log", False)
+        if not (isinstance(log, bool) or (log == "one_minus" and spec["type"] == "float")):
+            raise UserError(f"{where}: 'log' must be true, false or (for a float) one_minus")
+        if log == "one_minus" and high >= 1:
+            raise UserError(f"{where}: log: one_minus needs high < 1, got {high}")
+        if spec.get("log") is True and low <= 0:
             raise UserError(f"{where}: log scale needs low > 0, got {low}")
         if spec.get("log") and spec.get("step") is not None and spec["type"] == "float":
             raise UserError(f"{where}: 'step' and 'log' cannot be combined")

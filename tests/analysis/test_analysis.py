@@ -330,3 +330,30 @@ def test_predicted_final_scores_rank_stopped_trials_by_their_config():
     assert stopped["predicted"].corr(stopped.index.map(lambda t: int(t[1:])).to_series(
         index=stopped.index), method="spearman") > 0.9
     assert (pred["low"] <= pred["predicted"]).all() and (pred["predicted"] <= pred["high"]).all()
+
+
+def test_beta2_sampled_on_log_one_minus_is_binned_and_judged_on_that_scale():
+    """Bins of beta2 sampled as log(1 - beta2) split 0.9 / 0.99 / 0.999 evenly (linear bins
+    would put three quarters of the trials in the last one), and importance reads the
+    study's log distribution of 1 - beta2."""
+    import optuna
+
+    from hpsearch.analysis._common import bin_param
+
+    rng = np.random.default_rng(1)
+    n = 120
+    beta2 = 1 - 10 ** rng.uniform(-4, -1, n)
+    bins = bin_param("beta2", pd.Series(beta2), bins=3)
+    assert list(bins.cat.categories)[0].startswith("0.9") and bins.value_counts().min() > 25
+    uniform = bin_param("beta2", pd.Series(rng.uniform(0.9, 0.9999, n)), bins=3)
+    assert uniform.value_counts().min() > 25  # a uniform sample keeps linear bins
+    df = pd.DataFrame({"trial_id": [f"t{i}" for i in range(n)], "beta2": beta2,
+                       "beta1": rng.uniform(0.5, 0.99, n), "status": "completed"})
+    df["score"] = 0.9 - 0.01 * (np.log10(1 - df["beta2"]) + 3) ** 2 + rng.normal(0, 1e-4, n)
+    stored = {"one_minus_beta2": optuna.distributions.FloatDistribution(1e-4, 0.1, log=True),
+              "beta1": optuna.distributions.FloatDistribution(0.5, 0.99)}
+    study, names = importance._to_study(df, ["beta1", "beta2"], "score", "max", stored)
+    t = study.trials[0]
+    assert t.distributions["beta2"].log and t.params["beta2"] == pytest.approx(1 - beta2[0])
+    imp = importance.compute_importance(df, ["beta1", "beta2"], distributions=stored)
+    assert (imp.groupby("evaluator").first()["param"] == "beta2").all()

@@ -39,3 +39,20 @@ def test_seed_grids_as_the_reports_ran_them():
     # AdamW's decay is searched where adamw is, and defaults to the usual 0.01 elsewhere.
     assert any(0 < wd < 1 for wd in _choices("mlp_optimizers", "weight_decay"))
     assert min(_choices("adam_betas", "beta2")) < 0.7  # the space reaches the low beta2s
+
+
+@pytest.mark.parametrize("name", ["mlp_optimizers", "adam_betas"])
+def test_beta2_is_searched_on_log_one_minus_and_a_given_point_keeps_it(name):
+    """beta2 near Adam's 0.999 is sampled as often as near 0.99 (log of 1 - beta2), and a
+    --points config naming beta2 runs with that beta2."""
+    import optuna
+
+    from hpsearch.spaces import scales
+
+    fn = spaces.get(name).fn
+    values = [c["beta2"] for c in spaces.sample_configs(fn, n=200) if "beta2" in c]
+    near = sum(0.999 <= v for v in values), sum(0.99 <= v < 0.999 for v in values)
+    assert min(near) >= 0.15 * len(values), near  # uniform sampling: 1% at or above 0.999
+    study = optuna.create_study()
+    study.enqueue_trial(scales.optuna_point({"optimizer": "adam", "beta2": 0.999}))
+    assert fn(study.ask())["beta2"] == pytest.approx(0.999)
