@@ -39,7 +39,8 @@ def _space(name: str, top: int) -> dict:
                 "num_layers": randint(1, 5), "max_units": lograndint(64, 1024),
                 "max_dropout": uniform(0.0, 1.0)}
     return {"optimizer": choice(list(landscapes.OPTIMIZERS)), "lr": loguniform(1e-4, 0.1),
-            "beta1": uniform(0.5, 0.99), "beta2": uniform(0.9, 0.9999),
+            # beta2 as hpsearch's spaces search it: 1 - beta2 log-uniform (spaces.scales)
+            "beta1": uniform(0.5, 0.99), "one_minus_beta2": loguniform(1e-4, 0.1),
             "momentum": uniform(0.5, 0.99), "weight_decay": loguniform(1e-5, 0.1),
             "batch_size": choice([8, 16, 32, 64]), "depth": randint(1, 4)}
 

@@ -125,8 +125,12 @@ def true_final(config: dict, landscape: str, instance: int, epochs: int) -> floa
 
 
 def make(config: dict, **over) -> Config:
+    """A Config from a config or a sampler's params (`one_minus_beta2` as beta2)."""
     keys = set(Config.__dataclass_fields__)
-    return Config(**{k: v for k, v in {**config, **over}.items() if k in keys})
+    values = {**config, **over}
+    if "one_minus_beta2" in values and "beta2" not in values:
+        values["beta2"] = 1.0 - values["one_minus_beta2"]
+    return Config(**{k: v for k, v in values.items() if k in keys})
 
 
 def optimum(landscape: str, instance: int, epochs: int) -> float:

@@ -113,8 +113,9 @@ CLIENT_SCRIPT = textwrap.dedent("""
     cluster = Cluster(initialize_head=True, head_node_args={
         "num_cpus": 2, "include_dashboard": False, "ray_client_server_port": port})
     cluster.wait_for_nodes()
-    args = ["run", "--address", f"ray://127.0.0.1:{port}", "--trainer", "mlp", "--set",
-            "data=digits", "--samples", "2", "--max-epochs", "1"]
+    args = ["run", "--address", f"ray://127.0.0.1:{port}", "--trainer",
+            "tests.search.curves_trainer:train", "--space", "tests/search/curves_space.yaml",
+            "--samples", "2", "--max-epochs", "1"]
     no_storage = main([*args, "--out", out + "/local"])
     shared = main([*args, "--storage", out + "/shared", "--out", "run"])
     print(json.dumps({"no_storage": no_storage, "shared": shared}), flush=True)
