@@ -57,8 +57,8 @@ def trainer_config(name: str, seed: int, params: dict, **over):
     does not use)."""
     mod, s = plugin(name), spec(name, seed)
     values = {**params, **s["fixed"], "epochs": s["max_epochs"], **over}
-    if "one_minus_beta2" in values and "beta2" not in values:  # a field method's sample
-        values["beta2"] = 1.0 - values["one_minus_beta2"]
+    if mod is landscapes:  # its make also reads a field method's one_minus_beta2
+        return landscapes.make(values)
     keys = set(mod.Config.__dataclass_fields__)
     return mod.Config(**{k: v for k, v in values.items() if k in keys})
 
