@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import importlib
 import logging
 import os
 import threading
@@ -13,6 +12,7 @@ import time
 import uuid
 from pathlib import Path
 
+import optuna
 import ray
 from ray import tune
 
@@ -157,15 +157,13 @@ def run_search(cfg: SearchConfig, stream: str | None = "stdout", grid: bool = Fa
 
 
 def _preload_study_storage() -> None:
-    """Import what the run's sqlite study loads on first use (SQLAlchemy and alembic, ~0.8 s)
-    in a thread while Ray starts, instead of on the way to the first trial."""
+    """Load, in a thread while Ray starts, what the run's sqlite study needs on first use
+    (SQLAlchemy, its mappers' configuration and alembic's revision scripts: ~1.2 s, of which
+    0.3 s was still on the way to the first trial after importing them here) by opening a
+    throwaway in-memory study storage; the run's own optuna.db then opens in ~0.1 s."""
     def load() -> None:
-        for name in ("sqlalchemy.orm", "sqlalchemy.dialects.sqlite", "alembic.command",
-                     "alembic.config", "alembic.migration", "alembic.script"):
-            try:
-                importlib.import_module(name)
-            except ImportError:  # Optuna says what it lacks when it needs it
-                return
+        with contextlib.suppress(Exception):  # Optuna says what it lacks when it needs it
+            optuna.storages.RDBStorage("sqlite:///:memory:")
     threading.Thread(target=load, name="hpsearch-preload", daemon=True).start()
 
 
