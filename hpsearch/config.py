@@ -123,6 +123,10 @@ class SearchConfig:
             raise ValueError(f"seed must be in [0, 2**32), got {self.seed}")
         if self.budget_epochs is not None and self.budget_epochs < 1:
             raise ValueError(f"epoch budget must be >= 1, got {self.budget_epochs}")
+        if self.budget_epochs is not None and self.budget_epochs < self.max_epochs:
+            # Only a trial that trained every epoch is a search's answer (schedulers.py).
+            raise ValueError(f"epoch budget {self.budget_epochs} is below max epochs "
+                             f"{self.max_epochs}: no trial could train to the end")
         if self.max_failures < 0:
             raise ValueError(f"max failures must be >= 0, got {self.max_failures}")
 

@@ -48,6 +48,7 @@ RUN = ["run", "--trainer", "mlp", "--set", "data=digits", "--samples", "1", "--m
     (RUN + ["--num-cpus", "0"], "--num-cpus must be >= 1"),
     (RUN + ["--num-cpus", "-2"], "--num-cpus must be >= 1"),
     (RUN + ["--seed", "-1"], "seed must be in"),
+    (RUN + ["--max-epochs", "8", "--budget-epochs", "5"], "no trial could train to the end"),
     (RUN + ["--cpus-per-trial", "0"], "cpus per trial must be > 0"),
     (RUN + ["--gpus-per-trial", "lots"], "expected a number or 'auto'"),
     (["run", "--trainer", "syntax_trainer:train", "--space", "fixed_abc.yaml"], "syntax error"),
