@@ -13,6 +13,15 @@ __all__ = ["parser"]
 S = argparse.SUPPRESS  # a flag not given is left to the API's default
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a bad argument reported as every other user error is: one line on
+    stderr and exit 2 (argparse's own error prints the whole usage before it). The
+    subcommands' parsers are of this class too (`add_subparsers` makes them so)."""
+
+    def error(self, message: str):
+        self.exit(2, f"hpsearch: error: {message} (see '{self.prog} --help')\n")
+
+
 def _add_run_args(p: argparse.ArgumentParser) -> None:
     a = p.add_argument
     a("--trainer", default=S, help="mlp | lm | vit | module:function (default: the space's)")
@@ -71,7 +80,7 @@ def _one_config_args(p: argparse.ArgumentParser) -> None:
 
 def parser() -> argparse.ArgumentParser:
     """The `hpsearch` argument parser."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="hpsearch", description="automated hyperparameter search for PyTorch")
     parser.add_argument("--version", action="version", version=f"hpsearch {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true",

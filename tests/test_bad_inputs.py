@@ -68,6 +68,23 @@ def test_bad_input_is_one_line_exit_2(files, args, needle, capsys):
     assert not out.exists()  # nothing left behind
 
 
+@pytest.mark.parametrize("args,needle", [
+    (["run", "--scheduler", "nope"], "argument --scheduler: invalid choice: 'nope'"),
+    (["run", "--samples", "many"], "argument --samples: invalid int value"),
+    (["nosuch"], "argument command: invalid choice: 'nosuch'"),
+    (["analyze"], "the following arguments are required: run_dir"),
+])
+def test_bad_argument_is_one_line_exit_2(files, args, needle, capsys):
+    """argparse's own errors too: one line naming the help to read, not the whole usage."""
+    with pytest.raises(SystemExit) as exc:
+        main(args)
+    assert exc.value.code == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("hpsearch: error: "), lines
+    assert needle in lines[0] and "--help" in lines[0], lines[0]
+    assert not (files / "runs").exists()
+
+
 @pytest.mark.parametrize("out,needle", [("a_file", "not a directory"),
                                         ("/proc/hpsearch-run", "cannot create"),
                                         ("full", "non-empty directory that holds no run")])
