@@ -40,7 +40,10 @@ def is_private_temp(path: str) -> bool:
 
 def _uses(pid: str, temp_dir: str) -> bool:
     """True when process `pid` (ours) names `temp_dir` in its command line or holds a
-    file inside it: Ray's daemons and workers of that instance do, nothing else does."""
+    file inside it (its logs, sockets): Ray's daemons and workers of that instance do,
+    nothing else does. A directory held open there does not count: the watcher and a
+    `resume` ending the same instance hold them while they delete it (`shutil.rmtree`),
+    and each took the other for one of the instance's processes and killed it."""
     base = f"/proc/{pid}"
     try:
         if os.stat(base).st_uid != os.getuid():
@@ -48,9 +51,16 @@ def _uses(pid: str, temp_dir: str) -> bool:
         with open(f"{base}/cmdline", "rb") as f:
             if temp_dir.encode() in f.read():
                 return True
-        return any(os.readlink(f"{base}/fd/{fd}").startswith(temp_dir + "/")
-                   for fd in os.listdir(f"{base}/fd"))
+        return any(_holds_file(f"{base}/fd/{fd}", temp_dir) for fd in os.listdir(f"{base}/fd"))
     except OSError:
+        return False
+
+
+def _holds_file(fd_link: str, temp_dir: str) -> bool:
+    try:
+        return (os.readlink(fd_link).startswith(temp_dir + "/")
+                and not stat.S_ISDIR(os.stat(fd_link).st_mode))
+    except OSError:  # closed meanwhile
         return False
 
 

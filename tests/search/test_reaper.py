@@ -82,3 +82,35 @@ def test_the_watcher_imports_nothing_but_the_standard_library():
     out = subprocess.run([sys.executable, "-I", "-S", "-c", code], capture_output=True,
                          text=True, timeout=60)
     assert out.returncode == 0 and out.stdout.strip() == "[]", out.stderr
+
+
+def test_a_process_deleting_the_temp_dir_is_not_one_of_the_instance():
+    """A process counts as the instance's when it names the temp dir or holds a file in it
+    (Ray's logs and sockets), not a directory: the watcher and a `resume` of the killed run
+    end the same instance at once, each deleting the temp dir with `shutil.rmtree` (which
+    holds its directories open), and each took the other for one of its processes: CI saw
+    the resume SIGKILLed (exit -9, nothing on stderr)."""
+    temp = tempfile.mkdtemp(prefix=reaper.TEMP_PREFIX)
+    sub = Path(temp) / "session" / "logs"
+    sub.mkdir(parents=True)
+    (sub / "raylet.out").write_text("log\n")
+    # The path through the environment: a command line naming the temp dir counts anyway.
+    hold = "import os, time\nfd = os.open(os.environ['HOLD'], {})\nprint('ready', flush=True)\n" \
+           "time.sleep(600)\n"
+    procs = {kind: subprocess.Popen(
+        [sys.executable, "-c", hold.format(flag)], stdout=subprocess.PIPE, cwd="/",
+        env={**os.environ, "HOLD": str(path)})
+        for kind, flag, path in (("dir", "os.O_RDONLY | os.O_DIRECTORY", sub),
+                                 ("file", "os.O_RDONLY", sub / "raylet.out"))}
+    try:
+        for p in procs.values():
+            assert p.stdout.readline().strip() == b"ready"
+        pids = reaper.instance_pids(temp)
+        assert procs["file"].pid in pids
+        assert procs["dir"].pid not in pids
+    finally:
+        for p in procs.values():
+            p.kill()
+            p.wait()
+        reaper.end_instance(temp)
+    assert not os.path.exists(temp)
