@@ -129,8 +129,12 @@ CLIENT_SCRIPT = textwrap.dedent("""
 def test_ray_client_address_needs_a_shared_run_directory(tmp_path, ray_tmp):
     # Ray Client gives up after ~35 s by default; the head's client server can take longer
     # to start its per-client process while the rest of the suite loads this machine.
+    # GRPC_ENABLE_FORK_SUPPORT=0: the head's client proxy forks that process while its own
+    # gRPC threads are busy; gRPC's fork handlers then left the child polling a closed epoll
+    # fd, it died at once ("SpecificServer startup failed" in ray_client_server.err) and the
+    # client waited ~30 s to retry: 61-76 s under load instead of 45 s (16 s idle).
     env = {**os.environ, **ray_tmp, "RAY_CLIENT_INITIAL_CONNECTION_TIMEOUT_S": "30",
-           "RAY_CLIENT_MAX_CONNECTION_TIMEOUT_S": "120"}
+           "RAY_CLIENT_MAX_CONNECTION_TIMEOUT_S": "120", "GRPC_ENABLE_FORK_SUPPORT": "0"}
     res = subprocess.run([sys.executable, "-c", CLIENT_SCRIPT, str(tmp_path)], env=env,
                          capture_output=True, text=True, cwd=ROOT, timeout=400)
     assert res.returncode == 0, res.stderr[-3000:]
