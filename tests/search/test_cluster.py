@@ -130,8 +130,8 @@ def test_ray_client_address_needs_a_shared_run_directory(tmp_path, ray_tmp):
     # Ray Client gives up after ~35 s by default; the head's client server can take longer
     # to start its per-client process while the rest of the suite loads this machine.
     # GRPC_ENABLE_FORK_SUPPORT=0: the head's client proxy forks that process while its own
-    # gRPC threads are busy; gRPC's fork handlers then left the child polling a closed epoll
-    # fd, it died at once ("SpecificServer startup failed" in ray_client_server.err) and the
+    # gRPC threads are busy ("skipping fork() handlers"); the child logged an epoll_wait on a
+    # bad fd, died at once ("SpecificServer startup failed" in ray_client_server.err) and the
     # client waited ~30 s to retry (76 s under load; 45-68 s without the failure, 16 s idle).
     env = {**os.environ, **ray_tmp, "RAY_CLIENT_INITIAL_CONNECTION_TIMEOUT_S": "30",
            "RAY_CLIENT_MAX_CONNECTION_TIMEOUT_S": "120", "GRPC_ENABLE_FORK_SUPPORT": "0"}
