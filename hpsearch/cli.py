@@ -12,7 +12,7 @@ import sys
 
 from hpsearch import api
 from hpsearch.cli_args import parser as _parser
-from hpsearch.errors import UserError
+from hpsearch.errors import UserError, error_line
 from hpsearch.rundir import layout
 
 
@@ -244,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return COMMANDS[args.command](args)
     except UserError as exc:
-        print(f"hpsearch: error: {exc}", file=sys.stderr)
+        print(error_line(str(exc)), file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("hpsearch: interrupted", file=sys.stderr)

@@ -7,6 +7,7 @@ import argparse
 
 from hpsearch import __version__
 from hpsearch.config import SAMPLERS, SCHEDULERS
+from hpsearch.errors import error_line
 
 __all__ = ["parser"]
 
@@ -19,7 +20,7 @@ class _Parser(argparse.ArgumentParser):
     subcommands' parsers are of this class too (`add_subparsers` makes them so)."""
 
     def error(self, message: str):
-        self.exit(2, f"hpsearch: error: {message} (see '{self.prog} --help')\n")
+        self.exit(2, error_line(f"{message} (see '{self.prog} --help')") + "\n")
 
 
 def _add_run_args(p: argparse.ArgumentParser) -> None:
