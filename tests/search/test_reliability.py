@@ -26,6 +26,10 @@ ROOT = Path(__file__).resolve().parents[2]
 
 pytestmark = pytest.mark.slow
 VIT = {"data": "digits", "dim": 32, "heads": 2}
+# Where the subject is the run's processes and files, not training: a torch-free trainer
+# (synthetic curves), so the trial actor loads no torch (~3 CPU-s less each).
+CURVES = ("--trainer", "tests.search.curves_trainer:train", "--space",
+          "tests/search/curves_space.yaml")
 
 
 def _result_lines(run_dir: Path) -> dict[str, list[dict]]:
@@ -276,8 +280,8 @@ def test_run_killed_while_its_ray_starts_leaves_nothing_the_next_run_does_not_en
     the temp dir ends that Ray as soon as the driver dies."""
     run_dir = tmp_path / "early"
     record = run_dir / "ray_processes.json"
-    args = ("run", "--trainer", "mlp", "--samples", "1", "--max-epochs", "1", "--set",
-            "data=digits", "--set", "width=16", "--num-cpus", "1", "--out", str(run_dir))
+    args = ("run", *CURVES, "--samples", "1", "--max-epochs", "1", "--num-cpus", "1",
+            "--out", str(run_dir))
     proc = subprocess.Popen(_cli(*args), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         assert _wait(record.is_file, 120)
@@ -306,8 +310,7 @@ def test_resume_of_a_run_killed_before_tune_saved_any_state_starts_it_again(tmp_
     here once Tune has written tuner.pkl (when the Tuner is built), the latest point before
     its trial list: Tune's restore of that ran one trial of two and ended 'interrupted'."""
     run_dir = tmp_path / "unsaved"
-    proc = subprocess.Popen(_cli("run", "--trainer", "mlp", "--samples", "2", "--max-epochs",
-                                 "1", "--set", "data=digits", "--set", "width=16",
+    proc = subprocess.Popen(_cli("run", *CURVES, "--samples", "2", "--max-epochs", "1",
                                  "--num-cpus", "1", "--out", str(run_dir)),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
@@ -447,11 +450,11 @@ def test_killed_grid_run_resumes_every_point_once(tmp_path):
     state (trial list older than its search state) used to leave a point that never ran and
     a run that `resume` could never finish (exit 130 each time)."""
     space = tmp_path / "g.yaml"
-    space.write_text("trainer: mlp\nparams:\n  depth: {type: int, low: 1, high: 3}\n"
-                     "grid: {depth: [1, 2, 3]}\n")
+    space.write_text("params:\n  width: {type: float, low: 0.0, high: 1.0}\n"
+                     "grid: {width: [0.25, 0.5, 0.75]}\n")
     run_dir = tmp_path / "grid"
-    proc = subprocess.Popen(_cli("run", "--grid", "--space", str(space), "--max-epochs", "1",
-                                 "--set", "data=digits", "--set", "width=16", "--num-cpus",
+    proc = subprocess.Popen(_cli("run", "--grid", "--trainer", CURVES[1], "--space", str(space),
+                                 "--max-epochs", "1", "--set", "epoch_s=1.0", "--num-cpus",
                                  "1", "--out", str(run_dir)),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     done = lambda: sum(any(r.get("status") == "completed" for r in v)  # noqa: E731
@@ -466,5 +469,5 @@ def test_killed_grid_run_resumes_every_point_once(tmp_path):
                          text=True, timeout=400)
     assert res.returncode == 0, res.stderr[-3000:]
     trials = pd.read_csv(run_dir / "trials.csv")
-    assert sorted(trials["depth"]) == [1, 2, 3]
+    assert sorted(trials["width"]) == [0.25, 0.5, 0.75]
     assert set(trials["status"]) == {"completed"}

@@ -15,6 +15,9 @@ TINY = {"data": "digits", "width": 16}
 # One trial at a time where concurrency is not what a test is about: each concurrent slot
 # is a Tune actor that imports Ray Tune and torch (~3.5 CPU-s) on a CPU-bound suite.
 ONE_SLOT = ResourcesConfig(max_concurrent=1)
+# Where the subject is the search, not the training: synthetic curves, no torch in the
+# trial actor (an mlp actor costs ~3 CPU-s more: torch, torch._dynamo, the epochs).
+CURVES, CURVES_SPACE = "tests.search.curves_trainer:train", "tests/search/curves_space.yaml"
 
 
 def _cfg(tmp_path, name, **kw):
@@ -62,17 +65,19 @@ def test_four_trial_search_end_to_end(ray_local, tmp_path):
 
 def test_the_same_seed_one_trial_at_a_time_repeats_the_search(ray_local, tmp_path):
     """`--seed` with `--max-concurrent 1`: the default sampler (its model included, which
-    starts after 8 trials) and scheduler propose and stop the same trials, and the trainer
-    reproduces their metrics, epoch by epoch."""
+    starts after 8 trials) and scheduler propose and stop the same trials, epoch by epoch.
+    (A torch-free trainer whose metrics are a function of the config: that the built-in
+    trainers repeat their metrics under one seed is test_loop's.)"""
     def once(name):
-        run = run_search(_cfg(tmp_path, name, samples=10, max_epochs=3, seed=5,
-                              resources=ONE_SLOT))
-        cols = ["optimizer", "lr", "batch_size", "depth", "epoch", "val_metric", "status"]
+        run = run_search(_cfg(tmp_path, name, trainer=CURVES, space=CURVES_SPACE, fixed={},
+                              samples=12, max_epochs=3, seed=5, resources=ONE_SLOT))
+        cols = ["optimizer", "lr", "width", "epoch", "val_metric", "status"]
         return run.epochs.sort_values(["lr", "epoch"])[cols].reset_index(drop=True)
 
     first, again = once("a"), once("b")
     pd.testing.assert_frame_equal(first, again)
-    assert first["lr"].nunique() == 10
+    assert first["lr"].nunique() == 12
+    assert set(first["status"]) >= {"stopped_early", "completed"}, first["status"]
 
 
 def test_minimising_a_loss_searches_as_maximising_its_accuracy(ray_local, tmp_path):
@@ -112,7 +117,11 @@ def test_the_epoch_budget_counts_trained_epochs(ray_local, tmp_path):
 
 
 def test_asha_stopped_trials_reach_optuna_as_pruned(ray_local, tmp_path):
-    cfg = _cfg(tmp_path, "asha", samples=6, max_epochs=3, sampler="random", seed=3,
+    space = tmp_path / "space.yaml"  # no lr that diverges (those are PRUNED too)
+    space.write_text("params:\n  optimizer: {type: categorical, choices: [sgd, adam]}\n"
+                     "  lr: {type: float, low: 1.0e-5, high: 1.0e-2, log: true}\n")
+    cfg = _cfg(tmp_path, "asha", trainer=CURVES, space=str(space), fixed={}, samples=6,
+               max_epochs=3, sampler="random", seed=3,
                scheduler=SchedulerConfig("asha", grace_period=1, reduction_factor=2),
                resources=ONE_SLOT)
     run = run_search(cfg)
@@ -166,11 +175,11 @@ def test_divergence_and_errors_do_not_stop_the_search(ray_local, tmp_path):
 
 def test_grid_mode_runs_the_hand_grid(ray_local, tmp_path):
     space = tmp_path / "g.yaml"
-    space.write_text("trainer: mlp\nparams:\n  depth: {type: int, low: 1, high: 3}\n"
-                     "grid: {depth: [1, 3], batch_size: [64]}\n")
-    run = run_search(_cfg(tmp_path, "grid", space=str(space), max_epochs=1,
-                          resources=ONE_SLOT), grid=True)
-    assert sorted(run.trials["depth"]) == [1, 3]
+    space.write_text("params:\n  width: {type: float, low: 0.0, high: 1.0}\n"
+                     "grid: {width: [0.25, 0.75], optimizer: [sgd]}\n")
+    run = run_search(_cfg(tmp_path, "grid", trainer=CURVES, space=str(space), fixed={},
+                          max_epochs=1, resources=ONE_SLOT), grid=True)
+    assert sorted(run.trials["width"]) == [0.25, 0.75]
 
 
 @pytest.mark.slow
