@@ -28,8 +28,8 @@ pytestmark = pytest.mark.slow
 VIT = {"data": "digits", "dim": 32, "heads": 2}
 # Where the subject is the run's processes and files, not training: a torch-free trainer
 # (synthetic curves), so the trial actor loads no torch (~3 CPU-s less each).
-CURVES = ("--trainer", "tests.search.curves_trainer:train", "--space",
-          "tests/search/curves_space.yaml")
+CURVES_TRAINER = "tests.search.curves_trainer:train"
+CURVES = ("--trainer", CURVES_TRAINER, "--space", "tests/search/curves_space.yaml")
 
 
 def _result_lines(run_dir: Path) -> dict[str, list[dict]]:
@@ -453,9 +453,9 @@ def test_killed_grid_run_resumes_every_point_once(tmp_path):
     space.write_text("params:\n  width: {type: float, low: 0.0, high: 1.0}\n"
                      "grid: {width: [0.25, 0.5, 0.75]}\n")
     run_dir = tmp_path / "grid"
-    proc = subprocess.Popen(_cli("run", "--grid", "--trainer", CURVES[1], "--space", str(space),
-                                 "--max-epochs", "1", "--set", "epoch_s=1.0", "--num-cpus",
-                                 "1", "--out", str(run_dir)),
+    proc = subprocess.Popen(_cli("run", "--grid", "--trainer", CURVES_TRAINER, "--space",
+                                 str(space), "--max-epochs", "1", "--set", "epoch_s=1.0",
+                                 "--num-cpus", "1", "--out", str(run_dir)),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     done = lambda: sum(any(r.get("status") == "completed" for r in v)  # noqa: E731
                        for v in _result_lines(run_dir).values()) >= 1

@@ -87,7 +87,7 @@ def test_minimising_a_loss_searches_as_maximising_its_accuracy(ray_local, tmp_pa
     SearchConfig names a mode: each takes its trainer's MODE."""
     def once(trainer, name):
         run = run_search(_cfg(tmp_path, name, trainer=f"tests.search.{trainer}:train",
-                              space="tests/search/curves_space.yaml", fixed={}, samples=14,
+                              space=CURVES_SPACE, fixed={}, samples=14,
                               max_epochs=9, seed=2, resources=ONE_SLOT))
         return run.epochs.sort_values(["lr", "epoch"]).reset_index(drop=True)
 
@@ -106,7 +106,7 @@ def test_the_epoch_budget_counts_trained_epochs(ray_local, tmp_path):
     space = tmp_path / "space.yaml"
     space.write_text("params:\n  optimizer: {type: categorical, choices: [sgd, adam]}\n"
                      "  lr: {type: float, low: 1.0e-4, high: 1.0e-2, log: true}\n")
-    cfg = _cfg(tmp_path, "budget", trainer="tests.search.curves_trainer:train",
+    cfg = _cfg(tmp_path, "budget", trainer=CURVES,
                space=str(space), fixed={"epoch_s": 0.1}, samples=50, max_epochs=4,
                budget_epochs=10, seed=0, sampler="random",
                scheduler=SchedulerConfig(kind="fifo"), resources=ONE_SLOT)
