@@ -5,12 +5,13 @@ epoch budget. Runs in its own environment (Syne Tune pins numpy < 2):
 
     python3 -m venv .venv-field
     .venv-field/bin/pip install "syne-tune[gpsearchers,kde]==0.13.0" onnxruntime scikit-learn
-    .venv-field/bin/python -m benchmarks.field_baselines --json /tmp/field.json
+    .venv-field/bin/python -m benchmarks.field_baselines --jobs 2 --json /tmp/field.json
     .venv/bin/python -m benchmarks.search_quality --methods --field /tmp/field.json \
         --merge benchmarks/results_search_quality.json
 
-(scikit-learn: Syne Tune's blackbox module imports it.) `--concurrency 8` runs 8 workers;
-one BOHB run of 499 epochs then takes about 70 s on 2 cores.
+(scikit-learn: Syne Tune's blackbox module imports it.) Each run is a process of its own;
+`--jobs N` runs N at once. `--concurrency 8` runs 8 workers; one run of 499 epochs then takes
+50-130 s on one core.
 
 Syne Tune spaces are flat (no conditions): knobs an optimizer does not use are sampled and
 ignored by the landscape, as a user of these tools would have to do.
@@ -21,6 +22,7 @@ from __future__ import annotations
 import argparse
 import logging
 import math
+import multiprocessing
 import tempfile
 import time
 from pathlib import Path
@@ -134,6 +136,21 @@ def _results(tuner) -> list:
             for _, r in df.iterrows()]
 
 
+def _job(job: tuple) -> tuple[dict, str]:
+    """One landscape x concurrency x seed x method: (its row, the line that reports it)."""
+    land, conc, seed, m, budget = job
+    logging.disable(logging.WARNING)
+    t0 = time.time()
+    trace = run(m, land, seed, conc, budget)
+    curve = qc.regret_curve(land, seed, trace, budget)
+    row = {"landscape": land, "seed": seed, "concurrency": conc, "method": f"syne-tune {m}",
+           "curve": curve, "wall_s": time.time() - t0}
+    short = f"; SHORT of the budget ({budget})" if len(trace) < budget else ""
+    return row, (f"{land} conc={conc} seed={seed} {m}: regret "
+                 f"{qc.regret_at(curve, budget):.4f} ({len(trace)} epochs, "
+                 f"{time.time() - t0:.0f} s{short})")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--landscapes", nargs="+", default=qc.landscape_names())
@@ -141,28 +158,23 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     ap.add_argument("--concurrency", type=int, nargs="+", default=[2])
     ap.add_argument("--budget", type=float, default=18.5, help="in full trainings")
-    ap.add_argument("--json", required=True)
+    ap.add_argument("--jobs", type=int, default=1, help="runs at once, each in a process of "
+                    "its own (Syne Tune keeps state per process)")
+    ap.add_argument("--json", required=True, help="written after every run, so that a cut "
+                    "sweep keeps the runs that ended")
     args = ap.parse_args()
     logging.disable(logging.WARNING)
+    jobs = [(land, conc, seed, m, int(args.budget * qc.spec(land, 0)["max_epochs"]))
+            for land in args.landscapes
+            if not (land.startswith("lcbench-") and not qc.lcbench.available())
+            for conc in args.concurrency for seed in args.seeds for m in args.methods]
     rows = []
-    for land in args.landscapes:
-        if land.startswith("lcbench-") and not qc.lcbench.available():
-            continue
-        budget = int(args.budget * qc.spec(land, 0)["max_epochs"])
-        for conc in args.concurrency:
-            for seed in args.seeds:
-                for m in args.methods:
-                    t0 = time.time()
-                    trace = run(m, land, seed, conc, budget)
-                    curve = qc.regret_curve(land, seed, trace, budget)
-                    rows.append({"landscape": land, "seed": seed, "concurrency": conc,
-                                 "method": f"syne-tune {m}", "curve": curve,
-                                 "wall_s": time.time() - t0})
-                    short = f"; SHORT of the budget ({budget})" if len(trace) < budget else ""
-                    print(f"{land} conc={conc} seed={seed} {m}: regret "
-                          f"{qc.regret_at(curve, budget):.4f} ({len(trace)} epochs, "
-                          f"{time.time() - t0:.0f} s{short})", flush=True)
-    qc.save(Path(args.json), rows)
+    ctx = multiprocessing.get_context("spawn")
+    with ctx.Pool(max(1, args.jobs), maxtasksperchild=1) as pool:
+        for row, line in pool.imap_unordered(_job, jobs):
+            rows.append(row)
+            print(line, flush=True)
+            qc.save(Path(args.json), rows)
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from functools import lru_cache
 from pathlib import Path
 
@@ -115,7 +116,10 @@ def regret_at(curve: list[tuple[int, float]], epochs: int) -> float:
 
 
 def save(path: Path, rows: list[dict]) -> None:
-    path.write_text(json.dumps(rows, indent=1))
+    """Write `rows` as JSON, atomically (a sweep rewrites its file after every run)."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(rows, indent=1))
+    os.replace(tmp, path)
 
 
 def compact(row: dict, budget: int) -> dict:
