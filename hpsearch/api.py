@@ -8,14 +8,16 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 from hpsearch import config as _config
 from hpsearch.errors import UserError
-from hpsearch.rundir import Run, RunDir
-from hpsearch.rundir import load_run as _load_local
+from hpsearch.rundir import RunDir
+
+if TYPE_CHECKING:  # pandas (the tables) costs ~0.3 s to import: not on the CLI's error paths
+    import pandas as pd
+
+    from hpsearch.rundir import Run
 
 __all__ = ["search_config", "run", "resume", "load_run", "analyze", "export", "train",
            "estimate", "load_document", "Analysis", "Export"]
@@ -87,7 +89,8 @@ def search_config(trainer: str | None = None, space: str | None = None, *,
     from hpsearch import spaces, trainers
     from hpsearch.search import storage as _storage
 
-    trainer_name = trainer or (spaces.get(space).trainer if space else None) or "mlp"
+    spec = spaces.get(space) if space else None  # a bad space file or name fails here
+    trainer_name = trainer or (spec.trainer if spec else None) or "mlp"
     resolved = trainers.get(trainer_name)
     space = space or spaces.default_for(trainer_name)
     if isinstance(points, (str, Path)):
@@ -171,6 +174,8 @@ def load_run(run_dir: str | Path, warn: Callable[[str], Any] | None = None,
         except UserError as exc:
             if warn:
                 warn(f"{exc}; analysing the local copy")
+    from hpsearch.rundir import load_run as _load_local
+
     return _load_local(run_dir, at_epoch=at_epoch)
 
 
@@ -189,11 +194,14 @@ def analyze(run_dir: str | Path | Run, fmt: str = "md",
     comparison at one epoch: `at_epoch`, or by default the highest epoch that at least
     max(3, 1/4 of the trials) reached (`Run.compare` says which and how many). `predicted`
     adds each config's final score as a model predicts it, labelled as predicted."""
+    from hpsearch.rundir import Run
+
+    run_ = run_dir if isinstance(run_dir, Run) else load_run(run_dir, warn, at_epoch)
+    # The analysis (matplotlib, seaborn, plotly) once the run is found: a wrong path fails fast.
     from hpsearch.analysis import stopping
     from hpsearch.analysis.report import write_report
     from hpsearch.analysis.summary import compute_summary, render
 
-    run_ = run_dir if isinstance(run_dir, Run) else load_run(run_dir, warn, at_epoch)
     path = write_report(run_, fmt, predicted=predicted)
     for text in stopping.warnings(stopping.compute_agreement(run_)) if warn else ():
         warn(text)

@@ -57,10 +57,11 @@ def train(trainer: str | None = None, config: Mapping | str | Path | None = None
     """
     from hpsearch.trainers import check_runnable
     from hpsearch.trainers.contract import ContractError, Reporter, user_frame
-    from hpsearch.trainers.saving import ModelKeeper
 
     resolved, cfg = _one_config(trainer, config, overrides)
     check_runnable(cfg)
+    from hpsearch.trainers.saving import ModelKeeper  # torch (~1 s): once the config is good
+
     keeper = ModelKeeper.for_trainer(resolved, save_model)
     if on_start:
         on_start(resolved, cfg)

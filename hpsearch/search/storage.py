@@ -16,12 +16,10 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pyarrow
 import pyarrow.fs as pafs
-from ray.util.client import ray as ray_client
 
 from hpsearch.errors import UserError
 from hpsearch.rundir import RESULT_FILES, RunDir, tune_state
 from hpsearch.rundir.layout import SEARCH_GEN_STATE_GLOB
-from hpsearch.search import cluster
 
 logger = logging.getLogger(__name__)
 __all__ = ["is_uri", "check_uri", "experiment_uri", "pull_results", "recorded_experiment",
@@ -181,6 +179,10 @@ def check_shared(cfg, run_dir: Path) -> None:
     driver, the Optuna study included, runs on the head node: the run directory itself must
     be on a directory this machine and the cluster both mount. (Ray must be connected unless
     the address is ray://.)"""
+    from ray.util.client import ray as ray_client  # Ray's import (~0.3 s): not on error paths
+
+    from hpsearch.search import cluster
+
     client = ray_client.is_connected() or (cfg.address or "").startswith("ray://")
     if not (client or cluster.is_multi_node()):
         return
