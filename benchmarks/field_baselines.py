@@ -136,12 +136,19 @@ def _results(tuner) -> list:
             for _, r in df.iterrows()]
 
 
-def _job(job: tuple) -> tuple[dict, str]:
-    """One landscape x concurrency x seed x method: (its row, the line that reports it)."""
+def _job(job: tuple) -> tuple[dict | None, str]:
+    """One landscape x concurrency x seed x method: (its row, or None if the method failed,
+    and the line that reports it)."""
     land, conc, seed, m, budget = job
     logging.disable(logging.WARNING)
     t0 = time.time()
-    trace = run(m, land, seed, conc, budget)
+    try:
+        trace = run(m, land, seed, conc, budget)
+    except Exception as exc:  # noqa: BLE001  (a method's own failure ends its run, not the sweep)
+        # Syne Tune 0.13's DEHB asserts at 8 workers in its simulator ("must not skip rung
+        # levels"): the run is reported as failed and left out of the table.
+        return None, (f"{land} conc={conc} seed={seed} {m}: FAILED after {time.time() - t0:.0f} "
+                      f"s: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
     curve = qc.regret_curve(land, seed, trace, budget)
     row = {"landscape": land, "seed": seed, "concurrency": conc, "method": f"syne-tune {m}",
            "curve": curve, "wall_s": time.time() - t0}
@@ -172,9 +179,10 @@ def main() -> None:
     ctx = multiprocessing.get_context("spawn")
     with ctx.Pool(max(1, args.jobs), maxtasksperchild=1) as pool:
         for row, line in pool.imap_unordered(_job, jobs):
-            rows.append(row)
             print(line, flush=True)
-            qc.save(Path(args.json), rows)
+            if row is not None:
+                rows.append(row)
+                qc.save(Path(args.json), rows)
 
 
 if __name__ == "__main__":
