@@ -194,10 +194,9 @@ def analyze(run_dir: str | Path | Run, fmt: str = "md",
     comparison at one epoch: `at_epoch`, or by default the highest epoch that at least
     max(3, 1/4 of the trials) reached (`Run.compare` says which and how many). `predicted`
     adds each config's final score as a model predicts it, labelled as predicted."""
-    from hpsearch.rundir import Run
-
-    run_ = run_dir if isinstance(run_dir, Run) else load_run(run_dir, warn, at_epoch)
-    # The analysis (matplotlib, seaborn, plotly) once the run is found: a wrong path fails fast.
+    # A wrong path is refused before the tables and the analysis (pandas, matplotlib, seaborn,
+    # plotly) are imported.
+    run_ = load_run(run_dir, warn, at_epoch) if isinstance(run_dir, (str, Path)) else run_dir
     from hpsearch.analysis import stopping
     from hpsearch.analysis.report import write_report
     from hpsearch.analysis.summary import compute_summary, render
@@ -230,13 +229,14 @@ def export(run_dir: str | Path, out: str | Path = "best", top: int = 3, fmt: str
            save_models: str | Path | None = None) -> Export:
     """Write the top-k configs (`hpsearch train --config` re-runs them); with
     `confirm_seeds` > 0 re-train each on that many fresh seeds (Ray tasks) and rank them."""
-    from hpsearch.analysis.export import export_best_configs, rank_confirmed
-
     if confirm_seeds < 0:
         raise UserError("--confirm-seeds must be >= 0")
     if save_models and not confirm_seeds:
         raise UserError("--save-models keeps the weights of --confirm-seeds re-trainings; "
                         "pass --confirm-seeds N")
+    RunDir(run_dir).read_meta()  # a wrong path is refused before pandas and the analysis load
+    from hpsearch.analysis.export import export_best_configs, rank_confirmed
+
     run_ = load_run(run_dir, warn)
     written = export_best_configs(run_, out, top, fmt)
     if not confirm_seeds:

@@ -141,10 +141,12 @@ def test_resume_refuses_a_directory_others_can_write(files, capsys):
     ["run", "--trainer", "mlp", "--max-epochs", "0"],
     ["train", "--config", "missing.yaml"],
     ["train", "--trainer", "mlp", "--set", "lr=-1"],
+    ["analyze", "runs/missing"],
+    ["export", "runs/missing"],
 ])
 def test_a_bad_input_is_refused_before_the_heavy_imports(files, args):
-    """The usual mistakes are caught before pandas, Ray or torch load (0.3 s, not 1-2 s, on
-    the CI machine): a later import moved onto these paths fails here, not in a timing."""
+    """The usual mistakes are caught before pandas, Ray or torch load (0.1-0.4 s, not 0.9-2.2
+    s, on the CI machine): a later import moved onto these paths fails here, not in a timing."""
     import subprocess
     import sys
 
