@@ -196,7 +196,8 @@ def analyze(run_dir: str | Path | Run, fmt: str = "md",
     adds each config's final score as a model predicts it, labelled as predicted."""
     # A wrong path is refused before the tables and the analysis (pandas, matplotlib, seaborn,
     # plotly) are imported.
-    run_ = load_run(run_dir, warn, at_epoch) if isinstance(run_dir, (str, Path)) else run_dir
+    run_ = (load_run(run_dir, warn, at_epoch) if isinstance(run_dir, (str, os.PathLike))
+            else run_dir)
     from hpsearch.analysis import stopping
     from hpsearch.analysis.report import write_report
     from hpsearch.analysis.summary import compute_summary, render
@@ -234,10 +235,9 @@ def export(run_dir: str | Path, out: str | Path = "best", top: int = 3, fmt: str
     if save_models and not confirm_seeds:
         raise UserError("--save-models keeps the weights of --confirm-seeds re-trainings; "
                         "pass --confirm-seeds N")
-    RunDir(run_dir).read_meta()  # a wrong path is refused before pandas and the analysis load
+    run_ = load_run(run_dir, warn)  # a wrong path is refused before pandas and the analysis load
     from hpsearch.analysis.export import export_best_configs, rank_confirmed
 
-    run_ = load_run(run_dir, warn)
     written = export_best_configs(run_, out, top, fmt)
     if not confirm_seeds:
         return Export(written)
