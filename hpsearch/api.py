@@ -129,8 +129,11 @@ def search_config(trainer: str | None = None, space: str | None = None, *,
 
 def run(trainer: str | None = None, space: str | None = None, *, grid: bool = False,
         num_cpus: int | None = None, num_gpus: int | None = None,
-        progress: str | None = "stdout", verbose: bool = False, **settings) -> Run:
+        progress: str | None = "stdout", verbose: bool = False,
+        announce: Callable[[_config.SearchConfig], Any] | None = None, **settings) -> Run:
     """Run a search and return the loaded run (see `search_config` for `settings`).
+    `announce(config)` is called once every input has been checked, before anything is
+    written or Ray starts.
 
     Example:
         >>> run = hpsearch.run("mlp", "mlp_optimizers", samples=8, max_epochs=3,
@@ -140,10 +143,13 @@ def run(trainer: str | None = None, space: str | None = None, *, grid: bool = Fa
     cfg = settings.pop("config", None) or search_config(trainer, space, grid=grid, **settings)
     _check_local(cfg.address, num_cpus, num_gpus)
     _prepare_ray(cfg.address)
+    from hpsearch.search import checks
+
+    checks.validate(cfg, grid)  # a bad input is refused before Ray Tune is imported (~2 s)
     from hpsearch.search import run_search
 
     return run_search(cfg, stream=progress, grid=grid, num_cpus=num_cpus, num_gpus=num_gpus,
-                      verbose=verbose)
+                      verbose=verbose, announce=announce)
 
 
 def resume(run_dir: str | Path, *, num_cpus: int | None = None,

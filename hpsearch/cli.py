@@ -66,13 +66,18 @@ def cmd_run(args) -> int:
     kw = {k: v for k, v in vars(args).items() if k not in ("command", "verbose",
                                                            "num_cpus", "num_gpus")}
     cfg = api.search_config(**kw)
-    what = (f"grid scheduler={cfg.scheduler.kind}" if args.grid else
-            f"samples={cfg.samples} sampler={cfg.sampler} scheduler={cfg.scheduler.kind}")
-    budget = f" budget={cfg.budget_epochs} epochs" if cfg.budget_epochs else ""
-    print(f"search: trainer={cfg.trainer} space={cfg.space} {what}{budget} "
-          f"max_epochs={cfg.max_epochs} metric={cfg.metric} ({cfg.mode}) -> {cfg.run_dir}")
+
+    def announce(cfg) -> None:  # once every input is accepted: a refused one prints one line
+        what = (f"grid scheduler={cfg.scheduler.kind}" if args.grid else
+                f"samples={cfg.samples} sampler={cfg.sampler} scheduler={cfg.scheduler.kind}")
+        budget = f" budget={cfg.budget_epochs} epochs" if cfg.budget_epochs else ""
+        print(f"search: trainer={cfg.trainer} space={cfg.space} {what}{budget} "
+              f"max_epochs={cfg.max_epochs} metric={cfg.metric} ({cfg.mode}) -> {cfg.run_dir}",
+              flush=True)
+
     run = api.run(config=cfg, grid=args.grid, num_cpus=getattr(args, "num_cpus", None),
-                  num_gpus=getattr(args, "num_gpus", None), verbose=args.verbose)
+                  num_gpus=getattr(args, "num_gpus", None), verbose=args.verbose,
+                  announce=announce)
     _print_best(run)
     return _exit_code(run)
 

@@ -18,6 +18,14 @@ FILES = {
     "negative_lr.yaml": "trainer: mlp\nparams:\n  lr: {type: float, low: -1.0, high: 0.1}\n"
                         "fixed: {data: digits}\n",
     "bomb.yaml": BOMB,
+    "step_zero.yaml": "trainer: mlp\nparams:\n  batch_size: {type: int, low: 8, high: 64, "
+                      "step: 0}\n",
+    "step_float.yaml": "trainer: mlp\nparams:\n  batch_size: {type: int, low: 8, high: 64, "
+                       "step: 2.5}\n",
+    "step_wide.yaml": "trainer: mlp\nparams:\n  lr: {type: float, low: 0.1, high: 0.2, "
+                      "step: 0.5}\n",
+    "unknown_key.yaml": "trainer: mlp\nparams:\n  lr: {type: float, low: 0.001, high: 0.1}\n"
+                        "  nonsense: {type: float, low: 0, high: 1}\nfixed: {data: digits}\n",
     "points_bomb.yaml": BOMB,
     "syntax_trainer.py": "def train(cfg, report:\n    pass\n",
     "a_file": "not a directory\n",
@@ -40,6 +48,10 @@ RUN = ["run", "--trainer", "mlp", "--set", "data=digits", "--samples", "1", "--m
     (["run", "--space", "fixed_abc.yaml"], "setting depth='abc': expected int"),
     (["run", "--space", "negative_lr.yaml"], "lr must be > 0"),
     (["run", "--space", "bomb.yaml"], "aliases"),
+    (["run", "--space", "step_zero.yaml"], "'step' must be an integer > 0, got 0"),
+    (["run", "--space", "step_float.yaml"], "'step' must be an integer > 0, got 2.5"),
+    (["run", "--space", "step_wide.yaml"], "'step' 0.5 is wider than the range"),
+    (["run", "--space", "unknown_key.yaml"], "sets nonsense, which the trainer's Config"),
     (RUN + ["--points", "points_bomb.yaml"], "aliases"),
     (["run", "--trainer", "mlp", "--set", "data=nosuch"], "data must be one of"),
     (["run", "--trainer", "lm", "--set", "data=digits"], "data must be one of"),
@@ -61,10 +73,12 @@ def test_bad_input_is_one_line_exit_2(files, args, needle, capsys):
     out = files / "runs" / "r"
     argv = [*args, "--out", str(out)] if args[0] == "run" else args
     assert main(argv) == 2
-    err = capsys.readouterr().err
+    captured = capsys.readouterr()
+    err = captured.err
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("hpsearch: error: "), err
     assert needle in lines[0], lines[0]
+    assert captured.out == ""  # not even `run`'s `search:` line: the input was never accepted
     assert not out.exists()  # nothing left behind
 
 
@@ -139,6 +153,8 @@ def test_resume_refuses_a_directory_others_can_write(files, capsys):
     ["run", "--trainer", "mlp", "--space", "bomb.yaml"],
     ["run", "--trainer", "mlp", "--space", "nosuch"],
     ["run", "--trainer", "mlp", "--max-epochs", "0"],
+    ["run", "--space", "unknown_key.yaml"],
+    ["run", "--trainer", "mlp", "--metric", "nosuch", "--set", "data=digits"],
     ["train", "--config", "missing.yaml"],
     ["train", "--trainer", "mlp", "--set", "lr=-1"],
     ["analyze", "runs/missing"],
@@ -157,4 +173,4 @@ def test_a_bad_input_is_refused_before_the_heavy_imports(files, args):
     res = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True,
                          cwd=files, timeout=60, check=False)
     assert res.returncode == 2 and len(res.stderr.strip().splitlines()) == 1, res.stderr
-    assert res.stdout.strip().splitlines()[-1] == "[]", res.stdout
+    assert res.stdout.strip().splitlines() == ["[]"], res.stdout  # and no `search:` line

@@ -14,7 +14,7 @@ __all__ = ["build_tuner", "run_search", "resume_search", "validate", "confirm_se
 # Where each export lives. They are imported on first use (PEP 562): a Ray worker imports
 # this package to reach `search.trainable` and must not pay for the driver's modules
 # (runner, tuner, confirm pull in torch, pandas and every trainer).
-_EXPORTS = {"build_tuner": "tuner", "validate": "tuner", "run_search": "runner",
+_EXPORTS = {"build_tuner": "tuner", "validate": "checks", "run_search": "runner",
             "resume_search": "runner", "pull_results": "runner", "confirm_seeds": "confirm"}
 
 

@@ -10,7 +10,9 @@ import os
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import optuna
 import ray
@@ -21,6 +23,7 @@ from hpsearch.config import SearchConfig, config_from_dict, config_to_dict, defa
 from hpsearch.errors import UserError
 from hpsearch.rundir import Run, RunDir, layout, load_run, tune_state
 from hpsearch.search import cluster, guard, ledger, searcher, storage
+from hpsearch.search.checks import validate
 from hpsearch.search.guard import ContractGuard, DiskGuard, check_free, fitting, stop_if_guarded
 from hpsearch.search.progress import Progress
 from hpsearch.search.schedulers import EpochBudget
@@ -30,7 +33,6 @@ from hpsearch.search.tuner import (
     grid_size,
     make_trainable,
     quiet_loggers,
-    validate,
 )
 
 logger = logging.getLogger(__name__)
@@ -114,8 +116,8 @@ def _check_storage(cfg: SearchConfig) -> None:
 
 
 def run_search(cfg: SearchConfig, stream: str | None = "stdout", grid: bool = False,
-               num_cpus: int | None = None, num_gpus: int | None = None,
-               verbose: bool = False) -> Run:
+               num_cpus: int | None = None, num_gpus: int | None = None, verbose: bool = False,
+               announce: Callable[[SearchConfig], Any] | None = None) -> Run:
     """Run a search end to end: validate, lock the run directory, start a private Ray (or
     join `cfg.address`), fit, write epochs.csv/trials.csv.
 
@@ -125,6 +127,7 @@ def run_search(cfg: SearchConfig, stream: str | None = "stdout", grid: bool = Fa
         grid: evaluate the space's hand grid instead of sampling.
         num_cpus, num_gpus: local Ray only.
         verbose: let Ray log at INFO.
+        announce: called with the config once it is accepted, before anything is written.
 
     Returns:
         The loaded run.
@@ -145,6 +148,8 @@ def run_search(cfg: SearchConfig, stream: str | None = "stdout", grid: bool = Fa
     if not cfg.study_name:
         cfg = dataclasses.replace(cfg, study_name=f"{rd.name}-{uuid.uuid4().hex[:8]}")
     total = grid_size(space) if grid else cfg.samples
+    if announce is not None:
+        announce(cfg)
     rd.create()
     try:
         check_free(rd.path)
@@ -157,10 +162,8 @@ def run_search(cfg: SearchConfig, stream: str | None = "stdout", grid: bool = Fa
 
 
 def _preload_study_storage() -> None:
-    """Load, in a thread while Ray starts, what the run's sqlite study needs on first use
-    (SQLAlchemy, its mappers' configuration and alembic's revision scripts: ~1.2 s, of which
-    0.3 s was still on the way to the first trial after importing them here) by opening a
-    throwaway in-memory study storage; the run's own optuna.db then opens in ~0.1 s."""
+    """Open a throwaway in-memory study storage in a thread while Ray starts: SQLAlchemy,
+    its mappers and alembic's scripts load (~1.2 s); the run's optuna.db then opens in 0.1 s."""
     def load() -> None:
         with contextlib.suppress(Exception):  # Optuna says what it lacks when it needs it
             optuna.storages.RDBStorage("sqlite:///:memory:")

@@ -14,10 +14,10 @@ from ray.tune.logger import JsonLoggerCallback
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
 from hpsearch import spaces, trainers
-from hpsearch.config import SearchConfig, coerce_value
-from hpsearch.errors import UserError
+from hpsearch.config import SearchConfig
 from hpsearch.rundir import RunDir
 from hpsearch.search import cluster, packing, storage
+from hpsearch.search.checks import BUILTIN_METRICS, validate  # noqa: F401 (tuner's names)
 from hpsearch.search.grid import GridSearcher, grid_points
 from hpsearch.search.ledger import SlotLimiter, TrialLedger
 from hpsearch.search.schedulers import AdaptiveHyperband, EpochBudget
@@ -29,43 +29,6 @@ __all__ = ["build_tuner", "validate", "experiment_path", "make_trainable",
            "grid_size", "quiet_loggers"]
 
 _NO_AUTO_LOGGERS = "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"
-# What the built-in trainers report that a search can optimise (DESIGN.md schema).
-BUILTIN_METRICS = ("val_metric", "val_loss", "train_loss", "train_metric", "gap")
-
-
-def validate(cfg: SearchConfig, grid: bool = False):
-    """Resolve and cross-check trainer, space, fixed settings and points before Ray starts.
-
-    Returns:
-        (trainer, space).
-
-    Raises:
-        UserError: anything that would make every trial fail.
-    """
-    trainer = trainers.get(cfg.trainer)
-    space = spaces.get(cfg.space)
-    if space.trainer and ":" not in cfg.trainer and space.trainer != cfg.trainer:
-        raise UserError(f"space {space.name!r} is for trainer {space.trainer!r}, "
-                        f"not {cfg.trainer!r}")
-    trainer.make_config(dict(cfg.fixed))  # unknown keys and bad values fail here, not in Ray
-    samples = spaces.sample_configs(space.fn, n=16, seed=cfg.seed)
-    spaces.check_keys(space, trainer.config_cls, cfg.fixed, samples)
-    where = f"space {space.name!r}"
-    for sample in samples:  # e.g. a YAML range that reaches lr <= 0, a fixed depth "abc"
-        for key, value in sample.items():
-            coerce_value(trainer.config_cls, key, value, where)
-        sampled = trainer.make_config({**cfg.fixed, **sample}, where=where)
-        trainers.check_runnable(sampled, local=False)
-    if ":" not in cfg.trainer and cfg.metric not in BUILTIN_METRICS:
-        raise UserError(f"--metric {cfg.metric!r} is not reported by trainer {cfg.trainer!r}; "
-                        f"valid: {', '.join(BUILTIN_METRICS)}")
-    if grid and not space.grid:
-        raise UserError(f"space {space.name!r} defines no grid for --grid")
-    for point in cfg.points:
-        if not isinstance(point, dict):
-            raise UserError("--points must be a list of mappings (one config each)")
-        trainer.make_config({**cfg.fixed, **point})
-    return trainer, space
 
 
 def _searcher(cfg: SearchConfig, space) -> StudySearcher:

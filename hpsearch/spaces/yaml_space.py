@@ -143,7 +143,18 @@ def _validate(path: str, name: str, spec: Any, params: dict) -> dict:
             raise UserError(f"{where}: log: one_minus needs high < 1, got {high}")
         if spec.get("log") is True and low <= 0:
             raise UserError(f"{where}: log scale needs low > 0, got {low}")
-        if spec.get("log") and spec.get("step") is not None and spec["type"] == "float":
+        step = spec.get("step")
+        if step is not None:
+            if spec["type"] == "int" and not (isinstance(step, int) and not isinstance(step, bool)
+                                              and step > 0):
+                raise UserError(f"{where}: an int 'step' must be an integer > 0, got {step!r}")
+            if not (isinstance(step, (int, float)) and not isinstance(step, bool)
+                    and math.isfinite(step) and step > 0):
+                raise UserError(f"{where}: 'step' must be a number > 0, got {step!r}")
+            if step > high - low:
+                raise UserError(f"{where}: 'step' {step} is wider than the range "
+                                f"{low}..{high}, which would leave one value")
+        if spec.get("log") and step is not None and spec["type"] == "float":
             raise UserError(f"{where}: 'step' and 'log' cannot be combined")
     when = spec.get("when")
     if when is not None:
