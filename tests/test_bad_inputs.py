@@ -174,3 +174,28 @@ def test_a_bad_input_is_refused_before_the_heavy_imports(files, args):
                          cwd=files, timeout=60, check=False)
     assert res.returncode == 2 and len(res.stderr.strip().splitlines()) == 1, res.stderr
     assert res.stdout.strip().splitlines() == ["[]"], res.stdout  # and no `search:` line
+
+
+def test_resume_of_a_finished_run_starts_no_ray(files):
+    """Nothing to finish: the run is shown as it is, without Ray (or torch) loading, and
+    exit 0."""
+    import subprocess
+    import sys
+
+    run = files / "runs" / "done"
+    run.mkdir(parents=True)
+    (run / "hpsearch.json").write_text(json.dumps({"trainer": "mlp", "mode": "max",
+                                                   "metric": "val_metric", "finished": True}))
+    trial = run / "run_trial_t1_1_x"
+    trial.mkdir()
+    (trial / "params.json").write_text(json.dumps({"lr": 0.01}))
+    (trial / "result.json").write_text(json.dumps(
+        {"trial_id": "t1", "epoch": 1, "val_metric": 0.5, "status": "completed"}) + "\n")
+    code = ("import sys\nfrom hpsearch.cli import main\nrc = main(sys.argv[1:])\n"
+            "print(sorted(m for m in ('ray', 'torch') if m in sys.modules))\nsys.exit(rc)\n")
+    res = subprocess.run([sys.executable, "-c", code, "resume", str(run)], capture_output=True,
+                         text=True, cwd=files, timeout=60, check=False)
+    assert res.returncode == 0, res.stderr
+    assert "finished already; nothing to resume" in res.stderr
+    assert "best trial t1" in res.stdout and res.stdout.strip().splitlines()[-1] == "[]"
+    assert sorted(p.name for p in run.iterdir()) == ["hpsearch.json", "run_trial_t1_1_x"]

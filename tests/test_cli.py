@@ -118,7 +118,7 @@ def test_spaces_lists_and_shows(capsys):
 
 
 @pytest.mark.slow
-def test_run_analyze_export_train_round_trip(ray_local, tmp_path, capsys):
+def test_run_analyze_export_train_round_trip(ray_local, tmp_path, capsys, caplog):
     """In-process on the tests' shared Ray (the process-level exit codes are checked in
     test_user_error_exit_status_of_the_process and the subprocess search tests)."""
     run = tmp_path / "rt"
@@ -127,6 +127,11 @@ def test_run_analyze_export_train_round_trip(ray_local, tmp_path, capsys):
                  "--out", str(run)]) == 0
     out = capsys.readouterr().out
     assert "3/3 done" in out and "best trial" in out
+    tables = {f: (run / f).stat().st_mtime_ns for f in ("trials.csv", "epochs.csv")}
+    assert main(["resume", str(run)]) == 0  # finished: said, and nothing rewritten
+    assert "finished already; nothing to resume" in caplog.text
+    capsys.readouterr()
+    assert tables == {f: (run / f).stat().st_mtime_ns for f in tables}
     assert main(["analyze", str(run), "--format", "html"]) == 0
     assert "compared at epoch 2 (" in capsys.readouterr().out
     report = run / "report"
