@@ -251,14 +251,14 @@ def export(run_dir: str | Path, out: str | Path = "best", top: int = 3, fmt: str
     run_ = load_run(run_dir, warn)  # a wrong path is refused before pandas and the analysis load
     from hpsearch.analysis.export import export_best_configs, rank_confirmed
 
-    written = export_best_configs(run_, out, top, fmt)
-    if not confirm_seeds:
-        return Export(written)
-    if save_models:
+    if save_models:  # checked before anything is written
         from hpsearch import trainers
         from hpsearch.trainers.saving import ModelKeeper
 
-        ModelKeeper.for_trainer(trainers.get(run_.meta["trainer"]), Path(save_models) / "x.pt")
+        ModelKeeper.check_dir(trainers.get(run_.meta["trainer"]), Path(save_models), top)
+    written = export_best_configs(run_, out, top, fmt, confirm=bool(confirm_seeds), warn=warn)
+    if not confirm_seeds:
+        return Export(written)
     _prepare_ray(address)
     import ray
 

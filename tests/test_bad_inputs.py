@@ -199,3 +199,52 @@ def test_resume_of_a_finished_run_starts_no_ray(files):
     assert "finished already; nothing to resume" in res.stderr
     assert "best trial t1" in res.stdout and res.stdout.strip().splitlines()[-1] == "[]"
     assert sorted(p.name for p in run.iterdir()) == ["hpsearch.json", "run_trial_t1_1_x"]
+
+
+def _finished_run(root, n=3):
+    run = root / "runs" / "done"
+    run.mkdir(parents=True)
+    (run / "hpsearch.json").write_text(json.dumps({"trainer": "mlp", "mode": "max",
+                                                   "metric": "val_metric", "finished": True}))
+    for i in range(n):
+        trial = run / f"run_trial_t{i}_{i}_x"
+        trial.mkdir()
+        (trial / "params.json").write_text(json.dumps({"lr": 0.01 * (i + 1), "data": "digits"}))
+        (trial / "result.json").write_text(json.dumps(
+            {"trial_id": f"t{i}", "epoch": 1, "val_metric": 0.5 + i / 10,
+             "status": "completed"}) + "\n")
+    return run
+
+
+def test_export_never_overwrites_a_file_of_the_users(files, capsys):
+    """An --out holding the user's 2.yaml (or confirm.csv, or a non-weights 1-seed1000.pt
+    under --save-models) is refused before anything is written; an earlier export's files
+    are replaced, and its lower ranks left there are named."""
+    run = _finished_run(files)
+    out = files / "best"
+    out.mkdir()
+    (out / "2.yaml").write_text("my notes\n")
+    assert main(["export", str(run), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "2.yaml is there and is not an hpsearch export" in err and len(err.splitlines()) == 1
+    assert sorted(p.name for p in out.iterdir()) == ["2.yaml"]  # 1.yaml not written either
+    assert (out / "2.yaml").read_text() == "my notes\n"
+    (out / "2.yaml").unlink()
+    assert main(["export", str(run), "--out", str(out), "--top", "3"]) == 0
+    assert main(["export", str(run), "--out", str(out), "--top", "1"]) == 0  # replaces 1.yaml
+    err = capsys.readouterr().err.splitlines()
+    assert [e.split(": ", 2)[2].split()[0] for e in err] == [str(out / "2.yaml"),
+                                                              str(out / "3.yaml")], err
+    assert "from an earlier export (trial t1 of" in err[0]  # ranked 2nd by the first export
+    (out / "confirm.csv").write_text("a,b\n1,2\n")
+    assert main(["export", str(run), "--out", str(out), "--confirm-seeds", "1"]) == 2
+    assert "confirm.csv is there and is not an hpsearch export" in capsys.readouterr().err
+    (out / "confirm.csv").unlink()
+    weights = files / "weights"
+    weights.mkdir()
+    (weights / "1-seed1000.pt").write_text("not weights")
+    (out / "1.yaml").unlink()
+    assert main(["export", str(run), "--out", str(out), "--confirm-seeds", "1",
+                 "--save-models", str(weights)]) == 2
+    assert "1-seed1000.pt exists and holds no model weights" in capsys.readouterr().err
+    assert not (out / "1.yaml").exists() and not (out / "confirm.csv").exists()

@@ -16,9 +16,39 @@ import yaml
 from hpsearch import __version__, trainers
 from hpsearch.analysis._common import finite
 from hpsearch.errors import UserError
-from hpsearch.rundir import Run, load_run
+from hpsearch.rundir import Run, layout, load_run
+from hpsearch.spaces.yaml_space import safe_load_file
 
 __all__ = ["select_top", "export_best_configs", "rank_confirmed"]
+# What `export --confirm-seeds` writes beside the configs, and how each file begins.
+CONFIRM_FILES = {"confirm.csv": "confirmed_rank,", "confirm_runs.csv": "rank,trial_id,seed,"}
+
+
+def _exported(path: Path) -> dict | None:
+    """The document of an earlier `hpsearch export` at `path`, or None (a file of the
+    user's, which an export never replaces)."""
+    if path.name in CONFIRM_FILES:
+        try:
+            with path.open() as f:
+                return {} if f.readline().startswith(CONFIRM_FILES[path.name]) else None
+        except (OSError, UnicodeDecodeError):
+            return None
+    try:
+        doc = safe_load_file(path)
+    except UserError:  # not a file, too large, not text, malformed
+        return None
+    keys = {"hpsearch_version", "trial_id", "rank", "config"}
+    return doc if isinstance(doc, dict) and keys <= set(doc) else None
+
+
+def _check_out(out: Path, top: int, fmt: str, confirm: bool) -> None:
+    """Refuse, before anything is written, an --out holding a file of the user's where this
+    export would write (an earlier export's files are replaced)."""
+    names = [f"{r}.{fmt}" for r in range(1, top + 1)] + (list(CONFIRM_FILES) if confirm else [])
+    for name in names:
+        if (out / name).exists() and _exported(out / name) is None:
+            raise UserError(f"--out {out}: {name} is there and is not an hpsearch export; "
+                            "choose another --out (nothing was written)")
 
 
 def _params_of(run: Run, trial_id: str) -> dict:
@@ -57,11 +87,14 @@ def _to_builtin(v):
 
 
 def export_best_configs(run: Run | str | Path, out_dir: str | Path, top: int = 3,
-                        fmt: str = "yaml") -> list[tuple[Path, dict]]:
+                        fmt: str = "yaml", confirm: bool = False,
+                        warn=None) -> list[tuple[Path, dict]]:
     """Write best/1.yaml .. best/k.yaml, each loadable by `hpsearch train --config`.
 
     Args:
         run: a loaded run, or its directory.
+        confirm: confirm.csv and confirm_runs.csv will be written there too (checked first).
+        warn: told of earlier exports of a lower rank left in `out_dir`.
 
     Returns:
         (path, document written) per config, best first.
@@ -77,6 +110,8 @@ def export_best_configs(run: Run | str | Path, out_dir: str | Path, top: int = 3
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} exists and is not a directory")
+    if out.is_dir():
+        _check_out(out, top, fmt, confirm)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -106,8 +141,13 @@ def export_best_configs(run: Run | str | Path, out_dir: str | Path, top: int = 3
         path = out / f"{rank}.{fmt}"
         text = (yaml.safe_dump(doc, sort_keys=False) if fmt == "yaml"
                 else json.dumps(doc, indent=2))
-        path.write_text(text)
+        layout.atomic_write(path, text)
         written.append((path, doc))
+    rank = len(written) + 1  # an earlier export's lower ranks are not this run's: said
+    while warn and (earlier := _exported(out / f"{rank}.{fmt}")) is not None:
+        warn(f"{out / f'{rank}.{fmt}'} is from an earlier export (trial {earlier['trial_id']} "
+             f"of {earlier.get('run')}), not in this export's top {len(written)}")
+        rank += 1
     return written
 
 

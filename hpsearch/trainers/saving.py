@@ -3,13 +3,38 @@ state and writes its model weights (a state dict of tensors, `torch.load(weights
 
 from __future__ import annotations
 
+import contextlib
+import os
+import tempfile
 from pathlib import Path
 
 import torch
 
 from hpsearch.errors import UserError
 
-__all__ = ["ModelKeeper"]
+__all__ = ["ModelKeeper", "check_replaceable"]
+
+
+def check_replaceable(path: Path, flag: str) -> None:
+    """A file already at `path` is replaced only if it holds model weights (a state dict of
+    tensors, what `ModelKeeper.write` leaves): a file of the user's is never overwritten.
+
+    Raises:
+        UserError: `path` is a directory, or a file that holds no weights.
+    """
+    if path.is_dir():
+        raise UserError(f"{flag} {path} is a directory; name a file")
+    if not path.exists():
+        return
+    try:  # weights_only: nothing in the file is executed; mmap: tensors are not read
+        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        weights = isinstance(state, dict) and all(isinstance(v, torch.Tensor)
+                                                  for v in state.values())
+    except Exception:  # noqa: BLE001 (not a torch file, or not one of weights)
+        weights = False
+    if not weights:
+        raise UserError(f"{flag} {path} exists and holds no model weights; choose another "
+                        "path (nothing was written)")
 
 
 class ModelKeeper:
@@ -30,14 +55,29 @@ class ModelKeeper:
         no checkpointer (it has no way to hand its weights over) or the path is unusable."""
         if path is None:
             return None
+        cls._check_trainer(trainer)
+        target = Path(path)
+        check_replaceable(target, "--save-model")
+        return cls(target)
+
+    @staticmethod
+    def _check_trainer(trainer) -> None:
         if not trainer.takes_checkpointer:
             raise UserError(f"trainer {trainer.name!r} takes no checkpointer, so it cannot "
                             "hand over its weights: give its train function a checkpointer "
                             "parameter and call checkpointer.save({'model': ...})")
-        target = Path(path)
-        if target.is_dir():
-            raise UserError(f"--save-model {target} is a directory; name a file")
-        return cls(target)
+
+    @classmethod
+    def check_dir(cls, trainer, directory: Path, top: int) -> None:
+        """`export --save-models DIR`: the weights files (RANK-seedSEED.pt) the top `top`
+        configs' re-trainings would write there may replace only earlier weights."""
+        cls._check_trainer(trainer)
+        if directory.exists() and not directory.is_dir():
+            raise UserError(f"--save-models {directory} is not a directory")
+        for path in sorted(directory.glob("*-seed*.pt")) if directory.is_dir() else []:
+            rank = path.name.split("-seed")[0]
+            if rank.isdigit() and int(rank) <= top:
+                check_replaceable(path, "--save-models")
 
     def load(self) -> dict | None:
         return None  # a fresh training: nothing to resume from
@@ -50,9 +90,18 @@ class ModelKeeper:
         model = (self.state or {}).get("model")
         if model is None:
             raise UserError("the trainer saved no state with a 'model' entry; nothing to keep")
-        try:
+        tmp = None
+        try:  # atomically: a kill mid-write leaves the old file or none, never half of one
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            torch.save(model, self.path)
+            fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.",
+                                       suffix=".tmp")
+            os.close(fd)
+            torch.save(model, tmp)
+            os.replace(tmp, self.path)
         except OSError as exc:
             raise UserError(f"cannot write {self.path}: {exc.strerror or exc}") from None
+        finally:
+            if tmp is not None:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)  # (gone once replaced)
         return self.path

@@ -76,6 +76,21 @@ def test_save_model_keeps_loadable_weights(tmp_path, capsys):
                  "--save-model", str(path)]) == 0
     state = torch.load(path, weights_only=True)
     assert state and all(isinstance(v, torch.Tensor) for v in state.values())
+    assert path.stat().st_mode & 0o777 == 0o600 and [p.name for p in path.parent.iterdir()] \
+        == ["mlp.pt"]  # written through a temp file, nothing else left there
+    # Weights are replaced (the same command again); a file of the user's never is.
+    assert main(["train", "--trainer", "mlp", "--set", "data=digits", "--set", "epochs=1",
+                 "--set", "width=8", "--save-model", str(path)]) == 0
+    assert torch.load(path, weights_only=True)["net.1.bias"].shape == (8,)
+    notes = tmp_path / "notes.txt"
+    for text in ("my notes", ""):
+        notes.write_text(text)
+        capsys.readouterr()
+        assert main(["train", "--trainer", "mlp", "--set", "data=digits", "--save-model",
+                     str(notes)]) == 2
+        err = capsys.readouterr()
+        assert "exists and holds no model weights" in err.err and "train mlp" not in err.out
+        assert notes.read_text() == text
 
 
 def test_save_model_needs_a_checkpointer(tmp_path, monkeypatch, capsys):
