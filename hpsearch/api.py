@@ -145,7 +145,7 @@ def run(trainer: str | None = None, space: str | None = None, *, grid: bool = Fa
     _prepare_ray(cfg.address)
     from hpsearch.search import checks
 
-    checks.validate(cfg, grid)  # a bad input is refused before Ray Tune is imported (~2 s)
+    checks.validate(cfg, grid, num_cpus)  # a bad input: refused before Ray Tune is imported
     from hpsearch.search import run_search
 
     return run_search(cfg, stream=progress, grid=grid, num_cpus=num_cpus, num_gpus=num_gpus,

@@ -4,18 +4,30 @@ refuse a bad input in a fraction of a second, before Ray Tune is imported."""
 
 from __future__ import annotations
 
+import os
+
 from hpsearch import spaces, trainers
 from hpsearch.config import SearchConfig, coerce_value
 from hpsearch.errors import UserError
 
-__all__ = ["BUILTIN_METRICS", "validate"]
+__all__ = ["BUILTIN_METRICS", "check_cpus", "validate"]
 
 # What the built-in trainers report that a search can optimise (DESIGN.md schema).
 BUILTIN_METRICS = ("val_metric", "val_loss", "train_loss", "train_metric", "gap")
 
 
-def validate(cfg: SearchConfig, grid: bool = False):
-    """Resolve and cross-check trainer, space, fixed settings and points before Ray starts.
+def check_cpus(cpus_per_trial: float, cpus: float | None) -> None:
+    """UserError when a local Ray with `cpus` CPUs (None: this machine's count, which Ray's
+    own is at most) has fewer than one trial asks for: Ray Tune would wait for ever."""
+    cpus = (os.cpu_count() or 1) if cpus is None else cpus
+    if cpus_per_trial > cpus:
+        raise UserError(f"--cpus-per-trial {cpus_per_trial:g} but the local Ray has {cpus:g} "
+                        "CPUs (--num-cpus): no trial could start")
+
+
+def validate(cfg: SearchConfig, grid: bool = False, num_cpus: int | None = None):
+    """Resolve and cross-check trainer, space, fixed settings and points before Ray starts
+    (and, for a private local Ray of `num_cpus` CPUs, the CPUs a trial asks for).
 
     Returns:
         (trainer, space).
@@ -40,6 +52,8 @@ def validate(cfg: SearchConfig, grid: bool = False):
     if ":" not in cfg.trainer and cfg.metric not in BUILTIN_METRICS:
         raise UserError(f"--metric {cfg.metric!r} is not reported by trainer {cfg.trainer!r}; "
                         f"valid: {', '.join(BUILTIN_METRICS)}")
+    if cfg.address is None:
+        check_cpus(cfg.resources.cpus_per_trial, num_cpus)
     if grid and not space.grid:
         raise UserError(f"space {space.name!r} defines no grid for --grid")
     for point in cfg.points:

@@ -17,6 +17,7 @@ import ray
 from hpsearch.errors import UserError
 from hpsearch.rundir import RunDir, layout
 from hpsearch.search import reaper
+from hpsearch.search.checks import check_cpus
 from hpsearch.search.processes import (  # noqa: F401 (cluster's names since v0.2)
     TEMP_PREFIX,
     WORKER_TMP,
@@ -39,7 +40,8 @@ LOOPBACK_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
 
 def connect(address: str | None = None, num_cpus: int | None = None,
             num_gpus: int | None = None, dashboard: bool = False,
-            verbose: bool = False, rundir: RunDir | None = None) -> str | None:
+            verbose: bool = False, rundir: RunDir | None = None,
+            cpus_per_trial: float | None = None) -> str | None:
     """Start a private local Ray bound to 127.0.0.1, or join the cluster at `address`.
 
     A local Ray is always a new one (`address="local"`): it never joins a cluster named by
@@ -53,6 +55,9 @@ def connect(address: str | None = None, num_cpus: int | None = None,
         verbose: let Ray log at INFO (default: nothing below CRITICAL).
         rundir: the run to record a local instance in (`record_processes`), before Ray
             starts: a driver killed while Ray starts leaves nothing `resume` cannot find.
+        cpus_per_trial: a local instance with fewer CPUs than one trial asks for is
+            refused (before it starts when the count is known, else once it has): Ray Tune
+            would wait for ever for a trial it can never place.
 
     Returns:
         The private temp directory of a local Ray started here, else None.
@@ -67,6 +72,8 @@ def connect(address: str | None = None, num_cpus: int | None = None,
             raise UserError(f"--num-cpus must be >= 1, got {num_cpus}")
         if num_gpus is not None and num_gpus < 0:
             raise UserError(f"--num-gpus must be >= 0, got {num_gpus}")
+        if cpus_per_trial:  # Ray's own count is at most the machine's
+            check_cpus(cpus_per_trial, num_cpus)
         # Ray makes its temp dir world-writable (0777); a 0700 parent keeps it private.
         temp_dir = tempfile.mkdtemp(prefix=TEMP_PREFIX)
         try:
@@ -80,6 +87,8 @@ def connect(address: str | None = None, num_cpus: int | None = None,
                          _node_ip_address="127.0.0.1", _temp_dir=os.path.join(temp_dir, "ray"),
                          log_to_driver=verbose, logging_level=level)
             _check_loopback()
+            if cpus_per_trial:
+                check_cpus(cpus_per_trial, ray.cluster_resources().get("CPU", 0))  # Ray's count
         except BaseException:  # nothing of a Ray that did not start stays behind
             shutdown(temp_dir)
             if rundir is not None:

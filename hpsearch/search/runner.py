@@ -136,7 +136,7 @@ def run_search(cfg: SearchConfig, stream: str | None = "stdout", grid: bool = Fa
     if rd.exists():
         raise UserError(f"{rd.path} already holds a run; choose another --out "
                         f"(or 'hpsearch resume {rd.path}' if it was interrupted)")
-    trainer, space = validate(cfg, grid)
+    trainer, space = validate(cfg, grid, num_cpus)
     if cfg.mode is None:  # a SearchConfig built without one: the metric's own direction
         cfg = dataclasses.replace(cfg, mode=default_mode(cfg.metric, trainer.mode))
     _check_storage(cfg)
@@ -195,12 +195,12 @@ def _locked_run(rd, cfg, trainer, space, grid, total, stream, num_cpus, num_gpus
         if rd.exists() and not again:  # another run took the directory meanwhile
             raise UserError(f"{rd.path} already holds a run; choose another --out")
         started_here = not ray.is_initialized()
-        if started_here:  # only a connect that does work has time to overlap
+        if started_here:  # (only a connect that does work has time to overlap the preload)
             _preload_study_storage()
-        if started_here:
             cluster.cleanup_stale(rd)  # a run killed while its Ray started, before hpsearch.json
         temp_dir = cluster.connect(cfg.address, num_cpus=num_cpus, num_gpus=num_gpus,
-                                   verbose=verbose, rundir=rd)
+                                   verbose=verbose, rundir=rd,
+                                   cpus_per_trial=cfg.resources.cpus_per_trial)
         try:
             cfg = _resolve_gpu_memory(cfg)
             storage.check_shared(cfg, rd.path)
@@ -233,10 +233,8 @@ def pull_results(cfg: SearchConfig, source: str | None = None) -> None:
 
 def resume_search(run_dir: str | Path, stream: str | None = "stdout",
                   num_cpus: int | None = None, verbose: bool = False) -> Run:
-    """Finish an interrupted run with `Tuner.restore` (errored trials resumed too).
-
-    The run directory is trusted input: Ray Tune's restore unpickles its state.
-    """
+    """Finish an interrupted run with `Tuner.restore` (errored trials resumed too). The run
+    directory is trusted input: Ray Tune's restore unpickles its state."""
     rd = RunDir(run_dir)
     meta = rd.read_meta()
     rd.check_trusted()
@@ -276,7 +274,8 @@ def resume_search(run_dir: str | Path, stream: str | None = "stdout",
             return _start_over(rd, cfg, meta, stream, num_cpus, verbose)
         before = ledger.running_numbers(rd, cfg.study_name)
         started_here = not ray.is_initialized()
-        temp_dir = cluster.connect(cfg.address, num_cpus=num_cpus, verbose=verbose, rundir=rd)
+        temp_dir = cluster.connect(cfg.address, num_cpus=num_cpus, verbose=verbose, rundir=rd,
+                                   cpus_per_trial=cfg.resources.cpus_per_trial)
         try:
             DiskGuard.TRIPPED.pop(str(rd.path), None)
             ContractGuard.MESSAGES.pop(str(rd.path), None)

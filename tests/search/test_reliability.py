@@ -355,6 +355,35 @@ def test_a_ray_that_fails_to_start_leaves_no_temp_dir_and_no_record(tmp_path, mo
     assert not Path(seen["temp"]).parent.exists() and not rd.file(layout.PROCESSES).exists()
 
 
+def test_a_local_ray_with_fewer_cpus_than_a_trial_is_ended_and_refused(tmp_path, monkeypatch):
+    """Ray can find fewer CPUs than the machine has (a cgroup): a trial asking for more than
+    it found would wait for ever in Tune, so the new Ray is ended and the run refused."""
+    import types
+
+    import ray
+
+    from hpsearch.errors import UserError
+    from hpsearch.rundir import RunDir, layout
+    from hpsearch.search import checks, cluster
+
+    rd = RunDir(tmp_path / "run")
+    rd.create()
+    ended = []
+    monkeypatch.setattr(checks, "os", types.SimpleNamespace(cpu_count=lambda: 64))
+    monkeypatch.setattr(ray, "init", lambda **kw: None)
+    monkeypatch.setattr(ray, "cluster_resources", lambda: {"CPU": 2.0})
+    monkeypatch.setattr(cluster, "_check_loopback", lambda: None)
+    shutdown = cluster.shutdown
+    monkeypatch.setattr(cluster, "shutdown", lambda t: (ended.append(t), shutdown(t)))
+    with pytest.raises(UserError, match="--cpus-per-trial 3 but the local Ray has 2 CPUs"):
+        cluster.connect(rundir=rd, cpus_per_trial=3)
+    assert len(ended) == 1 and not rd.file(layout.PROCESSES).exists()
+    assert not Path(ended[0]).exists() and ended[0] not in cluster._WATCHERS  # noqa: SLF001
+    with pytest.raises(UserError, match="has 1 CPUs"):  # a known count: before Ray starts
+        cluster.connect(num_cpus=1, rundir=rd, cpus_per_trial=2)
+    assert len(ended) == 1
+
+
 def test_a_run_that_fails_before_writing_anything_leaves_no_directory(tmp_path, monkeypatch):
     """`--out a/b/run` where none of them existed, and Ray fails to start: the run, and the
     parents made for it, are gone again; a parent that was there stays."""
