@@ -155,15 +155,15 @@ def run(trainer: str | None = None, space: str | None = None, *, grid: bool = Fa
 def resume(run_dir: str | Path, *, num_cpus: int | None = None,
            progress: str | None = "stdout", verbose: bool = False) -> Run:
     """Finish an interrupted search (a trusted run directory: Ray Tune unpickles its state).
-    A run that finished is loaded as it is: no Ray starts and nothing is written."""
-    meta = RunDir(run_dir).read_meta()
+    A finished run (`RunDir.settled`) is loaded as it is: no Ray starts, nothing is written."""
+    rd = RunDir(run_dir)
+    meta = rd.read_meta()
     _user_modules(meta)
     _check_local(meta.get("address"), num_cpus, None)
-    if meta.get("finished"):
+    if rd.settled(meta):
         import logging
 
-        logging.getLogger(__name__).warning("%s finished already; nothing to resume",
-                                            RunDir(run_dir).path)
+        logging.getLogger(__name__).warning("%s finished already; nothing to resume", rd.path)
         return load_run(run_dir)
     _prepare_ray(meta.get("address"))
     from hpsearch.search import resume_search

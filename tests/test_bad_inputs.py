@@ -194,6 +194,16 @@ def test_resume_of_a_finished_run_starts_no_ray(files):
     (trial / "params.json").write_text(json.dumps({"lr": 0.01}))
     (trial / "result.json").write_text(json.dumps(
         {"trial_id": "t1", "epoch": 1, "val_metric": 0.5, "status": "completed"}) + "\n")
+    from hpsearch.rundir import RunDir, layout
+
+    meta = json.loads((run / "hpsearch.json").read_text())
+    assert not RunDir(run).settled(meta)  # killed before its tables were written: not done
+    for name in (layout.EPOCHS, layout.TRIALS):
+        (run / name).write_text("trial_id\nt1\n")
+    (run / layout.PROCESSES).write_text("{}")
+    assert not RunDir(run).settled(meta)  # its Ray may be left: resume ends it
+    (run / layout.PROCESSES).unlink()
+    assert RunDir(run).settled(meta) and not RunDir(run).settled({**meta, "finished": False})
     code = ("import sys\nfrom hpsearch.cli import main\nrc = main(sys.argv[1:])\n"
             "print(sorted(m for m in ('ray', 'torch') if m in sys.modules))\nsys.exit(rc)\n")
     res = subprocess.run([sys.executable, "-c", code, "resume", str(run)], capture_output=True,
@@ -201,7 +211,9 @@ def test_resume_of_a_finished_run_starts_no_ray(files):
     assert res.returncode == 0, res.stderr
     assert "finished already; nothing to resume" in res.stderr
     assert "best trial t1" in res.stdout and res.stdout.strip().splitlines()[-1] == "[]"
-    assert sorted(p.name for p in run.iterdir()) == ["hpsearch.json", "run_trial_t1_1_x"]
+    assert sorted(p.name for p in run.iterdir()) == ["epochs.csv", "hpsearch.json",
+                                                     "run_trial_t1_1_x", "trials.csv"]
+    assert (run / "trials.csv").read_text() == "trial_id\nt1\n"  # nothing rewritten
 
 
 def _finished_run(root, n=3):

@@ -199,6 +199,13 @@ class RunDir:
     def write_meta(self, meta: dict) -> None:
         atomic_write(self.path / META, json.dumps(meta, indent=2, default=str))
 
+    def settled(self, meta: dict) -> bool:
+        """Nothing left for `resume` to do: the run finished (its tables are written before
+        `finished` is), and no private Ray it started is on record (a clean end removes
+        the record; a killed driver's is ended by `resume`)."""
+        return bool(meta.get("finished")) and not self.file(PROCESSES).exists() and all(
+            self.file(name).is_file() for name in (EPOCHS, TRIALS))
+
     # -- other files ---------------------------------------------------------------------
     def read_json(self, name: str, default: Any = None) -> Any:
         try:

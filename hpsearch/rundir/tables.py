@@ -105,19 +105,20 @@ def comparison_epoch(epochs: pd.DataFrame, metric: str = "val_metric") -> tuple[
 
 
 def load_run(path: str | Path | RunDir, require_trials: bool = True,
-             at_epoch: int | None = None) -> Run:
+             at_epoch: int | None = None, meta: dict | None = None) -> Run:
     """Load a finished or partial run from its directory.
 
     Args:
         path: runs/NAME (or its RunDir).
         require_trials: raise UserError when no trial has reported yet.
         at_epoch: compare trials at this epoch (default: `comparison_epoch`).
+        meta: the run's meta as it is about to be written (default: its hpsearch.json).
 
     Returns:
         A `Run` with `epochs` and `trials` frames.
     """
     rd = path if isinstance(path, RunDir) else RunDir(path)
-    meta = rd.read_meta()
+    meta = rd.read_meta() if meta is None else meta
     finished = bool(meta.get("finished"))
     rows: list[dict] = []
     config_keys: set[str] = set()

@@ -95,13 +95,13 @@ def _finish(rd: RunDir, meta: dict, experiment: str, expected: int) -> Run:
                 and (budget is not None or _all_ended(rd, meta, experiment, expected)))
     by = guard.stopped_by(rd.path)  # (read even when every trial had ended: it is read once)
     meta["finished"], meta["stopped_by"] = finished, None if finished else by
-    rd.write_meta(meta)
     if not finished:
         logger.warning("search interrupted before its %d trials ended; finish it with "
                        "'hpsearch resume %s'", expected, rd.path)
-    run = load_run(rd, require_trials=False)
+    run = load_run(rd, require_trials=False, meta=meta)
     rd.write_table(layout.EPOCHS, run.epochs)
     rd.write_table(layout.TRIALS, run.trials)
+    rd.write_meta(meta)  # last: a run marked finished has its tables (`RunDir.settled`)
     return run
 
 

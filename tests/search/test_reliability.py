@@ -384,6 +384,37 @@ def test_a_local_ray_with_fewer_cpus_than_a_trial_is_ended_and_refused(tmp_path,
     assert len(ended) == 1
 
 
+def test_a_run_is_marked_finished_only_once_its_tables_are_written(tmp_path, monkeypatch):
+    """A driver killed (here: a write failing) between the tables and the meta leaves a run
+    `resume` finishes, not one it takes for done without tables."""
+    import json
+
+    from hpsearch.rundir import RunDir
+    from hpsearch.search import runner
+    from hpsearch.search.schedulers import EpochBudget
+
+    rd = RunDir(tmp_path / "run")
+    rd.create()
+    meta = {"trainer": "mlp", "metric": "val_metric", "mode": "max", "finished": False}
+    rd.write_meta(meta)
+    trial = rd.path / "run_trial_t1_1_x"
+    trial.mkdir()
+    (trial / "result.json").write_text(json.dumps(
+        {"trial_id": "t1", "epoch": 1, "val_metric": 0.5, "status": "completed"}) + "\n")
+
+    def full(*a):
+        raise OSError("No space left on device")
+    monkeypatch.setattr(RunDir, "write_table", full)
+    EpochBudget.REACHED[str(rd.path)] = 1  # the budget was spent: the run is finished
+    with pytest.raises(OSError):
+        runner._finish(rd, dict(meta), str(rd.path), 1)  # noqa: SLF001
+    assert rd.read_meta()["finished"] is False and not rd.settled(rd.read_meta())
+    monkeypatch.undo()
+    EpochBudget.REACHED[str(rd.path)] = 1
+    runner._finish(rd, dict(meta), str(rd.path), 1)  # noqa: SLF001
+    assert rd.read_meta()["finished"] is True and rd.settled(rd.read_meta())
+
+
 def test_a_run_that_fails_before_writing_anything_leaves_no_directory(tmp_path, monkeypatch):
     """`--out a/b/run` where none of them existed, and Ray fails to start: the run, and the
     parents made for it, are gone again; a parent that was there stays."""
