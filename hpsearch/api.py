@@ -268,11 +268,12 @@ def export(run_dir: str | Path, out: str | Path = "best", top: int = 3, fmt: str
     temp_dir = cluster.connect(address)
     try:
         raw = confirm.confirm_seeds([d for _, d in written], confirm_seeds, cpus_per_task,
-                                    gpus_per_task, str(save_models) if save_models else None)
+                                    gpus_per_task, str(save_models) if save_models else None,
+                                    run_.metric)
     finally:
         if started:
             cluster.shutdown(temp_dir)
-    ranked = rank_confirmed(raw, run_.mode)
+    ranked = rank_confirmed(raw, run_.mode, run_.metric)
     raw.to_csv(Path(out) / "confirm_runs.csv", index=False)
     ranked.to_csv(Path(out) / "confirm.csv", index=False)
     _record_exported(run_, ranked)

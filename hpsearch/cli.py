@@ -123,13 +123,17 @@ def cmd_export(args) -> int:
               f"final_val_metric={_fmt(m['final_val_metric'])}")
     ranked = result.confirmed
     if ranked is not None:
+        metric = ranked.attrs.get("metric", "val_metric")
         print(f"confirmation on {ranked['seeds'].iloc[0]} fresh seeds (mean ± std of "
-              "val_metric, ranked by it; test_metric on held-out data, never used to rank):")
+              f"{metric}, ranked by it; test_metric on held-out data, never used to rank):")
         for r in ranked.itertuples():
             test = ("" if not math.isfinite(r.test_mean) else
                     f"  test_metric {_fmt(r.test_mean)} ± {_fmt(r.test_std)}")
+            failed = f" ({r.failed} of {r.seeds} failed)" if r.failed else ""
             print(f"  #{r.confirmed_rank} (search #{r.search_rank}) trial {r.trial_id}: "
-                  f"{_fmt(r.mean)} ± {_fmt(r.std)}{test}")
+                  f"{_fmt(r.mean)} ± {_fmt(r.std)}{test}{failed}")
+        if ranked.attrs.get("error"):
+            _warn(f"{int(ranked['failed'].sum())} re-training(s) failed: {ranked.attrs['error']}")
         winner = ranked.iloc[0]
         if winner["search_rank"] != 1:
             print(f"note: the search's winner (search #1) is NOT the confirmed winner: "

@@ -24,6 +24,8 @@ def _one_config(trainer: str | None, config: Mapping | str | Path | None,
         doc = safe_load_file(config)
         if not isinstance(doc, dict):
             raise UserError(f"{config}: expected a mapping")
+        if isinstance(doc.get("import_path"), str):  # an export of a `module:function` run
+            trainers.add_import_path(doc["import_path"])
         values = doc.get("config", doc)
         name = name or doc.get("trainer")
         if not isinstance(values, dict):

@@ -106,6 +106,10 @@ def export_best_configs(run: Run | str | Path, out_dir: str | Path, top: int = 3
     if not isinstance(run, Run):
         run = load_run(run)
     trainer = trainers.get(run.meta["trainer"])
+    if confirm and not trainer.has_field("seed"):
+        raise UserError(f"--confirm-seeds re-trains on fresh seeds, and trainer "
+                        f"{trainer.name!r} has no seed setting (add `seed: int = 0` to its "
+                        "Config and seed its training with it)")
     chosen = select_top(run, top)
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
@@ -128,6 +132,7 @@ def export_best_configs(run: Run | str | Path, out_dir: str | Path, top: int = 3
         doc = {
             "trainer": run.meta["trainer"], "rank": rank, "trial_id": row.trial_id,
             "run": str(run.path), "hpsearch_version": __version__,
+            **({"import_path": run.meta["import_path"]} if run.meta.get("import_path") else {}),
             "metric": f"{run.metric} ({run.mode})" + (
                 f", {run.metric_name}" if run.metric == "val_metric" else ""),
             "metrics": {f"final_{run.metric}": _to_builtin(row.final_score),
@@ -151,22 +156,26 @@ def export_best_configs(run: Run | str | Path, out_dir: str | Path, top: int = 3
     return written
 
 
-def rank_confirmed(results: pd.DataFrame, mode: str) -> pd.DataFrame:
-    """Mean and std of val_metric per exported config, ranked in the run's direction by
-    validation only; the held-out test metric's mean and std are reported beside it
-    (`test_mean`, `test_std`), never used to rank."""
+def rank_confirmed(results: pd.DataFrame, mode: str, metric: str = "val_metric") -> pd.DataFrame:
+    """Mean and std of the run's metric per exported config, ranked in the run's direction
+    by validation only; the held-out test metric's mean and std are reported beside it
+    (`test_mean`, `test_std`), never used to rank. `attrs`: the metric, and the first
+    failed re-training's line."""
     rows = []
     for (rank, tid), g in results.groupby(["rank", "trial_id"]):
-        vals = finite(g["val_metric"]).dropna().tolist()
+        vals = finite(g[metric]).dropna().tolist()
         tests = finite(g["test_metric"]).dropna().tolist() if "test_metric" in g else []
         rows.append({"search_rank": rank, "trial_id": tid, "seeds": len(g),
                      "mean": statistics.fmean(vals) if vals else math.nan,
                      "std": statistics.stdev(vals) if len(vals) > 1 else 0.0,
                      "test_mean": statistics.fmean(tests) if tests else math.nan,
                      "test_std": statistics.stdev(tests) if len(tests) > 1 else 0.0,
-                     "diverged": int((g["status"] == "diverged").sum())})
+                     "diverged": int((g["status"] == "diverged").sum()),
+                     "failed": int((g["status"] == "error").sum())})
     out = pd.DataFrame(rows)
     out = out.sort_values("mean", ascending=(mode == "min"), na_position="last",
                           ignore_index=True)
     out.insert(0, "confirmed_rank", range(1, len(out) + 1))
+    errors = results["error"].dropna().tolist() if "error" in results else []
+    out.attrs.update(metric=metric, error=errors[0] if errors else None)
     return out

@@ -17,18 +17,29 @@ __all__ = ["confirm_seeds", "CONFIRM_SEED_BASE"]
 CONFIRM_SEED_BASE = 1000
 
 
-def _train_once(trainer_name: str, values: dict, save_to: str | None = None) -> dict:
+def _train_once(trainer_name: str, values: dict, save_to: str | None = None,
+                metric: str = "val_metric") -> dict:
+    """One re-training, as `hpsearch train` runs it (the trainer's `report` takes a dict or
+    keywords); a trainer that raises makes this re-training `error`, with its own line."""
+    from hpsearch.trainers.contract import Reporter, user_frame
+
     trainer = trainers.get(trainer_name)
-    rows: list[dict] = []
     keeper = ModelKeeper.for_trainer(trainer, save_to)
-    trainer.train(trainer.make_config(values), rows.append, keeper, test=True)
+    cfg = trainer.make_config(values)
+    epochs = cfg.get("epochs") if isinstance(cfg, dict) else getattr(cfg, "epochs", None)
+    reporter = Reporter(lambda row: None, metric, epochs)
+    try:
+        last = reporter.finish(trainer.train(cfg, reporter, keeper, test=True))
+    except Exception as exc:  # noqa: BLE001 (the trainer's own failure: this re-training's)
+        return {"status": "error", "error": user_frame(exc)}
     if keeper:
         keeper.write()
-    return rows[-1] if rows else {"status": "error", "val_metric": None}
+    return last
 
 
 def confirm_seeds(docs: list[dict], seeds: int, cpus_per_task: float = 1.0,
-                  gpus_per_task: float = 0.0, save_models: str | None = None) -> pd.DataFrame:
+                  gpus_per_task: float = 0.0, save_models: str | None = None,
+                  metric: str = "val_metric") -> pd.DataFrame:
     """Re-train each exported config on `seeds` fresh seeds. Ray must be initialised.
 
     Args:
@@ -36,10 +47,12 @@ def confirm_seeds(docs: list[dict], seeds: int, cpus_per_task: float = 1.0,
         seeds: re-trainings per config.
         cpus_per_task, gpus_per_task: resources of one re-training.
         save_models: a directory: each re-training's weights go to `RANK-seedSEED.pt`.
+        metric: the run's search metric (a column of its own when not val_metric).
 
     Returns:
-        One row per (rank, seed): rank, trial_id, seed, val_metric, test_metric (held-out
-        data; NaN when the trainer has no test split), status.
+        One row per (rank, seed): rank, trial_id, seed, val_metric, `metric`, test_metric
+        (held-out data; NaN when the trainer has no test split), status, error (the
+        trainer's own line when it raised).
     """
     task = ray.remote(num_cpus=cpus_per_task, num_gpus=gpus_per_task)(_train_once)
     jobs = []
@@ -50,12 +63,12 @@ def confirm_seeds(docs: list[dict], seeds: int, cpus_per_task: float = 1.0,
             path = (str(Path(save_models).absolute() / f"{doc['rank']}-seed{seed}.pt")
                     if save_models else None)
             jobs.append(((doc["rank"], doc["trial_id"], seed),
-                         task.remote(doc["trainer"], values, path)))
+                         task.remote(doc["trainer"], values, path, metric)))
     rows = []
     for (rank, tid, seed), ref in jobs:
         last = ray.get(ref)
         rows.append({"rank": rank, "trial_id": tid, "seed": seed,
-                     "val_metric": last.get("val_metric"),
+                     "val_metric": last.get("val_metric"), metric: last.get(metric),
                      "test_metric": last.get("test_metric", float("nan")),
-                     "status": last.get("status")})
+                     "status": last.get("status"), "error": last.get("error")})
     return pd.DataFrame(rows)
