@@ -22,6 +22,9 @@ __all__ = ["EVALUATORS", "compute_importance", "stored_distributions", "distribu
            "plot", "section"]
 
 
+_UNREADABLE: set[str] = set()  # runs whose study could not be read (warned once)
+
+
 def stored_distributions(run: Run) -> dict:
     """Each parameter's distribution as the run's Optuna study (optuna.db) recorded it;
     empty for a run without a study (a grid)."""
@@ -30,8 +33,13 @@ def stored_distributions(run: Run) -> dict:
         return {}
     try:
         study = optuna.load_study(study_name=study_name, storage=run.rundir.study_url)
-    except (KeyError, ValueError, RuntimeError) as exc:
-        logger.warning("cannot read the study in %s: %s", run.path, exc)
+    except Exception as exc:  # noqa: BLE001 (KeyError, or SQLAlchemy's for a damaged file)
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        if str(run.path) in _UNREADABLE:
+            return {}
+        _UNREADABLE.add(str(run.path))
+        logger.warning("cannot read the Optuna study in %s (%s); the analysis bins the "
+                       "parameters from the trials' own values", run.path, reason)
         return {}
     dists: dict = {}
     for t in study.get_trials(deepcopy=False):

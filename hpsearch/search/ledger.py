@@ -11,6 +11,7 @@ ended but are missing from Tune's list, for deciding whether a run is finished."
 from __future__ import annotations
 
 import logging
+import os
 
 import optuna
 from optuna.trial import TrialState
@@ -22,7 +23,7 @@ from hpsearch.search.grid import GridSearcher
 from hpsearch.search.searcher import LOST_ATTR, TUNE_TRIAL_ATTR, StudySearcher
 
 logger = logging.getLogger(__name__)
-__all__ = ["TrialLedger", "SlotLimiter", "fail_orphans", "running_numbers",
+__all__ = ["TrialLedger", "SlotLimiter", "fail_orphans", "running_numbers", "mend_record",
            "ended_outside_tune"]
 
 
@@ -144,3 +145,26 @@ def running_numbers(rd: RunDir, study_name: str) -> set[int] | None:
     study = _record(rd, study_name)
     return None if study is None else {
         t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
+
+
+def mend_record(rd: RunDir, study_name: str | None, mode: str | None) -> str | None:
+    """A damaged optuna.db (not a database, cut short) is set aside and an empty study of the
+    same name put in its place: the resumed searcher re-reads the record and writes into it
+    every ended trial its saved state knows, so `resume` finishes the run instead of failing
+    on sqlite. Returns the name the damaged file was given, or None when it was readable."""
+    db = rd.file(layout.STUDY_DB)
+    if not study_name or not db.exists():
+        return None
+    try:
+        optuna.load_study(study_name=study_name, storage=rd.study_url)
+        return None
+    except KeyError:  # readable, without this study: left as it is
+        return None
+    except Exception:  # noqa: BLE001 (SQLAlchemy's errors for a damaged file)
+        aside = db.with_name(f"{layout.STUDY_DB}.damaged")
+        os.replace(db, aside)
+        logger.warning("%s is damaged (set aside as %s); the study is written again from "
+                       "the searcher's saved state", db, aside.name)
+    optuna.create_study(storage=rd.study_url, study_name=study_name,
+                        direction="minimize" if mode == "min" else "maximize")
+    return aside.name

@@ -9,6 +9,8 @@ import queue
 import threading
 import weakref
 
+import optuna
+
 logger = logging.getLogger(__name__)
 __all__ = ["RecordWriter", "flush_all", "TUNE_TRIAL_ATTR", "LOST_ATTR"]
 _LIVE: "weakref.WeakSet[RecordWriter]" = weakref.WeakSet()
@@ -29,6 +31,16 @@ class RecordWriter:
     `_study`: the in-memory study), so its snapshots keep their format."""
 
     _record = _recorded = _queue = _writer = None
+    _record_url: str | None = None  # the record's storage URL (absent in older snapshots)
+
+    def _reopen_record(self) -> None:
+        """After a restore, the record as its file holds it now: the snapshot's study caches
+        the trials it had written (Optuna's cached storage), which a record rebuilt since
+        (`ledger.mend_record`, a damaged optuna.db; or a deleted one) no longer has."""
+        if self._record is not None and self._record_url:
+            self._record = optuna.create_study(
+                storage=self._record_url, study_name=self._record.study_name,
+                load_if_exists=True, direction=self._record.direction)
 
     def _write(self, trial_id: str, number: int) -> None:
         """Queue an ended trial for the run's record, once. After a restore the record is

@@ -253,6 +253,7 @@ def resume_search(run_dir: str | Path, stream: str | None = "stdout",
         if not ray.is_initialized():  # first: also when the resume is refused below
             cluster.cleanup_stale(rd)
         if not storage.is_uri(cfg.storage):
+            ledger.mend_record(rd, cfg.study_name, cfg.mode)  # a damaged optuna.db
             for name in tune_state.repair(rd, discard=lambda: not ledger.ended_outside_tune(
                     rd, cfg.study_name, set())):
                 logger.warning("%s was cut short (full disk, or a kill while Tune copied it); "

@@ -90,6 +90,7 @@ class StudySearcher(RecordWriter, Searcher):
         self._study = optuna.create_study(sampler=sampler, direction=direction)
         self._record = optuna.create_study(storage=storage, study_name=study_name,
                                            load_if_exists=True, direction=direction)
+        self._record_url = storage if isinstance(storage, str) else None
         self._recorded: set[str] | None = set()  # Tune trials in the record (None: re-read)
         self._queue = self._writer = None
         _LIVE.add(self)
@@ -202,11 +203,10 @@ class StudySearcher(RecordWriter, Searcher):
         # The run directory is trusted input (README): Tune's own restore unpickles it too.
         with open(checkpoint_path, "rb") as f:
             state = pickle.load(f)
-        # A searcher saved by hpsearch < 0.3 worked on optuna.db itself: nothing to copy.
-        state.setdefault("_record", None)
+        state.setdefault("_record", None)  # hpsearch < 0.3 worked on optuna.db itself
         self.__dict__.update(state)
-        self._queue = self._writer = None
-        self._recorded = None  # trials that ended after this snapshot may be recorded
+        self._queue = self._writer = self._recorded = None  # re-read: trials may have ended
+        self._reopen_record()  # after this snapshot, and the record may have been rebuilt
         self._reconcile, self._kept = True, 0
         _LIVE.add(self)
 

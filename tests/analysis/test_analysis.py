@@ -357,3 +357,26 @@ def test_beta2_sampled_on_log_one_minus_is_binned_and_judged_on_that_scale():
     assert t.distributions["beta2"].log and t.params["beta2"] == pytest.approx(1 - beta2[0])
     imp = importance.compute_importance(df, ["beta1", "beta2"], distributions=stored)
     assert (imp.groupby("evaluator").first()["param"] == "beta2").all()
+
+
+def test_a_damaged_study_file_leaves_the_analysis_to_the_trials_values(tmp_path, caplog):
+    """optuna.db is only where the parameters' distributions come from: a damaged one is
+    said once and the analysis goes on (it was a SQLAlchemy traceback)."""
+    import json
+
+    from hpsearch.analysis import importance
+    from hpsearch.rundir import load_run
+
+    run_dir = tmp_path / "run"
+    trial = run_dir / "run_trial_t1_1_x"
+    trial.mkdir(parents=True)
+    (run_dir / "hpsearch.json").write_text(json.dumps(
+        {"trainer": "mlp", "mode": "max", "finished": True, "study_name": "s"}))
+    (trial / "params.json").write_text(json.dumps({"lr": 0.01}))
+    (trial / "result.json").write_text(json.dumps(
+        {"trial_id": "t1", "epoch": 1, "val_metric": 0.5, "status": "completed"}) + "\n")
+    (run_dir / "optuna.db").write_bytes(b"garbage")
+    run = load_run(run_dir)
+    assert importance.stored_distributions(run) == {}
+    assert importance.stored_distributions(run) == {}
+    assert caplog.text.count("cannot read the Optuna study") == 1

@@ -235,3 +235,34 @@ def test_a_trial_the_restored_limiter_never_held_holds_a_slot_and_reaches_the_re
     assert _record(tmp_path)["b"].value == 0.7  # b's end was told, and written
     assert isinstance(again.suggest("c"), dict)  # its slot is free again
     assert again.suggest("d") is None
+
+
+def test_a_damaged_record_is_set_aside_and_written_again_from_the_snapshot(tmp_path, caplog):
+    """optuna.db cut or overwritten (not a database any more): `resume` sets it aside and
+    the restored searcher writes every ended trial it knows into a new one, each once;
+    the snapshot's cached record (Optuna's cached storage) is not trusted for what the file
+    holds."""
+    from hpsearch.rundir import RunDir
+    from hpsearch.search import ledger
+
+    s = _searcher(tmp_path, max_trials=4)
+    for i in "ab":
+        s.suggest(i)
+        _end(s, i, 0.5)
+    s.flush()
+    s.save(str(tmp_path / "snap.pkl"))
+    assert set(_record(tmp_path)) == {"a", "b"}
+    (tmp_path / "optuna.db").write_bytes(b"garbage")
+    rd = RunDir(tmp_path)
+    assert ledger.mend_record(rd, "s", "max") == "optuna.db.damaged"
+    assert (tmp_path / "optuna.db.damaged").read_bytes() == b"garbage"
+    assert "is damaged (set aside as optuna.db.damaged)" in caplog.text
+    assert ledger.mend_record(rd, "s", "max") is None  # readable now: left alone
+    restored = _searcher(tmp_path, max_trials=4)
+    restored.restore(str(tmp_path / "snap.pkl"))
+    restored.suggest("c")
+    _end(restored, "c", 0.7)
+    restored.flush()
+    record = _record(tmp_path)
+    assert sorted(record) == ["a", "b", "c"] and all(
+        t.state == TrialState.COMPLETE for t in record.values())
