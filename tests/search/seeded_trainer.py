@@ -1,6 +1,6 @@
 """A user trainer for `export --confirm-seeds`: it reports with keywords, minimises
 `val_loss` (its distance from lr 0.03, plus a little per seed), and raises on seed 1001 when
-lr is below 0.02 (one failed re-training)."""
+lr is above 0.1 (one failed re-training)."""
 
 from dataclasses import dataclass
 
@@ -13,7 +13,7 @@ class Config:
 
 
 def train(cfg: Config, report) -> None:
-    if cfg.seed == 1001 and cfg.lr < 0.02:
+    if cfg.seed == 1001 and cfg.lr > 0.1:
         raise ValueError("boom on seed 1001")
     for _ in range(cfg.epochs):
         loss = abs(cfg.lr - 0.03) + 0.001 * (cfg.seed % 7)
