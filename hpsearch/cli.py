@@ -8,6 +8,7 @@ import dataclasses
 import json
 import logging
 import math
+import os
 import sys
 
 from hpsearch import api
@@ -202,7 +203,7 @@ def cmd_spaces(args) -> int:
                 print(f"{'':22} reproduces: {s.report}")
         return 0
     s = spaces.get(args.name)
-    print(f"{s.name}: {s.doc}\ntrainer: {s.trainer}")
+    print(f"{s.name}: {s.doc}\ntrainer: {s.trainer or 'any (give --trainer)'}")
     if s.report:
         print(f"reproduces: {s.report}")
     for name, text in spaces.describe(s).items():
@@ -258,6 +259,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("hpsearch: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `hpsearch spaces | head`: the reader left; no traceback
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # (flush at exit)
+        return 141
 
 
 if __name__ == "__main__":

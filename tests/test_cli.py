@@ -233,3 +233,23 @@ def test_a_loss_is_minimised_unless_mode_says_otherwise():
     assert mode("lm") == "min"  # perplexity
     assert mode("mlp", metric="val_loss", mode="max") == "max"  # asked for
     assert default_mode("my_loss", "max") == "min" and default_mode("bleu", "max") == "max"
+
+
+def test_a_reader_that_leaves_early_gets_no_traceback(tmp_path, monkeypatch, capsys):
+    """`hpsearch spaces | head -1`: the pipe closes under the CLI's output."""
+    class Closed:
+        def __init__(self):
+            self.file = (tmp_path / "out").open("w")
+
+        def write(self, text):
+            raise BrokenPipeError(32, "Broken pipe")
+
+        def flush(self):
+            pass
+
+        def fileno(self):
+            return self.file.fileno()
+
+    monkeypatch.setattr(sys, "stdout", Closed())
+    assert main(["spaces"]) == 141
+    assert capsys.readouterr().err == ""

@@ -176,6 +176,7 @@ def rank_confirmed(results: pd.DataFrame, mode: str, metric: str = "val_metric")
     out = out.sort_values("mean", ascending=(mode == "min"), na_position="last",
                           ignore_index=True)
     out.insert(0, "confirmed_rank", range(1, len(out) + 1))
+    out["metric"] = metric  # what `mean` and `std` are of
     errors = results["error"].dropna().tolist() if "error" in results else []
     out.attrs.update(metric=metric, error=errors[0] if errors else None)
     return out

@@ -54,6 +54,11 @@ def _trials_table(run: Run) -> str:
     return note + '<div style="overflow-x:auto">' + table(shown, len(shown)) + "</div>"
 
 
+def _ranked_by(df: pd.DataFrame, metric_name: str) -> str:
+    metric = str(df["metric"].iloc[0]) if "metric" in df and len(df) else "val_metric"
+    return f"val_metric ({metric_name})" if metric == "val_metric" else metric
+
+
 def _exported_table(path: Path, metric_name: str) -> str:
     """The last `hpsearch export --confirm-seeds`: each exported config re-trained on fresh
     seeds, validation (what ranks them) and the held-out test metric (reported only)."""
@@ -63,7 +68,7 @@ def _exported_table(path: Path, metric_name: str) -> str:
         return "<p>exported_confirmed.csv could not be read.</p>"
     return (f"<p>From the last <code>hpsearch export --confirm-seeds</code>: each exported "
             f"config re-trained on {int(df['seeds'].max()) if len(df) else 0} fresh seed(s). "
-            f"mean/std: val_metric ({html.escape(metric_name)}), which ranks them; "
+            f"mean/std: {html.escape(_ranked_by(df, metric_name))}, which ranks them; "
             "test_mean/test_std: the held-out test split, which no search, ranking or "
             "table of this report uses. Searched trials are never evaluated on it.</p>"
             + table(df, 50))
