@@ -31,6 +31,21 @@ def _number(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
+def _plain(v: Any) -> Any:
+    """A numpy scalar or a one-element tensor/array as the Python number it holds (what
+    Ray Tune, the tables and `math.isfinite` take); anything else as it is."""
+    if v is None or isinstance(v, (bool, int, float, str)):
+        return v
+    item = getattr(v, "item", None)
+    if callable(item):
+        try:
+            out = item()
+        except (TypeError, ValueError, RuntimeError):  # more than one element
+            return v
+        return out if isinstance(out, (bool, int, float)) else v
+    return v
+
+
 class Reporter:
     """The `report` a trainer calls: `report(row_dict)` or `report(key=value, ...)`.
 
@@ -60,7 +75,7 @@ class Reporter:
                                 "positional value(s): "
                                 f"call report({{'{self.metric}': value}}) or "
                                 f"report({self.metric}=value)")
-        row = {**(row or {}), **values}
+        row = {k: _plain(v) for k, v in {**(row or {}), **values}.items()}
         if self.rows == 0 and self.metric not in row:
             got = ", ".join(sorted(row)) or "nothing"
             raise ContractError(f"the first report has no {self.metric!r} (it has {got}): "
@@ -81,8 +96,12 @@ class Reporter:
             last = self.epochs is not None and row["epoch"] >= self.epochs
             row["status"] = "completed" if last else "running"
         value = row.get(self.metric)
-        if row["status"] != "error" and not (_number(value) and math.isfinite(value)):
-            row["status"] = "diverged"  # NaN/inf (or a non-number) is divergence
+        if row["status"] != "error" and not _number(value):
+            raise ContractError(f"report({self.metric}=...) must be a number at every epoch, "
+                                f"got {value!r} ({type(value).__name__}) at epoch "
+                                f"{row['epoch']}: report a float (NaN or inf if it diverged)")
+        if row["status"] != "error" and not math.isfinite(value):
+            row["status"] = "diverged"  # NaN/inf is divergence
         self.last = row
         self.sink(row)
 

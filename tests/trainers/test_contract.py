@@ -23,6 +23,22 @@ def test_dict_or_keywords_and_what_is_filled_in():
     assert rep.finish(None) == rows[-1] and len(rows) == 3
 
 
+def test_numpy_and_tensor_scalars_are_numbers():
+    """A metric from numpy (np.float32 is no float) or a 0-d tensor was taken for a
+    non-number and the trial marked diverged at every epoch."""
+    import numpy as np
+    import torch
+
+    rows = []
+    rep = Reporter(rows.append, "val_metric", epochs=3)
+    rep(val_metric=np.float32(0.5), val_loss=torch.tensor(1.5), train_loss=np.float64(1.0))
+    rep(val_metric=torch.tensor([0.6]), n=np.int64(3))
+    rep(val_metric=np.float32("nan"))
+    assert [r["status"] for r in rows] == ["running", "running", "diverged"]
+    assert type(rows[0]["val_metric"]) is float and rows[0]["val_metric"] == 0.5
+    assert rows[0]["gap"] == pytest.approx(0.5) and type(rows[1]["n"]) is int
+
+
 def test_nan_is_diverged_and_an_unfinished_last_row_is_completed():
     rows = []
     rep = Reporter(rows.append, "score")
@@ -41,6 +57,10 @@ def test_nan_is_diverged_and_an_unfinished_last_row_is_completed():
     (lambda r: r(3.0), "report() takes one dict or keywords"),
     (lambda r: r(1, 2), "got 2 positional"),
     (lambda r: r.finish(None), "returned without calling report"),
+    (lambda r: r(val_metric="0.5"), "must be a number at every epoch, got '0.5' (str)"),
+    (lambda r: r(val_metric=None), "got None (NoneType) at epoch 1"),
+    (lambda r: (r(val_metric=0.5), r(val_loss=1.0)), "got None (NoneType) at epoch 2"),
+    (lambda r: r(val_metric=[0.5, 0.6]), "got [0.5, 0.6] (list)"),
     (lambda r: (r(val_metric=1.0), r.finish(0.9)), "must return the last row"),
 ])
 def test_mistakes(call, needle):
