@@ -9,6 +9,7 @@ import json
 import logging
 import math
 import os
+import shlex
 import sys
 
 from hpsearch import api
@@ -60,7 +61,7 @@ def _print_best(run) -> None:
         if not (isinstance(value, float) and math.isnan(value)):  # nan: not used by this branch
             print(f"  {p} = {value}")
     print(f"results: {run.path}  ({layout.EPOCHS}, {layout.TRIALS}, {layout.STUDY_DB})")
-    print(f"next: hpsearch analyze {run.path}")
+    print(f"next: hpsearch analyze {shlex.quote(str(run.path))}")
 
 
 def cmd_run(args) -> int:
@@ -89,7 +90,8 @@ def _exit_code(run) -> int:
     if not run.meta.get("finished"):
         term = run.meta.get("stopped_by") == "SIGTERM"
         how = "terminated (SIGTERM)" if term else "interrupted"
-        print(f"{how}: finish with 'hpsearch resume {run.path}'", file=sys.stderr)
+        print(f"{how}: finish with: hpsearch resume {shlex.quote(str(run.path))}",
+              file=sys.stderr)
         return 143 if term else 130
     return 1 if _all_failed(run) else 0
 
@@ -142,7 +144,7 @@ def cmd_export(args) -> int:
                   "fresh seeds")
         else:
             print("the search's winner is confirmed on fresh seeds")
-    print(f"re-run: hpsearch train --config {result.written[0][0]}")
+    print(f"re-run: hpsearch train --config {shlex.quote(str(result.written[0][0]))}")
     return 0
 
 

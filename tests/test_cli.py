@@ -253,3 +253,16 @@ def test_a_reader_that_leaves_early_gets_no_traceback(tmp_path, monkeypatch, cap
     monkeypatch.setattr(sys, "stdout", Closed())
     assert main(["spaces"]) == 141
     assert capsys.readouterr().err == ""
+
+
+def test_printed_commands_can_be_pasted_for_any_path(tmp_path, capsys):
+    """The next command the CLI prints is shell-quoted: a path with a space still works."""
+    import shlex
+
+    from hpsearch import cli
+
+    run = type("R", (), {"path": tmp_path / "my run", "meta": {"finished": False,
+                                                              "stopped_by": None}})()
+    assert cli._exit_code(run) == 130  # noqa: SLF001
+    line = capsys.readouterr().err.strip()
+    assert shlex.split(line.split(": ", 1)[1])[-1] == str(tmp_path / "my run"), line

@@ -82,7 +82,7 @@ def test_interrupt_before_the_first_result_then_resume(ray_local, user_dir, caps
     proc.send_signal(sig)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == code, err[-2000:]
-    assert f"{said}: finish with 'hpsearch resume" in err and "Tuner.restore" not in out + err
+    assert f"{said}: finish with: hpsearch resume" in err and "Tuner.restore" not in out + err
     assert "SIGTERM received" not in err and "Traceback" not in err, err[-2000:]
     assert main(["resume", "runs/slow"]) == 0, capsys.readouterr().err[-2000:]
     assert "trials: 2 completed" in capsys.readouterr().out
