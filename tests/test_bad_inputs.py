@@ -18,6 +18,8 @@ FILES = {
     "negative_lr.yaml": "trainer: mlp\nparams:\n  lr: {type: float, low: -1.0, high: 0.1}\n"
                         "fixed: {data: digits}\n",
     "bomb.yaml": BOMB,
+    "fixed_epochs.yaml": "trainer: mlp\nparams:\n  lr: {type: float, low: 0.001, high: 0.1}\n"
+                         "fixed: {epochs: 20, data: digits}\n",
     "step_zero.yaml": "trainer: mlp\nparams:\n  batch_size: {type: int, low: 8, high: 64, "
                       "step: 0}\n",
     "step_float.yaml": "trainer: mlp\nparams:\n  batch_size: {type: int, low: 8, high: 64, "
@@ -65,6 +67,9 @@ RUN = ["run", "--trainer", "mlp", "--set", "data=digits", "--samples", "1", "--m
     (RUN + ["--seed", "-1"], "seed must be in"),
     (RUN + ["--max-epochs", "8", "--budget-epochs", "5"], "no trial could train to the end"),
     (RUN + ["--cpus-per-trial", "0"], "cpus per trial must be > 0"),
+    (RUN + ["--set", "epochs=5"], "epochs=5 is set (--set or the space), but a trial's epochs "
+                                  "are --max-epochs (1)"),
+    (["run", "--space", "fixed_epochs.yaml", "--max-epochs", "3"], "epochs=20 is set"),
     (RUN + ["--cpus-per-trial", "2", "--num-cpus", "1"], "has 1 CPUs (--num-cpus): no trial"),
     (RUN + ["--cpus-per-trial", "100000"], "no trial could start"),
     (RUN + ["--gpus-per-trial", "lots"], "expected a number or 'auto'"),

@@ -43,6 +43,12 @@ def validate(cfg: SearchConfig, grid: bool = False, num_cpus: int | None = None)
     trainer.make_config(dict(cfg.fixed))  # unknown keys and bad values fail here, not in Ray
     samples = spaces.sample_configs(space.fn, n=16, seed=cfg.seed)
     spaces.check_keys(space, trainer.config_cls, cfg.fixed, samples)
+    other = {v for v in [cfg.fixed.get("epochs"), *(s.get("epochs") for s in samples)]
+             if v is not None and v != cfg.max_epochs}
+    if other:  # a trial's epochs are the fidelity early stopping and the budget count in
+        raise UserError(f"epochs={sorted(other, key=str)[0]} is set (--set or the space), but a "
+                        f"trial's epochs are --max-epochs ({cfg.max_epochs}): pass "
+                        "--max-epochs instead")
     where = f"space {space.name!r}"
     for sample in samples:  # e.g. a YAML range that reaches lr <= 0, a fixed depth "abc"
         for key, value in sample.items():
