@@ -18,6 +18,9 @@ FILES = {
     "negative_lr.yaml": "trainer: mlp\nparams:\n  lr: {type: float, low: -1.0, high: 0.1}\n"
                         "fixed: {data: digits}\n",
     "bomb.yaml": BOMB,
+    "point_lr.yaml": "- {optimizer: adam, lr: 5.0}\n",
+    "point_beta2.yaml": "- {optimizer: adam, lr: 0.001, beta2: 0.5}\n",
+    "point_batch.yaml": "- {optimizer: sgd, lr: 0.001, batch_size: 12}\n",
     "fixed_epochs.yaml": "trainer: mlp\nparams:\n  lr: {type: float, low: 0.001, high: 0.1}\n"
                          "fixed: {epochs: 20, data: digits}\n",
     "step_zero.yaml": "trainer: mlp\nparams:\n  batch_size: {type: int, low: 8, high: 64, "
@@ -55,6 +58,11 @@ RUN = ["run", "--trainer", "mlp", "--set", "data=digits", "--samples", "1", "--m
     (["run", "--space", "step_wide.yaml"], "'step' 0.5 is wider than the range"),
     (["run", "--space", "unknown_key.yaml"], "sets nonsense, which the trainer's Config"),
     (RUN + ["--points", "points_bomb.yaml"], "aliases"),
+    (RUN + ["--points", "point_lr.yaml"], "--points: lr=5.0 is outside space 'mlp_optimizers' "
+                                          "(float from 0.0001 to 0.1, log scale)"),
+    (RUN + ["--points", "point_beta2.yaml"], "beta2=0.5 is outside space 'mlp_optimizers' "
+                                             "(float from 0.9 to 0.9999)"),
+    (RUN + ["--points", "point_batch.yaml"], "'12' not in (8, 16, 32, 64)"),
     (["run", "--trainer", "mlp", "--set", "data=nosuch"], "data must be one of"),
     (["run", "--trainer", "lm", "--set", "data=digits"], "data must be one of"),
     (["run", "--trainer", "mlp", "--set", "data=cifar10:/no/such/dir"], "directory not found"),

@@ -46,7 +46,7 @@ def validate(cfg: SearchConfig, grid: bool = False, num_cpus: int | None = None)
     other = {v for v in [cfg.fixed.get("epochs"), *(s.get("epochs") for s in samples)]
              if v is not None and v != cfg.max_epochs}
     if other:  # a trial's epochs are the fidelity early stopping and the budget count in
-        raise UserError(f"epochs={sorted(other, key=str)[0]} is set (--set or the space), but a "
+        raise UserError(f"epochs={min(other, key=str)} is set (--set or the space), but a "
                         f"trial's epochs are --max-epochs ({cfg.max_epochs}): pass "
                         "--max-epochs instead")
     where = f"space {space.name!r}"
@@ -66,4 +66,5 @@ def validate(cfg: SearchConfig, grid: bool = False, num_cpus: int | None = None)
         if not isinstance(point, dict):
             raise UserError("--points must be a list of mappings (one config each)")
         trainer.make_config({**cfg.fixed, **point})
+        spaces.check_point(space, point)
     return trainer, space

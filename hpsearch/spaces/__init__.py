@@ -140,6 +140,41 @@ def _range(d) -> str:
     return f"{kind} from {d.low:g} to {d.high:g}{scale}"
 
 
+def check_point(space: Space, point: dict) -> None:
+    """A `--points` config must lie in the space: the search's model is fitted on every
+    trial, and a value outside its parameter's range (or choices) stopped the search with
+    Optuna's ValueError once the model learned from it.
+
+    Raises:
+        UserError: naming the parameter, the value and the space's range.
+    """
+    import warnings
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study()
+    study.enqueue_trial(scales.optuna_point(point))
+    trial = study.ask()
+    with warnings.catch_warnings():  # Optuna warns of the value it is about to take
+        warnings.simplefilter("ignore")
+        try:
+            space.fn(trial)
+        except ValueError as exc:  # a choice the space does not have: "'12' not in (8, 16)"
+            raise UserError(f"--points: {point} does not fit space {space.name!r}: "
+                            f"{str(exc).rstrip('.')}; widen the space or drop the point"
+                            ) from None
+    for name, d in trial.distributions.items():
+        try:  # Optuna's own check of a value against its distribution
+            optuna.trial.create_trial(params={name: trial.params[name]},
+                                      distributions={name: d}, value=0.0)
+        except ValueError:
+            shown = scales.one_minus_of(name)
+            value, text = ((point.get(shown), f"float from {1 - d.high:g} to {1 - d.low:g}")
+                           if shown else (trial.params[name], _range(d)))
+            raise UserError(f"--points: {shown or name}={value!r} is outside space "
+                            f"{space.name!r} ({text}); widen the space or drop the point"
+                            ) from None
+
+
 def describe(space: Space, n: int = 64) -> dict[str, str]:
     """Each parameter of `space` in plain words: its range or choices, its scale, and when it
     is only sampled under a condition (e.g. beta1 only when optimizer is adam or adamw)."""
