@@ -52,11 +52,18 @@ def _print_best(run) -> None:
               file=sys.stderr)
     best = trials.iloc[0]
     c = run.compare
-    print(f"best trial {best['trial_id']}: {run.score_label} = {_fmt(best['score'])} "
-          f"(final {_fmt(best['final_score'])} after {best['epochs']} epochs, status "
-          f"{best['status']}); compared at epoch {c.get('epoch')}, which "
-          f"{c.get('trials_reached')} of {c.get('trials')} trials reached")
-    for p in run.params:
+    scored = [v for v in trials["score"].tolist() + trials["final_score"].tolist()
+              if isinstance(v, (int, float)) and math.isfinite(v)]
+    if not scored:  # every trial diverged or failed: none is "best"
+        print("no trial has a finite score (every one diverged or failed): none is best; "
+              "change the space or the fixed settings")
+        best = None
+    else:
+        print(f"best trial {best['trial_id']}: {run.score_label} = {_fmt(best['score'])} "
+              f"(final {_fmt(best['final_score'])} after {best['epochs']} epochs, status "
+              f"{best['status']}); compared at epoch {c.get('epoch')}, which "
+              f"{c.get('trials_reached')} of {c.get('trials')} trials reached")
+    for p in run.params if best is not None else []:
         value = best.get(p)
         if not (isinstance(value, float) and math.isnan(value)):  # nan: not used by this branch
             print(f"  {p} = {value}")

@@ -266,3 +266,22 @@ def test_printed_commands_can_be_pasted_for_any_path(tmp_path, capsys):
     assert cli._exit_code(run) == 130  # noqa: SLF001
     line = capsys.readouterr().err.strip()
     assert shlex.split(line.split(": ", 1)[1])[-1] == str(tmp_path / "my run"), line
+
+
+def test_a_run_where_every_trial_diverged_names_no_best(capsys):
+    import math
+    from types import SimpleNamespace
+
+    import pandas as pd
+
+    from hpsearch import cli
+
+    trials = pd.DataFrame({"trial_id": ["a", "b"], "status": ["diverged", "diverged"],
+                           "score": [math.nan, math.nan], "final_score": [math.nan] * 2,
+                           "epochs": [1, 1], "lr": [1e3, 1e4]})
+    run = SimpleNamespace(trials=trials, compare={"epoch": 1, "trials_reached": 2, "trials": 2},
+                          score_label="val_metric", params=["lr"], path="runs/x")
+    cli._print_best(run)  # noqa: SLF001
+    out = capsys.readouterr().out
+    assert "trials: 2 diverged" in out and "no trial has a finite score" in out
+    assert "best trial" not in out and "lr = " not in out
