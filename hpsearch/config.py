@@ -203,6 +203,8 @@ def checked_values(cls: type | None, values) -> dict:
     """
     if isinstance(values, Mapping):
         return {k: coerce_value(cls, k, v) for k, v in values.items()}
+    if isinstance(values, str):  # one `key=value` (iterating it gave 'd', 'a', ...)
+        values = [values]
     return parse_sets(cls, values or ())
 
 

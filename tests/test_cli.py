@@ -285,3 +285,11 @@ def test_a_run_where_every_trial_diverged_names_no_best(capsys):
     out = capsys.readouterr().out
     assert "trials: 2 diverged" in out and "no trial has a finite score" in out
     assert "best trial" not in out and "lr = " not in out
+
+
+def test_the_api_takes_one_setting_as_a_string():
+    """`fixed="data=digits"` (one key=value, not a list of them) was read letter by letter."""
+    import hpsearch
+
+    cfg = hpsearch.search_config("mlp", "mlp_optimizers", fixed="data=digits", out="runs/x")
+    assert cfg.fixed == {"data": "digits"}
