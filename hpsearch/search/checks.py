@@ -5,6 +5,7 @@ refuse a bad input in a fraction of a second, before Ray Tune is imported."""
 from __future__ import annotations
 
 import os
+import sys
 
 from hpsearch import spaces, trainers
 from hpsearch.config import SearchConfig, coerce_value
@@ -59,6 +60,9 @@ def validate(cfg: SearchConfig, grid: bool = False, num_cpus: int | None = None)
         raise UserError(f"--metric {cfg.metric!r} is not reported by trainer {cfg.trainer!r}; "
                         f"valid: {', '.join(BUILTIN_METRICS)}")
     if cfg.address is None:
+        ray = sys.modules.get("ray")  # a Ray this process started already is the one used
+        if ray is not None and ray.is_initialized():
+            num_cpus = ray.cluster_resources().get("CPU", 0)
         check_cpus(cfg.resources.cpus_per_trial, num_cpus)
     if grid and not space.grid:
         raise UserError(f"space {space.name!r} defines no grid for --grid")

@@ -384,6 +384,27 @@ def test_a_local_ray_with_fewer_cpus_than_a_trial_is_ended_and_refused(tmp_path,
     assert len(ended) == 1
 
 
+def test_the_cpu_check_counts_the_ray_this_process_started_already(monkeypatch):
+    """An API user's own `ray.init(num_cpus=8)` on a 2-core machine: trials of 4 CPUs fit
+    it, though not the machine."""
+    import types
+
+    import hpsearch
+    from hpsearch.errors import UserError
+    from hpsearch.search import checks
+
+    monkeypatch.setattr(checks, "os", types.SimpleNamespace(cpu_count=lambda: 2))
+    cfg = hpsearch.search_config("mlp", "mlp_optimizers", fixed={"data": "digits"},
+                                 cpus_per_trial=4, out="runs/x")
+    fake = types.SimpleNamespace(is_initialized=lambda: True,
+                                 cluster_resources=lambda: {"CPU": 8.0})
+    monkeypatch.setitem(sys.modules, "ray", fake)
+    checks.validate(cfg)
+    fake.is_initialized = lambda: False
+    with pytest.raises(UserError, match="--cpus-per-trial 4 but the local Ray has 2 CPUs"):
+        checks.validate(cfg)
+
+
 def test_a_run_is_marked_finished_only_once_its_tables_are_written(tmp_path, monkeypatch):
     """A driver killed (here: a write failing) between the tables and the meta leaves a run
     `resume` finishes, not one it takes for done without tables."""
