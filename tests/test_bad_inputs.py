@@ -58,10 +58,10 @@ RUN = ["run", "--trainer", "mlp", "--set", "data=digits", "--samples", "1", "--m
     (["run", "--space", "step_wide.yaml"], "'step' 0.5 is wider than the range"),
     (["run", "--space", "unknown_key.yaml"], "sets nonsense, which the trainer's Config"),
     (RUN + ["--points", "points_bomb.yaml"], "aliases"),
-    (RUN + ["--points", "point_lr.yaml"], "--points: lr=5.0 is outside space 'mlp_optimizers' "
-                                          "(float from 0.0001 to 0.1, log scale)"),
-    (RUN + ["--points", "point_beta2.yaml"], "beta2=0.5 is outside space 'mlp_optimizers' "
-                                             "(float from 0.9 to 0.9999)"),
+    (RUN + ["--points", "point_lr.yaml"], ("--points: lr=5.0 is outside space 'mlp_optimizers' "
+                                          "(float from 0.0001 to 0.1, log scale)")),
+    (RUN + ["--points", "point_beta2.yaml"], ("beta2=0.5 is outside space 'mlp_optimizers' "
+                                             "(float from 0.9 to 0.9999)")),
     (RUN + ["--points", "point_batch.yaml"], "'12' not in (8, 16, 32, 64)"),
     (["run", "--trainer", "mlp", "--set", "data=nosuch"], "data must be one of"),
     (["run", "--trainer", "lm", "--set", "data=digits"], "data must be one of"),
@@ -75,8 +75,8 @@ RUN = ["run", "--trainer", "mlp", "--set", "data=digits", "--samples", "1", "--m
     (RUN + ["--seed", "-1"], "seed must be in"),
     (RUN + ["--max-epochs", "8", "--budget-epochs", "5"], "no trial could train to the end"),
     (RUN + ["--cpus-per-trial", "0"], "cpus per trial must be > 0"),
-    (RUN + ["--set", "epochs=5"], "epochs=5 is set (--set or the space), but a trial's epochs "
-                                  "are --max-epochs (1)"),
+    (RUN + ["--set", "epochs=5"], ("epochs=5 is set (--set or the space), but a trial's epochs "
+                                  "are --max-epochs (1)")),
     (["run", "--space", "fixed_epochs.yaml", "--max-epochs", "3"], "epochs=20 is set"),
     (RUN + ["--cpus-per-trial", "2", "--num-cpus", "1"], "has 1 CPUs (--num-cpus): no trial"),
     (RUN + ["--cpus-per-trial", "100000"], "no trial could start"),

@@ -263,7 +263,7 @@ def test_printed_commands_can_be_pasted_for_any_path(tmp_path, capsys):
 
     run = type("R", (), {"path": tmp_path / "my run", "meta": {"finished": False,
                                                               "stopped_by": None}})()
-    assert cli._exit_code(run) == 130  # noqa: SLF001
+    assert cli._exit_code(run) == 130
     line = capsys.readouterr().err.strip()
     assert shlex.split(line.split(": ", 1)[1])[-1] == str(tmp_path / "my run"), line
 
@@ -281,7 +281,7 @@ def test_a_run_where_every_trial_diverged_names_no_best(capsys):
                            "epochs": [1, 1], "lr": [1e3, 1e4]})
     run = SimpleNamespace(trials=trials, compare={"epoch": 1, "trials_reached": 2, "trials": 2},
                           score_label="val_metric", params=["lr"], path="runs/x")
-    cli._print_best(run)  # noqa: SLF001
+    cli._print_best(run)
     out = capsys.readouterr().out
     assert "trials: 2 diverged" in out and "no trial has a finite score" in out
     assert "best trial" not in out and "lr = " not in out
