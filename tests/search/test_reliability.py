@@ -378,7 +378,7 @@ def test_a_local_ray_with_fewer_cpus_than_a_trial_is_ended_and_refused(tmp_path,
     with pytest.raises(UserError, match="--cpus-per-trial 3 but the local Ray has 2 CPUs"):
         cluster.connect(rundir=rd, cpus_per_trial=3)
     assert len(ended) == 1 and not rd.file(layout.PROCESSES).exists()
-    assert not Path(ended[0]).exists() and ended[0] not in cluster._WATCHERS  # noqa: SLF001
+    assert not Path(ended[0]).exists() and ended[0] not in cluster._WATCHERS
     with pytest.raises(UserError, match="has 1 CPUs"):  # a known count: before Ray starts
         cluster.connect(num_cpus=1, rundir=rd, cpus_per_trial=2)
     assert len(ended) == 1
@@ -428,11 +428,11 @@ def test_a_run_is_marked_finished_only_once_its_tables_are_written(tmp_path, mon
     monkeypatch.setattr(RunDir, "write_table", full)
     EpochBudget.REACHED[str(rd.path)] = 1  # the budget was spent: the run is finished
     with pytest.raises(OSError):
-        runner._finish(rd, dict(meta), str(rd.path), 1)  # noqa: SLF001
+        runner._finish(rd, dict(meta), str(rd.path), 1)
     assert rd.read_meta()["finished"] is False and not rd.settled(rd.read_meta())
     monkeypatch.undo()
     EpochBudget.REACHED[str(rd.path)] = 1
-    runner._finish(rd, dict(meta), str(rd.path), 1)  # noqa: SLF001
+    runner._finish(rd, dict(meta), str(rd.path), 1)
     assert rd.read_meta()["finished"] is True and rd.settled(rd.read_meta())
 
 
