@@ -75,6 +75,9 @@ def train(trainer: str | None = None, config: Mapping | str | Path | None = None
         raise UserError(f"trainer {resolved.name!r}: {exc}") from None
     except (KeyboardInterrupt, UserError):
         raise
+    except SystemExit as exc:  # a script's sys.exit inside train (argparse, say)
+        raise UserError(f"trainer {resolved.name!r} called sys.exit: {user_frame(exc)}"
+                        ) from None
     except Exception as exc:  # the trainer's own failure: where in its code, in one line
         raise UserError(f"trainer {resolved.name!r} failed: {user_frame(exc)}") from None
     if keeper:

@@ -30,7 +30,7 @@ def _train_once(trainer_name: str, values: dict, save_to: str | None = None,
     reporter = Reporter(lambda row: None, metric, epochs)
     try:
         last = reporter.finish(trainer.train(cfg, reporter, keeper, test=True))
-    except Exception as exc:  # noqa: BLE001 (the trainer's own failure: this re-training's)
+    except (Exception, SystemExit) as exc:  # noqa: BLE001 (the trainer's own failure)
         return {"status": "error", "error": user_frame(exc)}
     if keeper:
         keeper.write()

@@ -67,16 +67,20 @@ def _reporter(metric: str, mode: str, checkpointer: TuneCheckpointer):
                 row["status"] = "diverged"
             row[metric] = -math.inf if mode == "max" else math.inf
         state, checkpointer.pending = checkpointer.pending, None
-        if state is None:
-            tune.report(row)
-            return
-        with tempfile.TemporaryDirectory(dir=_staging_dir()) as d:
-            import torch
+        try:
+            if state is None:
+                tune.report(row)
+                return
+            with tempfile.TemporaryDirectory(dir=_staging_dir()) as d:
+                import torch
 
-            torch.save(state, os.path.join(d, CHECKPOINT_STATE))
-            with open(os.path.join(d, CHECKPOINT_ROW), "w") as f:
-                json.dump(row, f, default=str)
-            tune.report(row, checkpoint=tune.Checkpoint.from_directory(d))
+                torch.save(state, os.path.join(d, CHECKPOINT_STATE))
+                with open(os.path.join(d, CHECKPOINT_ROW), "w") as f:
+                    json.dump(row, f, default=str)
+                tune.report(row, checkpoint=tune.Checkpoint.from_directory(d))
+        except SystemExit as exc:  # Ray Tune ending the trial's thread: not the trainer's
+            exc.from_tune = True
+            raise
     return report
 
 
@@ -119,6 +123,10 @@ def run_trial(config: dict, trainer_name: str, metric: str, mode: str,
     except ContractError as exc:  # the trainer's mistake: the driver stops the search
         contract = str(exc)
         failure = f"contract: {contract}"
+    except SystemExit as exc:  # the trainer's own sys.exit() ends its trial, not the worker
+        if getattr(exc, "from_tune", False):
+            raise
+        failure = f"{user_frame(exc)} (the trainer called sys.exit)"
     except Exception as exc:  # a trainer bug or CUDA OOM ends this trial, not the search
         logger.warning("trial failed: %s", traceback.format_exc(limit=3))
         torch = sys.modules.get("torch")  # a trainer without torch cannot run out of CUDA

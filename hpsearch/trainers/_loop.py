@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import math
+import sys
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -70,6 +71,8 @@ def _inject_fault(spec: str, epoch: int) -> None:
         return
     if kind == "oom":
         raise torch.cuda.OutOfMemoryError("CUDA out of memory (injected by fault=oom)")
+    if kind == "exit":  # a script's sys.exit (argparse on a bad flag, say) inside train
+        sys.exit(3)
     raise RuntimeError(f"injected failure at epoch {epoch} (fault={spec})")
 
 

@@ -30,7 +30,8 @@ class TrainConfig:
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     amp: str = "none"  # none | bf16 (autocast on CUDA only; ignored on CPU)
     # Fault injection for tests of the search's error handling: "error@EPOCH" raises a
-    # RuntimeError, "oom@EPOCH" a torch.cuda.OutOfMemoryError, at the start of that epoch.
+    # RuntimeError, "oom@EPOCH" a torch.cuda.OutOfMemoryError, "exit@EPOCH" calls
+    # sys.exit(3), at the start of that epoch.
     fault: str = ""
     # A loss this large is divergence even while still finite (ReLU nets at a huge lr reach
     # 1e9 without a NaN); cross-entropy of any sane model stays far below it.
@@ -60,5 +61,6 @@ class TrainConfig:
             raise ValueError(f"amp must be 'none' or 'bf16', got {self.amp!r}")
         if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device):
             raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
-        if self.fault and not re.fullmatch(r"(error|oom)@\d+", self.fault):
-            raise ValueError(f"fault must be error@EPOCH or oom@EPOCH, got {self.fault!r}")
+        if self.fault and not re.fullmatch(r"(error|oom|exit)@\d+", self.fault):
+            raise ValueError(f"fault must be error@EPOCH, oom@EPOCH or exit@EPOCH, got "
+                             f"{self.fault!r}")

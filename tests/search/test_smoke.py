@@ -144,10 +144,11 @@ def test_divergence_and_errors_do_not_stop_the_search(ray_local, tmp_path):
     space.write_text(
         "trainer: mlp\nparams:\n"
         "  lr: {type: categorical, choices: [0.001, 1.0e+12]}\n"
-        "  fault: {type: categorical, choices: ['', 'error@2', 'oom@2']}\n")
+        "  fault: {type: categorical, choices: ['', 'error@2', 'oom@2', 'exit@2']}\n")
     points = ({"lr": 1e12, "fault": ""}, {"lr": 0.001, "fault": "error@2"},
-              {"lr": 0.001, "fault": ""}, {"lr": 0.001, "fault": "oom@2"})
-    cfg = _cfg(tmp_path, "faults", space=str(space), samples=4, max_epochs=3,
+              {"lr": 0.001, "fault": ""}, {"lr": 0.001, "fault": "oom@2"},
+              {"lr": 0.001, "fault": "exit@2"})
+    cfg = _cfg(tmp_path, "faults", space=str(space), samples=5, max_epochs=3,
                scheduler=SchedulerConfig(kind="fifo"), points=points,
                fixed={**TINY, "optimizer": "sgd"}, resources=ONE_SLOT)
     run = run_search(cfg)
@@ -159,8 +160,12 @@ def test_divergence_and_errors_do_not_stop_the_search(ray_local, tmp_path):
     oom = by_fault[(0.001, "oom@2")]
     assert oom.status == "error" and oom.error.startswith("CUDA OOM: ")
     assert "OutOfMemoryError" in oom.error
+    # A trainer's sys.exit (a script's argparse, say) ends its trial at once, in its worker,
+    # with its own line: not a dead worker retried --max-failures times.
+    ex = by_fault[(0.001, "exit@2")]
+    assert ex.status == "error" and "SystemExit: 3 (the trainer called sys.exit)" in ex.error
     states = sorted(t.state.name for t in _study(tmp_path / "faults").trials)
-    assert states == ["COMPLETE", "FAIL", "FAIL", "PRUNED"]
+    assert states == ["COMPLETE", "FAIL", "FAIL", "FAIL", "PRUNED"]
     db = sqlite3.connect(tmp_path / "faults" / "optuna.db")
     assert db.execute("select count(*) from trials where state='RUNNING'").fetchone() == (0,)
     # How the run decides it finished: Tune's saved statuses, read as Tune reads them.
@@ -170,7 +175,7 @@ def test_divergence_and_errors_do_not_stop_the_search(ray_local, tmp_path):
 
     saved = tune_state.saved_statuses(tmp_path / "faults")
     told = {t.trial_id: t.status for t in tune.ExperimentAnalysis(str(tmp_path / "faults")).trials}
-    assert saved == told and len(saved) == 4
+    assert saved == told and len(saved) == 5
 
 
 def test_grid_mode_runs_the_hand_grid(ray_local, tmp_path):

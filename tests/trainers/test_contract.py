@@ -178,3 +178,12 @@ def test_configs_are_checked_without_importing_torch(tmp_path):
     res = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
                          text=True, timeout=60)
     assert res.returncode == 0, res.stderr[-2000:]
+
+
+def test_a_trainers_sys_exit_is_one_line_not_a_silent_exit(capsys):
+    """A script's sys.exit inside train (argparse on a bad flag) ended `hpsearch train` with
+    its code and no word; in a search it killed the trial's worker (see test_smoke)."""
+    assert main(["train", "--trainer", "mlp", "--set", "data=digits", "--set", "epochs=1",
+                 "--set", "fault=exit@1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "called sys.exit" in err[0] and "SystemExit: 3" in err[0], err
