@@ -133,9 +133,8 @@ def cmd_export(args) -> int:
               f"final_val_metric={_fmt(m['final_val_metric'])}")
     ranked = result.confirmed
     if ranked is not None:
-        metric = ranked.attrs.get("metric", "val_metric")
         print(f"confirmation on {ranked['seeds'].iloc[0]} fresh seeds (mean ± std of "
-              f"{metric}, ranked by it; test_metric on held-out data, never used to rank):")
+              f"{ranked['metric'].iloc[0]}, ranked by it; test_metric on held-out data, never used to rank):")
         for r in ranked.itertuples():
             test = ("" if not math.isfinite(r.test_mean) else
                     f"  test_metric {_fmt(r.test_mean)} ± {_fmt(r.test_std)}")

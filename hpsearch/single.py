@@ -58,7 +58,7 @@ def train(trainer: str | None = None, config: Mapping | str | Path | None = None
         (trainer, Config, the last epoch's row).
     """
     from hpsearch.trainers import check_runnable
-    from hpsearch.trainers.contract import ContractError, Reporter, user_frame
+    from hpsearch.trainers.contract import ContractError, train_checked, user_frame
 
     resolved, cfg = _one_config(trainer, config, overrides)
     check_runnable(cfg)
@@ -67,10 +67,8 @@ def train(trainer: str | None = None, config: Mapping | str | Path | None = None
     keeper = ModelKeeper.for_trainer(resolved, save_model)
     if on_start:
         on_start(resolved, cfg)
-    epochs = cfg.get("epochs") if isinstance(cfg, dict) else getattr(cfg, "epochs", None)
-    reporter = Reporter(report or (lambda row: None), "val_metric", epochs)
     try:
-        last = reporter.finish(resolved.train(cfg, reporter, keeper, test=True))
+        last = train_checked(resolved, cfg, report or (lambda row: None), checkpointer=keeper)
     except ContractError as exc:
         raise UserError(f"trainer {resolved.name!r}: {exc}") from None
     except (KeyboardInterrupt, UserError):

@@ -159,8 +159,8 @@ def export_best_configs(run: Run | str | Path, out_dir: str | Path, top: int = 3
 def rank_confirmed(results: pd.DataFrame, mode: str, metric: str = "val_metric") -> pd.DataFrame:
     """Mean and std of the run's metric per exported config, ranked in the run's direction
     by validation only; the held-out test metric's mean and std are reported beside it
-    (`test_mean`, `test_std`), never used to rank. `attrs`: the metric, and the first
-    failed re-training's line."""
+    (`test_mean`, `test_std`), never used to rank. `metric` names what `mean` is of;
+    `attrs["error"]`: the first failed re-training's line."""
     rows = []
     for (rank, tid), g in results.groupby(["rank", "trial_id"]):
         vals = finite(g[metric]).dropna().tolist()
@@ -178,5 +178,5 @@ def rank_confirmed(results: pd.DataFrame, mode: str, metric: str = "val_metric")
     out.insert(0, "confirmed_rank", range(1, len(out) + 1))
     out["metric"] = metric  # what `mean` and `std` are of
     errors = results["error"].dropna().tolist() if "error" in results else []
-    out.attrs.update(metric=metric, error=errors[0] if errors else None)
+    out.attrs["error"] = errors[0] if errors else None
     return out

@@ -34,10 +34,10 @@ def stored_distributions(run: Run) -> dict:
     try:
         study = optuna.load_study(study_name=study_name, storage=run.rundir.study_url)
     except Exception as exc:  # noqa: BLE001 (KeyError, or SQLAlchemy's for a damaged file)
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         if str(run.path) in _UNREADABLE:
             return {}
         _UNREADABLE.add(str(run.path))
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         logger.warning("cannot read the Optuna study in %s (%s); the analysis bins the "
                        "parameters from the trials' own values", run.path, reason)
         return {}

@@ -21,15 +21,13 @@ def _train_once(trainer_name: str, values: dict, save_to: str | None = None,
                 metric: str = "val_metric") -> dict:
     """One re-training, as `hpsearch train` runs it (the trainer's `report` takes a dict or
     keywords); a trainer that raises makes this re-training `error`, with its own line."""
-    from hpsearch.trainers.contract import Reporter, user_frame
+    from hpsearch.trainers.contract import train_checked, user_frame
 
     trainer = trainers.get(trainer_name)
     keeper = ModelKeeper.for_trainer(trainer, save_to)
     cfg = trainer.make_config(values)
-    epochs = cfg.get("epochs") if isinstance(cfg, dict) else getattr(cfg, "epochs", None)
-    reporter = Reporter(lambda row: None, metric, epochs)
     try:
-        last = reporter.finish(trainer.train(cfg, reporter, keeper, test=True))
+        last = train_checked(trainer, cfg, lambda row: None, metric, keeper)
     except (Exception, SystemExit) as exc:  # noqa: BLE001 (the trainer's own failure)
         return {"status": "error", "error": user_frame(exc)}
     if keeper:

@@ -19,7 +19,7 @@ from hpsearch import trainers
 from hpsearch.errors import UserError
 from hpsearch.rundir.layout import CHECKPOINT_ROW, CHECKPOINT_STATE
 from hpsearch.search.processes import WORKER_TMP_ENV
-from hpsearch.trainers.contract import ContractError, Reporter, user_frame
+from hpsearch.trainers.contract import ContractError, Reporter, epochs_of, user_frame
 
 logger = logging.getLogger(__name__)
 
@@ -107,8 +107,7 @@ def run_trial(config: dict, trainer_name: str, metric: str, mode: str,
             cfg = trainer.make_config(dict(config))
         except UserError as exc:  # every trial would fail the same way: stop the search
             raise ContractError(f"in the Ray worker: {exc}") from None
-        report.epochs = cfg.get("epochs") if isinstance(cfg, dict) else getattr(cfg, "epochs",
-                                                                                 None)
+        report.epochs = epochs_of(cfg)
         returned = trainer.train(cfg, report, checkpointer)
         if report.last is None and checkpointer.restored_row is not None:
             # Restored after its last epoch (a driver died before Tune saw the end): the

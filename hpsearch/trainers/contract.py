@@ -46,6 +46,11 @@ def _plain(v: Any) -> Any:
     return v
 
 
+def epochs_of(cfg: Any) -> int | None:
+    """A config's epoch budget (its `epochs`), from a Config or a plain dict, if it has one."""
+    return cfg.get("epochs") if isinstance(cfg, dict) else getattr(cfg, "epochs", None)
+
+
 class Reporter:
     """The `report` a trainer calls: `report(row_dict)` or `report(key=value, ...)`.
 
@@ -118,3 +123,12 @@ class Reporter:
             self.last = {**self.last, "status": "completed"}
             self.sink(self.last)
         return self.last
+
+
+def train_checked(trainer: Any, cfg: Any, sink: Callable[[dict], Any],
+                  metric: str = "val_metric", checkpointer: Any = None) -> dict:
+    """One training outside a search (`hpsearch train`, a confirmation re-training): the
+    trainer's reports checked and completed by a `Reporter`, the held-out test metrics on
+    its last row, which is returned. Raises ContractError, or whatever the trainer raised."""
+    reporter = Reporter(sink, metric, epochs_of(cfg))
+    return reporter.finish(trainer.train(cfg, reporter, checkpointer, test=True))
