@@ -8,7 +8,9 @@ and nothing left of the killed runs' Ray instances.
 Each run: `hpsearch run` (scheduler drawn from fifo / asha / the default) is SIGKILLed after a
 random delay in --kill-s; with probability --kill-resume the first `hpsearch resume` is
 SIGKILLed too (with --kill-worker P, one of the run's trial workers is SIGKILLed first, with
-probability P); then `hpsearch resume` runs to the end (a driver killed before it wrote
+probability P; with --kill-daemon P, the run's GCS or raylet is SIGKILLed instead of its driver,
+with probability P, and the driver must then end in one line, exit code 1, within 14 s);
+then `hpsearch resume` runs to the end (a driver killed before it wrote
 hpsearch.json, while its Ray started, is run again with the same command instead). A run
 that ended before its kill is checked the same way, and at the end no Ray temp dir the
 harness's runs made may be left, nor anything else they put in the temp dir (a checkpoint
@@ -34,7 +36,7 @@ import optuna
 import pandas as pd
 
 from hpsearch.rundir import layout
-from hpsearch.search import processes
+from hpsearch.search import lifeline, processes
 from hpsearch.search.record import LOST_ATTR
 
 ENDED = {"completed", "diverged", "stopped_early"}
@@ -65,10 +67,15 @@ def _trial_workers(out: Path) -> list[int]:
 
 
 def _run_until(args: list[str], kill_after: float, worker_at: float | None = None,
-               out: Path | None = None) -> tuple[int | str, int | None]:
-    """Run the CLI; SIGKILL it after `kill_after` s, and one of its trial workers at
-    `worker_at` s. Returns (exit code or "killed", the worker pid killed or None)."""
-    proc = subprocess.Popen(_cli(*args), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+               out: Path | None = None, daemon: str | None = None,
+               ) -> tuple[int | str, int | None]:
+    """Run the CLI; SIGKILL it after `kill_after` s (or, with `daemon`, that daemon of its
+    private Ray: "gcs_server" or "raylet"), and one of its trial workers at `worker_at` s.
+    Returns (exit code or "killed", the worker pid killed or None); a run whose daemon was
+    killed returns "lost DAEMON: exit CODE in S s" (CODE 1 and the lifeline's line within
+    14 s is right) or "lost DAEMON: hung" (killed 30 s on)."""
+    err = tempfile.TemporaryFile()
+    proc = subprocess.Popen(_cli(*args), stdout=subprocess.DEVNULL, stderr=err)
     start, worker = time.monotonic(), None
     while True:
         try:
@@ -82,6 +89,22 @@ def _run_until(args: list[str], kill_after: float, worker_at: float | None = Non
                 worker = pids[0]
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(worker, signal.SIGKILL)
+        if now >= kill_after and daemon and (out / layout.PROCESSES).exists():
+            temp = json.loads((out / layout.PROCESSES).read_text())["temp_dir"]
+            pids = [p for p, n in lifeline.vital_pids(temp).items() if n == daemon]
+            if pids:
+                os.kill(pids[0], signal.SIGKILL)
+                killed = time.monotonic()
+                try:
+                    code = proc.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+                    return f"lost {daemon}: hung", worker
+                err.seek(0)
+                said = "said" if b"lost its" in err.read() else "silent"
+                return (f"lost {daemon}: exit {code} in {time.monotonic() - killed:.1f} s, "
+                        f"{said}"), worker
         if now >= kill_after:
             proc.send_signal(signal.SIGKILL)
             proc.wait()
@@ -117,7 +140,8 @@ def check(out: Path, samples: int) -> list[str]:
 
 
 def one_run(out: Path, rng: random.Random, samples: int, epochs: int,
-            kill_s: tuple[float, float], kill_resume: float, kill_worker: float) -> dict:
+            kill_s: tuple[float, float], kill_resume: float, kill_worker: float,
+            kill_daemon: float = 0.0) -> dict:
     scheduler = rng.choice(["fifo", "asha", None])
     args = ["run", "--trainer", "mlp", "--samples", str(samples), "--max-epochs", str(epochs),
             "--set", "data=digits", "--set", "width=16", "--num-cpus", "2", "--out", str(out)]
@@ -125,9 +149,15 @@ def one_run(out: Path, rng: random.Random, samples: int, epochs: int,
         args += ["--scheduler", scheduler]
     kills = [round(rng.uniform(*kill_s), 1)]
     worker_at = rng.uniform(kill_s[0] / 2, kills[0]) if rng.random() < kill_worker else None
-    first, worker = _run_until(args, kills[0], worker_at, out)
+    daemon = rng.choice(lifeline.VITAL) if rng.random() < kill_daemon else None
+    first, worker = _run_until(args, kills[0], worker_at, out, daemon)
     row = {"scheduler": scheduler or "default", "kills_s": kills, "first": first,
            "worker_killed": worker}
+    if str(first).startswith("lost "):  # the driver must end in one line, in seconds
+        code, took = first.split("exit ")[-1].split(" in ") if "exit" in first else ("", "")
+        if code != "1" or not first.endswith("said") or float(took.split()[0]) > 14:
+            row["outcome"] = f"{first} (expected: exit 1 in < 14 s with the line)"
+            return row
     if first == "killed" and not (out / "hpsearch.json").exists():
         # killed before the run was recorded (while its Ray started): a user runs it again
         row["first"] = "killed early"
@@ -162,6 +192,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="probability of killing the first resume too")
     ap.add_argument("--kill-worker", type=float, default=0.0,
                     help="probability of also SIGKILLing one trial worker before the driver")
+    ap.add_argument("--kill-daemon", type=float, default=0.0,
+                    help="probability of SIGKILLing the run's GCS or raylet, not its driver")
     ap.add_argument("--json")
     ap.add_argument("--keep", action="store_true", help="keep the run directories")
     a = ap.parse_args(argv)
@@ -172,7 +204,8 @@ def main(argv: list[str] | None = None) -> int:
     rows, failed = [], 0
     for i in range(a.runs):
         row = {"run": i, **one_run(root / f"run{i}", rng, a.samples, a.max_epochs,
-                                   tuple(a.kill_s), a.kill_resume, a.kill_worker)}
+                                   tuple(a.kill_s), a.kill_resume, a.kill_worker,
+                                   a.kill_daemon)}
         failed += row["outcome"] != "ok"
         rows.append(row)
         worker = f"worker {row['worker_killed']} killed, " if row.get("worker_killed") else ""
@@ -188,7 +221,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\n{len(rows)} runs ({killed} killed mid-run, "
           f"{sum(r['first'] == 'killed early' for r in rows)} while Ray started, "
           f"{sum(len(r['kills_s']) > 1 for r in rows)} with the resume killed too, "
-          f"{sum(bool(r.get('worker_killed')) for r in rows)} with a trial worker killed): "
+          f"{sum(bool(r.get('worker_killed')) for r in rows)} with a trial worker killed, "
+          f"{sum(str(r['first']).startswith('lost ') for r in rows)} with a Ray daemon "
+          f"killed): "
           f"{failed} failed; Ray temp dirs left behind: {rays_left or 'none'}; anything else "
           f"left in {tmp}: {sorted(set(left) - set(rays_left)) or 'none'}")
     failed += bool(left)

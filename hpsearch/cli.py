@@ -93,12 +93,18 @@ def cmd_run(args) -> int:
 
 def _exit_code(run) -> int:
     """0; 1 when every trial failed; 130 (Ctrl-C) or 143 (SIGTERM) when the search stopped
-    before its trials ended, with the line that finishes it."""
+    before its trials ended, 1 when its private Ray's GCS or raylet died, with the line that
+    finishes it."""
     if not run.meta.get("finished"):
-        term = run.meta.get("stopped_by") == "SIGTERM"
+        by, again = run.meta.get("stopped_by"), shlex.quote(str(run.path))
+        if by in ("raylet", "gcs_server"):  # a daemon of the run's private Ray died
+            print(f"hpsearch: error: this run's Ray lost its {by} (killed from outside, or "
+                  f"out of memory) and cannot go on: finish with: hpsearch resume {again}",
+                  file=sys.stderr)
+            return 1
+        term = by == "SIGTERM"
         how = "terminated (SIGTERM)" if term else "interrupted"
-        print(f"{how}: finish with: hpsearch resume {shlex.quote(str(run.path))}",
-              file=sys.stderr)
+        print(f"{how}: finish with: hpsearch resume {again}", file=sys.stderr)
         return 143 if term else 130
     return 1 if _all_failed(run) else 0
 

@@ -18,6 +18,7 @@ from ray.tune import Callback
 
 from hpsearch.errors import UserError
 from hpsearch.rundir import RunDir, tune_state
+from hpsearch.search import lifeline
 
 logger = logging.getLogger(__name__)
 __all__ = ["DiskGuard", "ContractGuard", "min_free_mb", "check_free", "disk_errors",
@@ -148,8 +149,11 @@ TERMINATED: set[str] = set()
 
 
 def stopped_by(path: str | Path) -> str | None:
-    """"SIGTERM" when a SIGTERM stopped the search of `path` (read once), else None."""
+    """What stopped the search of `path` (read once): "SIGTERM", the name of a private Ray's
+    daemon that died (`lifeline.VITAL`), else None."""
     key = str(Path(path))
+    if key in lifeline.LOST:
+        return lifeline.LOST.pop(key)
     if key in TERMINATED:
         TERMINATED.discard(key)
         return "SIGTERM"
@@ -185,10 +189,11 @@ def sigterm_stops(rd):
 
 
 @contextlib.contextmanager
-def fitting(rd):
+def fitting(rd, temp_dir: str | None = None):
     """Around Tune's fit: a full disk is one line (`disk_errors`), SIGTERM a clean stop
-    (`sigterm_stops`)."""
-    with disk_errors(rd), sigterm_stops(rd):
+    (`sigterm_stops`), the death of the private Ray's GCS or raylet one line at once
+    (`lifeline.watched`; `temp_dir`: that Ray's, None for a joined cluster)."""
+    with disk_errors(rd), sigterm_stops(rd), lifeline.watched(temp_dir, str(rd.path)):
         yield
 
 

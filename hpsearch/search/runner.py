@@ -212,7 +212,7 @@ def _locked_run(rd, cfg, trainer, space, grid, total, stream, num_cpus, num_gpus
             callbacks = ([Progress(total, cfg.metric, cfg.mode, stream, cfg.max_epochs)]
                          if stream else [])
             tuner = build_tuner(cfg, space, callbacks + [guard, ContractGuard(rd.path)], grid)
-            with storage.credentials_hidden(), quiet_loggers(), fitting(rd):
+            with storage.credentials_hidden(), quiet_loggers(), fitting(rd, temp_dir):
                 try:
                     tuner.fit()
                 finally:
@@ -283,7 +283,7 @@ def resume_search(run_dir: str | Path, stream: str | None = "stdout",
             tuner = tune.Tuner.restore(source,
                                        trainable=make_trainable(cfg, meta.get("import_path")),
                                        resume_errored=True, param_space=None)
-            with storage.credentials_hidden(), fitting(rd):
+            with storage.credentials_hidden(), fitting(rd, temp_dir):
                 try:
                     results = tuner.fit()
                 finally:

@@ -1,0 +1,125 @@
+"""A daemon of the run's private Ray dying mid-search (`search/lifeline.py`): one line and
+exit 1 at once, not Ray's silent exit 60 s later; the trials' staged results are kept, and
+`hpsearch resume` finishes the run with each trial once."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from hpsearch.search import lifeline
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_a_dead_daemon_is_reported_once_and_a_live_one_never():
+    """A watched process that dies (left a zombie by its parent, as Ray's daemons are this
+    driver's children) is reported within a few polls, once; the watcher stops with its
+    block, so a daemon that ends after the search (Ray's own shutdown) is not reported."""
+    proc = subprocess.Popen(["sleep", "60"])
+    calls = []
+    try:
+        with lifeline.watched("unused", "/runs/r", poll_s=0.05,
+                              on_death=lambda *a: calls.append(a), pids={proc.pid: "raylet"}):
+            time.sleep(0.3)
+            assert calls == [] and lifeline.alive(proc.pid)
+            proc.kill()
+            deadline = time.monotonic() + 5
+            while not calls and time.monotonic() < deadline:
+                time.sleep(0.02)
+            assert not lifeline.alive(proc.pid)  # a zombie until waited for
+            time.sleep(0.3)
+        assert calls == [("raylet", proc.pid, "/runs/r", "unused")]
+    finally:
+        proc.kill()
+        proc.wait()
+    other = subprocess.Popen(["sleep", "60"])
+    seen = []
+    with lifeline.watched("unused", "/runs/r", poll_s=0.05,
+                          on_death=lambda *a: seen.append(a), pids={other.pid: "gcs_server"}):
+        time.sleep(0.1)
+    other.kill()
+    other.wait()
+    time.sleep(0.2)
+    assert seen == []
+    with lifeline.watched(None, "/runs/r", on_death=lambda *a: seen.append(a)):
+        pass  # a joined cluster: nothing to watch
+    assert seen == [] and not lifeline.alive(other.pid)
+
+
+def test_salvage_copies_what_tune_staged_and_never_shrinks_a_file(tmp_path):
+    temp, run = tmp_path / "hpsearch-ray-x", tmp_path / "runs" / "my run"
+    staged = temp / "ray" / "session_1" / "artifacts" / "2026-12-04_18-00" / "my run" / \
+        "driver_artifacts"
+    for trial, text in (("run_trial_a_1", '{"epoch": 1}\n{"epoch": 2}\n'),
+                        ("run_trial_b_2", '{"epoch": 1}\n')):
+        (staged / trial / "checkpoint_000000").mkdir(parents=True)
+        (staged / trial / "result.json").write_text(text)
+        (staged / trial / "params.json").write_text("{}")
+    (run / "run_trial_b_2").mkdir(parents=True)
+    (run / "run_trial_b_2" / "result.json").write_text('{"epoch": 1}\n{"epoch": 2}\n')
+    other = temp / "ray" / "session_1" / "artifacts" / "t" / "other" / "driver_artifacts" / "z"
+    other.mkdir(parents=True)
+    (other / "result.json").write_text("{}")  # another experiment's: not this run's
+    assert lifeline.salvage(str(temp), str(run)) == 3
+    assert (run / "run_trial_a_1" / "result.json").read_text().count("epoch") == 2
+    assert (run / "run_trial_b_2" / "result.json").read_text().count("epoch") == 2  # kept
+    assert (run / "run_trial_b_2" / "params.json").exists()
+    assert not (run / "run_trial_a_1" / "checkpoint_000000").exists()  # files only
+    assert not (run / "z").exists() and not list(run.rglob("*.salvage"))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("daemon", ["gcs_server", "raylet"])
+def test_a_dead_daemon_ends_the_run_in_one_line_and_resume_finishes_it(ray_local, tmp_path,
+                                                                       daemon):
+    """SIGKILL to the run's GCS (or raylet): the driver used to hang 60 s (15 s) with its
+    progress line frozen, then exit 1 without a word, and the results Tune had not yet
+    copied from its staging folder were deleted with the Ray's temp dir."""
+    run_dir = tmp_path / "lost"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "hpsearch", "run", "--trainer", "tests.search.curves_trainer:train",
+         "--space", "tests/search/curves_space.yaml", "--samples", "6", "--max-epochs", "3",
+         "--scheduler", "fifo", "--set", "epoch_s=0.5", "--num-cpus", "1", "--out",
+         str(run_dir)], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        record = run_dir / "ray_processes.json"
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and len(list(run_dir.glob("run_trial_*"))) < 2:
+            time.sleep(0.1)
+        temp_dir = json.loads(record.read_text())["temp_dir"]
+        (pid,) = [p for p, n in lifeline.vital_pids(temp_dir).items() if n == daemon]
+        os.kill(pid, signal.SIGKILL)
+        killed = time.monotonic()
+        _, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 1, err[-2000:]
+    assert time.monotonic() - killed < 14  # Ray's own exit: 60 s (GCS), 15 s (raylet)
+    assert err.strip().splitlines()[-1] == (
+        f"hpsearch: error: this run's Ray lost its {daemon} (killed from outside, or out of "
+        f"memory) and cannot go on: finish with: hpsearch resume {run_dir}"), err[-2000:]
+    assert "Traceback" not in err
+    deadline = time.monotonic() + 30  # its watcher ends the rest of that Ray
+    while time.monotonic() < deadline and os.path.exists(temp_dir):
+        time.sleep(0.2)
+    assert not os.path.exists(temp_dir)
+    if daemon == "raylet":  # Tune stopped as on Ctrl-C: its resume is tested elsewhere
+        assert json.loads((run_dir / "hpsearch.json").read_text())["stopped_by"] == "raylet"
+        return
+    from hpsearch.cli import main
+
+    rows = [json.loads(line) for f in run_dir.glob("run_trial_*/result.json")
+            for line in f.read_text().splitlines() if line.strip()]
+    ended = {r["trial_id"] for r in rows if r["epoch"] == 3}
+    assert main(["resume", str(run_dir)]) == 0  # on the tests' shared Ray
+    trials = pd.read_csv(run_dir / "trials.csv")
+    assert len(trials) == 6 and trials["trial_id"].is_unique
+    assert ended <= set(trials["trial_id"])  # what had ended before the kill is kept
+    assert set(trials["status"]) <= {"completed", "diverged"}
