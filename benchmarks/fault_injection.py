@@ -74,41 +74,41 @@ def _run_until(args: list[str], kill_after: float, worker_at: float | None = Non
     Returns (exit code or "killed", the worker pid killed or None); a run whose daemon was
     killed returns "lost DAEMON: exit CODE in S s" (CODE 1 and the lifeline's line within
     14 s is right) or "lost DAEMON: hung" (killed 30 s on)."""
-    err = tempfile.TemporaryFile()
-    proc = subprocess.Popen(_cli(*args), stdout=subprocess.DEVNULL, stderr=err)
-    start, worker = time.monotonic(), None
-    while True:
-        try:
-            return proc.wait(timeout=0.1), worker
-        except subprocess.TimeoutExpired:
-            pass
-        now = time.monotonic() - start
-        if worker_at is not None and worker is None and now >= worker_at:
-            pids = _trial_workers(out)
-            if pids:
-                worker = pids[0]
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(worker, signal.SIGKILL)
-        if now >= kill_after and daemon and (out / layout.PROCESSES).exists():
-            temp = json.loads((out / layout.PROCESSES).read_text())["temp_dir"]
-            pids = [p for p, n in lifeline.vital_pids(temp).items() if n == daemon]
-            if pids:
-                os.kill(pids[0], signal.SIGKILL)
-                killed = time.monotonic()
-                try:
-                    code = proc.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
-                    return f"lost {daemon}: hung", worker
-                err.seek(0)
-                said = "said" if b"lost its" in err.read() else "silent"
-                return (f"lost {daemon}: exit {code} in {time.monotonic() - killed:.1f} s, "
-                        f"{said}"), worker
-        if now >= kill_after:
-            proc.send_signal(signal.SIGKILL)
-            proc.wait()
-            return "killed", worker
+    with tempfile.TemporaryFile() as err:
+        proc = subprocess.Popen(_cli(*args), stdout=subprocess.DEVNULL, stderr=err)
+        start, worker = time.monotonic(), None
+        while True:
+            try:
+                return proc.wait(timeout=0.1), worker
+            except subprocess.TimeoutExpired:
+                pass
+            now = time.monotonic() - start
+            if worker_at is not None and worker is None and now >= worker_at:
+                pids = _trial_workers(out)
+                if pids:
+                    worker = pids[0]
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(worker, signal.SIGKILL)
+            if now >= kill_after and daemon and (out / layout.PROCESSES).exists():
+                temp = json.loads((out / layout.PROCESSES).read_text())["temp_dir"]
+                pids = [p for p, n in lifeline.vital_pids(temp).items() if n == daemon]
+                if pids:
+                    os.kill(pids[0], signal.SIGKILL)
+                    killed = time.monotonic()
+                    try:
+                        code = proc.wait(timeout=30)
+                    except subprocess.TimeoutExpired:
+                        proc.kill()
+                        proc.wait()
+                        return f"lost {daemon}: hung", worker
+                    err.seek(0)
+                    said = "said" if b"lost its" in err.read() else "silent"
+                    return (f"lost {daemon}: exit {code} in {time.monotonic() - killed:.1f} s, "
+                            f"{said}"), worker
+            if now >= kill_after:
+                proc.send_signal(signal.SIGKILL)
+                proc.wait()
+                return "killed", worker
 
 
 def check(out: Path, samples: int) -> list[str]:

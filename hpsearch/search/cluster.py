@@ -78,7 +78,9 @@ def connect(address: str | None = None, num_cpus: int | None = None,
         temp_dir = tempfile.mkdtemp(prefix=TEMP_PREFIX)
         try:
             # The watcher first: a driver killed once the record is written always has one.
-            _WATCHERS[temp_dir] = reaper.watch(temp_dir)  # ends it if this process dies
+            # ends it if this process dies, after copying what Tune staged for the run
+            _WATCHERS[temp_dir] = reaper.watch(
+                temp_dir, os.path.abspath(rundir.path) if rundir is not None else None)
             if rundir is not None:
                 record_processes(rundir, temp_dir)
             with _no_idle_workers(), _worker_tmp(temp_dir):

@@ -12,10 +12,8 @@ is watched and Ray's own exit stands)."""
 from __future__ import annotations
 
 import contextlib
-import glob
 import os
 import shlex
-import shutil
 import signal
 import sys
 import threading
@@ -23,7 +21,7 @@ import time
 
 from hpsearch.search import reaper, record
 
-__all__ = ["EXIT_CODE", "LOST", "VITAL", "alive", "message", "salvage", "vital_pids", "watched"]
+__all__ = ["EXIT_CODE", "LOST", "VITAL", "alive", "message", "vital_pids", "watched"]
 
 VITAL = ("gcs_server", "raylet")  # their /proc comm names
 EXIT_CODE = 1  # a failed search (2 is a user's mistake, 130/143 an interruption)
@@ -61,31 +59,6 @@ def message(name: str, run_path: str) -> str:
 LOST: dict[str, str] = {}
 
 
-def salvage(temp_dir: str, run_path: str) -> int:
-    """Copy into the run directory the trials' result files that Tune's driver had written
-    to its staging folder inside the private Ray's temp dir but not yet copied (the Ray's
-    watcher deletes that dir once this process ends). Best effort: Tune's staging layout
-    is its own. Returns the files copied."""
-    pattern = os.path.join(glob.escape(temp_dir), "ray", "session_*", "artifacts", "*",
-                           glob.escape(os.path.basename(run_path)), "driver_artifacts", "*")
-    copied = 0
-    for staged in glob.glob(pattern):
-        if not os.path.isdir(staged):
-            continue
-        target = os.path.join(run_path, os.path.basename(staged))
-        for entry in os.scandir(staged):
-            dest = os.path.join(target, entry.name)
-            with contextlib.suppress(OSError):
-                if not entry.is_file(follow_symlinks=False) or (
-                        os.path.exists(dest) and os.path.getsize(dest) >= entry.stat().st_size):
-                    continue
-                os.makedirs(target, exist_ok=True)
-                shutil.copyfile(entry.path, dest + ".salvage")
-                os.replace(dest + ".salvage", dest)
-                copied += 1
-    return copied
-
-
 def _stop_here(name: str, pid: int, run_path: str, temp_dir: str,
                grace_s: float = 10.0) -> None:
     """Without its raylet, Ray's calls fail at once: stop the search as Ctrl-C does (Tune
@@ -98,7 +71,7 @@ def _stop_here(name: str, pid: int, run_path: str, temp_dir: str,
     if name == "raylet" and callable(signal.getsignal(signal.SIGUSR1)):
         os.kill(os.getpid(), signal.SIGUSR1)  # Tune's own interrupt (it runs in the main thread)
         time.sleep(grace_s)
-    salvage(temp_dir, run_path)
+    reaper.salvage(temp_dir, run_path)
     if LOST.pop(run_path, None):
         print(f"hpsearch: error: {message(name, run_path)}", file=sys.stderr, flush=True)
     flusher = threading.Thread(target=record.flush_all, daemon=True)  # trials for optuna.db

@@ -10,7 +10,7 @@ import logging
 import os
 
 from hpsearch.rundir import RunDir, layout
-from hpsearch.search.reaper import TEMP_PREFIX, end_instance  # noqa: F401 (processes' names)
+from hpsearch.search.reaper import TEMP_PREFIX, end_instance, salvage  # noqa: F401
 from hpsearch.search.reaper import instance_pids as _instance_pids
 from hpsearch.search.reaper import is_private_temp as _is_private_temp
 
@@ -41,7 +41,8 @@ def _monitor_pids(temp_dir: str) -> list[int]:
 
 def cleanup_stale(rundir: RunDir, timeout_s: float = 5.0) -> list[int]:
     """End the processes of the local Ray a killed driver of this run started (found by the
-    private temp directory it recorded, never by name). Returns the pids signalled."""
+    private temp directory it recorded, never by name), once the trials' results Tune had
+    staged there are copied into the run. Returns the pids signalled."""
     record = rundir.read_json(layout.PROCESSES, {})
     temp_dir = record.get("temp_dir") if isinstance(record, dict) else None
     if not isinstance(temp_dir, str) or not _is_private_temp(temp_dir):
@@ -50,6 +51,7 @@ def cleanup_stale(rundir: RunDir, timeout_s: float = 5.0) -> list[int]:
                            layout.PROCESSES, temp_dir)
         rundir.remove(layout.PROCESSES)
         return []
+    salvage(temp_dir, str(rundir.path))  # (its watcher did, unless it was killed too)
     pids = end_instance(temp_dir, timeout_s)
     if pids:
         logger.warning("ended %d Ray processes left by the interrupted run", len(pids))

@@ -12,6 +12,7 @@ hpsearch, pandas or Ray, so it starts in milliseconds."""
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
 import shutil
 import signal
@@ -97,16 +98,42 @@ def end_instance(temp_dir: str, timeout_s: float = 5.0) -> list[int]:
     return sorted(pids)
 
 
-def watch(temp_dir: str) -> subprocess.Popen | None:
+def salvage(temp_dir: str, run_path: str) -> int:
+    """Copy into the run directory the trials' result files that Tune's driver had written
+    to its staging folder inside the private Ray's temp dir but not yet copied (the Ray's
+    watcher deletes that dir). Best effort: Tune's staging layout is its own. Returns the
+    files copied."""
+    pattern = os.path.join(glob.escape(temp_dir), "ray", "session_*", "artifacts", "*",
+                           glob.escape(os.path.basename(run_path)), "driver_artifacts", "*")
+    copied = 0
+    for staged in glob.glob(pattern):
+        if not os.path.isdir(staged):
+            continue
+        target = os.path.join(run_path, os.path.basename(staged))
+        for entry in os.scandir(staged):
+            dest = os.path.join(target, entry.name)
+            with contextlib.suppress(OSError):
+                if not entry.is_file(follow_symlinks=False) or (
+                        os.path.exists(dest) and os.path.getsize(dest) >= entry.stat().st_size):
+                    continue
+                os.makedirs(target, exist_ok=True)
+                shutil.copyfile(entry.path, dest + ".salvage")
+                os.replace(dest + ".salvage", dest)
+                copied += 1
+    return copied
+
+
+def watch(temp_dir: str, run_path: str | None = None) -> subprocess.Popen | None:
     """Start the watcher of the private Ray at `temp_dir` (None if it cannot start: the
-    run goes on, and `resume` still ends what a killed driver leaves). The temp dir goes
-    through the pipe, not the command line, so the watcher is not one of the instance's
-    processes."""
+    run goes on, and `resume` still ends what a killed driver leaves); with `run_path`, it
+    first copies into that run directory the trials' results Tune had staged (`salvage`).
+    The paths go through the pipe, not the command line, so the watcher is not one of the
+    instance's processes."""
     try:
         proc = subprocess.Popen([sys.executable, "-I", "-S", os.path.abspath(__file__)],
                                 stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL, cwd="/", start_new_session=True)
-        proc.stdin.write(temp_dir.encode() + b"\n")
+        proc.stdin.write(temp_dir.encode() + b"\n" + (run_path or "").encode() + b"\n")
         proc.stdin.flush()
         return proc
     except OSError:
@@ -127,8 +154,12 @@ def release(proc: subprocess.Popen | None) -> None:
 def _main() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # its own session; be sure all the same
     temp_dir = sys.stdin.buffer.readline().decode().strip()
+    run_path = sys.stdin.buffer.readline().decode().rstrip("\n")
     said = sys.stdin.buffer.read()  # until the driver closes the pipe, or dies
     if temp_dir and not said.startswith(DONE):
+        if run_path and is_private_temp(temp_dir):
+            with contextlib.suppress(OSError):
+                salvage(temp_dir, run_path)
         end_instance(temp_dir)
 
 
