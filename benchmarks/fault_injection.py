@@ -4,6 +4,7 @@ twice, no trial left RUNNING in optuna.db, every trial's epochs 1..n without gap
 and nothing left of the killed runs' Ray instances.
 
     python -m benchmarks.fault_injection --runs 16 --seed 3 [--kill-s 3 9] [--json out.json]
+        [--trainer mlp|sleep] [--kill-daemon P] [--kill-worker P] [--kill-resume P]
 
 Each run: `hpsearch run` (scheduler drawn from fifo / asha / the default) is SIGKILLed after a
 random delay in --kill-s; with probability --kill-resume the first `hpsearch resume` is
@@ -42,6 +43,14 @@ from hpsearch.search.record import LOST_ATTR
 ENDED = {"completed", "diverged", "stopped_early"}
 # In the temp dir by design, shared and kept between processes: not a run's leftovers.
 SHARED_CACHES = ("torchinductor_", "_ray_lockfiles", "pyright", "hsperfdata_")
+
+
+# The MLP saves a checkpoint every epoch; the sleep trainer none (Tune then copies a trial's
+# results into the run directory less often: what a killed driver had not copied is lost
+# unless its Ray's watcher salvages it).
+TRAINERS = {"mlp": ("--trainer", "mlp", "--set", "data=digits", "--set", "width=16"),
+            "sleep": ("--trainer", "benchmarks.sleep_trainer:train", "--space",
+                      str(Path(__file__).with_name("sleep_space.yaml")), "--set", "epoch_s=0.3")}
 
 
 def _cli(*args: str) -> list[str]:
@@ -117,7 +126,7 @@ def check(out: Path, samples: int) -> list[str]:
     trials = pd.read_csv(out / "trials.csv")
     if len(trials) != samples:
         problems.append(f"{len(trials)} trials, not {samples}")
-    params = [c for c in ("depth", "lr", "batch_size", "optimizer") if c in trials]
+    params = [c for c in ("depth", "lr", "batch_size", "optimizer", "x") if c in trials]
     if trials[params].duplicated().any():
         problems.append("a config ran twice")
     if not set(trials["status"]) <= ENDED:
@@ -141,10 +150,10 @@ def check(out: Path, samples: int) -> list[str]:
 
 def one_run(out: Path, rng: random.Random, samples: int, epochs: int,
             kill_s: tuple[float, float], kill_resume: float, kill_worker: float,
-            kill_daemon: float = 0.0) -> dict:
+            kill_daemon: float = 0.0, trainer: str = "mlp") -> dict:
     scheduler = rng.choice(["fifo", "asha", None])
-    args = ["run", "--trainer", "mlp", "--samples", str(samples), "--max-epochs", str(epochs),
-            "--set", "data=digits", "--set", "width=16", "--num-cpus", "2", "--out", str(out)]
+    args = ["run", *TRAINERS[trainer], "--samples", str(samples), "--max-epochs", str(epochs),
+            "--num-cpus", "2", "--out", str(out)]
     if scheduler:
         args += ["--scheduler", scheduler]
     kills = [round(rng.uniform(*kill_s), 1)]
@@ -194,6 +203,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="probability of also SIGKILLing one trial worker before the driver")
     ap.add_argument("--kill-daemon", type=float, default=0.0,
                     help="probability of SIGKILLing the run's GCS or raylet, not its driver")
+    ap.add_argument("--trainer", choices=sorted(TRAINERS), default="mlp")
     ap.add_argument("--json")
     ap.add_argument("--keep", action="store_true", help="keep the run directories")
     a = ap.parse_args(argv)
@@ -205,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
     for i in range(a.runs):
         row = {"run": i, **one_run(root / f"run{i}", rng, a.samples, a.max_epochs,
                                    tuple(a.kill_s), a.kill_resume, a.kill_worker,
-                                   a.kill_daemon)}
+                                   a.kill_daemon, a.trainer)}
         failed += row["outcome"] != "ok"
         rows.append(row)
         worker = f"worker {row['worker_killed']} killed, " if row.get("worker_killed") else ""

@@ -153,6 +153,7 @@ def stopped_by(path: str | Path) -> str | None:
     daemon that died (`lifeline.VITAL`), else None."""
     key = str(Path(path))
     if key in lifeline.LOST:
+        TERMINATED.discard(key)
         return lifeline.LOST.pop(key)
     if key in TERMINATED:
         TERMINATED.discard(key)
@@ -193,7 +194,9 @@ def fitting(rd, temp_dir: str | None = None):
     """Around Tune's fit: a full disk is one line (`disk_errors`), SIGTERM a clean stop
     (`sigterm_stops`), the death of the private Ray's GCS or raylet one line at once
     (`lifeline.watched`; `temp_dir`: that Ray's, None for a joined cluster)."""
-    with disk_errors(rd), sigterm_stops(rd), lifeline.watched(temp_dir, str(rd.path)):
+    key = str(Path(rd.path))
+    with disk_errors(rd), sigterm_stops(rd), lifeline.watched(
+            temp_dir, str(rd.path), terminated=lambda: key in TERMINATED):
         yield
 
 

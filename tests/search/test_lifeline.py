@@ -35,7 +35,7 @@ def test_a_dead_daemon_is_reported_once_and_a_live_one_never():
                 time.sleep(0.02)
             assert not lifeline.alive(proc.pid)  # a zombie until waited for
             time.sleep(0.3)
-        assert calls == [("raylet", proc.pid, "/runs/r", "unused")]
+        assert calls == [("raylet", proc.pid, "/runs/r", "unused", signal.SIGKILL)]
     finally:
         proc.kill()
         proc.wait()
@@ -158,10 +158,48 @@ def test_a_dead_raylet_stops_tune_as_ctrl_c_does_and_the_cli_says_why(monkeypatc
     lifeline._stop_here("raylet", 123, run_path, str(tmp_path / "no-temp"), grace_s=0)
     assert sent == [signal.SIGUSR1] and exited == [lifeline.EXIT_CODE]
     line = capsys.readouterr().err.strip()
-    assert line == f"hpsearch: error: {lifeline.message('raylet', run_path)}"
+    assert line == lifeline.message("raylet", run_path)
+    assert line.startswith("hpsearch: error: this run's Ray lost its raylet")
     lifeline.LOST[run_path] = "raylet"  # Tune did stop: the run's end reads it once
     assert guard.stopped_by(run_path) == "raylet" and guard.stopped_by(run_path) is None
     run = type("R", (), {"path": Path(run_path), "meta": {"finished": False,
                                                          "stopped_by": "raylet"}})()
     assert cli._exit_code(run) == 1
     assert capsys.readouterr().err.strip() == line  # the same line, from the CLI
+
+
+def test_a_sigterm_to_the_whole_job_is_a_termination_not_a_lost_daemon(monkeypatch, tmp_path,
+                                                                       capsys):
+    """systemd or a batch scheduler's time limit sends SIGTERM to every process of the job:
+    Ray's daemons die with the driver's search still stopping. That is exit 143 and the
+    SIGTERM line, at once (the GCS is gone: Tune would block 60 s), not "lost its raylet"
+    20 s on (60 s and no line before the watch)."""
+    daemons = {subprocess.Popen(["sleep", "60"]).pid: n for n in ("raylet", "gcs_server")}
+    calls = []
+    with lifeline.watched("unused", "/runs/r", poll_s=0.05,
+                          on_death=lambda *a: calls.append(a), pids=daemons):
+        for pid in daemons:
+            os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 5
+        while not calls and time.monotonic() < deadline:
+            time.sleep(0.02)
+    for pid in daemons:
+        os.waitpid(pid, 0)
+    gcs = next(p for p, n in daemons.items() if n == "gcs_server")
+    assert calls == [("gcs_server", gcs, "/runs/r", "unused", signal.SIGTERM)]
+    sent, exited = [], []
+    monkeypatch.setattr(lifeline.os, "kill", lambda pid, sig: sent.append(sig))
+    monkeypatch.setattr(lifeline.os, "_exit", exited.append)
+    run_path = str(tmp_path / "job")
+    lifeline._stop_here("gcs_server", gcs, run_path, str(tmp_path / "no-temp"),
+                        signal.SIGTERM, grace_s=60)
+    assert sent == [] and exited == [143]  # no wait for a Tune blocked on the GCS
+    assert capsys.readouterr().err.strip() == (
+        f"terminated (SIGTERM, this run's Ray gcs_server too): finish with: hpsearch resume "
+        f"{run_path}")
+    # Ray's raylet handles a SIGTERM (it exits 10 s later, not by the signal): the driver's
+    # own SIGTERM says what it was, and its stop, asked for then, is not waited on again.
+    lifeline._stop_here("raylet", 1, run_path, str(tmp_path / "no-temp"), None, grace_s=60,
+                        terminated=lambda: True)
+    assert sent == [] and exited == [143, 143]
+    assert capsys.readouterr().err.startswith("terminated (SIGTERM")
