@@ -4,8 +4,10 @@ When one of them dies (killed from outside, the OOM killer), the search cannot g
 Ray's own driver library ends this process with exit code 1 and no word of why: ~15 s later
 for a raylet, 60 s later for the GCS (its reconnect timeout), the progress line frozen
 meanwhile. `watched` says it at once instead, in one line that names the daemon and how to
-finish (`hpsearch resume`, as after Ctrl-C), writes what the searchers still hold for
-optuna.db, and exits; the rest of that Ray is its watcher's (reaper.py) to end. The daemons
+finish (`hpsearch resume`, as after Ctrl-C), copies into the run what Tune had staged
+(`reaper.salvage`), writes what the searchers still hold for optuna.db, and exits; the rest
+of that Ray is its watcher's (reaper.py) to end. A SIGTERM to the whole job (systemd, a
+batch scheduler) ends the daemons too: that is the SIGTERM line and exit 143. The daemons
 are found through the private temp dir, never by name alone (Linux /proc; elsewhere nothing
 is watched and Ray's own exit stands)."""
 
@@ -126,6 +128,8 @@ def watched(temp_dir: str | None, run_path: str, poll_s: float = 0.25,
             if all(alive(p) for p in pids) or stop.wait(0.2):  # (let a group's signal land)
                 continue
             dead = {n: p for p, n in pids.items() if not alive(p)}
+            if not dead:  # (a /proc read that failed once)
+                continue
             name = "gcs_server" if "gcs_server" in dead else "raylet"  # the GCS decides
             if on_death is None:
                 _stop_here(name, dead[name], run_path, temp_dir, death_signal(dead[name]),
