@@ -196,7 +196,7 @@ def fitting(rd, temp_dir: str | None = None):
     (`lifeline.watched`; `temp_dir`: that Ray's, None for a joined cluster)."""
     key = str(Path(rd.path))
     with disk_errors(rd), sigterm_stops(rd), lifeline.watched(
-            temp_dir, str(rd.path), terminated=lambda: key in TERMINATED):
+            temp_dir, key, terminated=lambda: key in TERMINATED):
         yield
 
 

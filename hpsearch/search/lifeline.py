@@ -14,6 +14,7 @@ is watched and Ray's own exit stands)."""
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import shlex
 import signal
@@ -97,7 +98,7 @@ def _stop_here(name: str, pid: int, run_path: str, temp_dir: str, sig: int | Non
     if name == "raylet" and not term and callable(signal.getsignal(signal.SIGUSR1)):
         os.kill(os.getpid(), signal.SIGUSR1)  # Tune's own interrupt (it runs in the main thread)
         time.sleep(grace_s)
-        if not term and terminated() and run_path in LOST:  # the driver's SIGTERM came since
+        if terminated() and run_path in LOST:  # the driver's SIGTERM came meanwhile
             term, LOST[run_path] = True, "SIGTERM"
     reaper.salvage(temp_dir, run_path)
     if LOST.pop(run_path, None):
@@ -131,11 +132,8 @@ def watched(temp_dir: str | None, run_path: str, poll_s: float = 0.25,
             if not dead:  # (a /proc read that failed once)
                 continue
             name = "gcs_server" if "gcs_server" in dead else "raylet"  # the GCS decides
-            if on_death is None:
-                _stop_here(name, dead[name], run_path, temp_dir, death_signal(dead[name]),
-                           terminated=terminated)
-            else:
-                on_death(name, dead[name], run_path, temp_dir, death_signal(dead[name]))
+            handler = on_death or functools.partial(_stop_here, terminated=terminated)
+            handler(name, dead[name], run_path, temp_dir, death_signal(dead[name]))
             return
 
     thread = threading.Thread(target=loop, name="hpsearch-lifeline", daemon=True)

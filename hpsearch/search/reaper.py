@@ -101,16 +101,18 @@ def end_instance(temp_dir: str, timeout_s: float = 5.0) -> list[int]:
 def salvage(temp_dir: str, run_path: str) -> int:
     """Copy into the run directory the trials' result files that Tune's driver had written
     to its staging folder inside the private Ray's temp dir but not yet copied (the Ray's
-    watcher deletes that dir). Best effort: Tune's staging layout is its own. Returns the
-    files copied."""
+    watcher deletes that dir). Best effort: Tune's staging layout is its own, and a file
+    that cannot be read or written is left out (never raises). Returns the files copied."""
     pattern = os.path.join(glob.escape(temp_dir), "ray", "session_*", "artifacts", "*",
                            glob.escape(os.path.basename(run_path)), "driver_artifacts", "*")
     copied = 0
     for staged in glob.glob(pattern):
-        if not os.path.isdir(staged):
-            continue
         target = os.path.join(run_path, os.path.basename(staged))
-        for entry in os.scandir(staged):
+        try:
+            entries = list(os.scandir(staged))
+        except OSError:  # not a folder, or gone meanwhile
+            continue
+        for entry in entries:
             dest = os.path.join(target, entry.name)
             with contextlib.suppress(OSError):
                 if not entry.is_file(follow_symlinks=False) or (
@@ -158,8 +160,7 @@ def _main() -> None:
     said = sys.stdin.buffer.read()  # until the driver closes the pipe, or dies
     if temp_dir and not said.startswith(DONE):
         if run_path and is_private_temp(temp_dir):
-            with contextlib.suppress(OSError):
-                salvage(temp_dir, run_path)
+            salvage(temp_dir, run_path)
         end_instance(temp_dir)
 
 
